@@ -1,0 +1,86 @@
+"""The one place that knows the 18-class encoding.
+
+``class = 6 * mask + 3 * gender + age_group``
+
+* mask: wear=0 (``mask1``..``mask5``), incorrect=1 (``incorrect_mask``), not worn=2 (``normal``)
+* gender: male=0, female=1
+* age group: ``< bounds[0]`` = 0, ``bounds[0] <= age < bounds[1]`` = 1, ``>= bounds[1]`` = 2
+
+Everything else in maskcls goes through these functions; no other module does arithmetic on
+class ids. All functions accept scalars, numpy arrays and torch tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+NUM_CLASSES = 18
+MASK_NAMES = ("wear", "incorrect", "not_worn")
+GENDER_NAMES = ("male", "female")
+AGE_GROUP_NAMES = ("<30", "30-59", ">=60")
+DEFAULT_AGE_BOUNDS = (30, 60)
+
+# File stem -> mask code. The five masked shots share code 0.
+MASK_BY_STEM = {
+    "mask1": 0,
+    "mask2": 0,
+    "mask3": 0,
+    "mask4": 0,
+    "mask5": 0,
+    "incorrect_mask": 1,
+    "normal": 2,
+}
+IMAGE_STEMS = tuple(MASK_BY_STEM)
+GENDER_CODES = {name: code for code, name in enumerate(GENDER_NAMES)}
+
+TASKS = {"mask": MASK_NAMES, "gender": GENDER_NAMES, "age": AGE_GROUP_NAMES}
+
+
+def age_group(age: Any, bounds: Sequence[int] = DEFAULT_AGE_BOUNDS) -> Any:
+    """Age in years -> group 0, 1 or 2. ``age >= bounds[1]`` is the old group (the real 60+
+    people are all recorded as exactly 60, so ``>`` would empty that group)."""
+    lo, hi = check_age_bounds(bounds)
+    if hasattr(age, "new_tensor"):  # torch tensor: keep it on its device
+        return (age >= lo).long() + (age >= hi).long()
+    groups = np.digitize(np.asarray(age), [lo, hi], right=False)
+    return groups if groups.ndim else int(groups)
+
+
+def check_age_bounds(bounds: Sequence[int]) -> tuple[int, int]:
+    if len(bounds) != 2 or not bounds[0] < bounds[1]:
+        raise ValueError(
+            f"age bounds must be two increasing ages such as [30, 60], got {list(bounds)!r}"
+        )
+    return int(bounds[0]), int(bounds[1])
+
+
+def gender_code(gender: Any) -> Any:
+    """'male'/'female' (case-insensitive) -> 0/1."""
+    if isinstance(gender, str):
+        try:
+            return GENDER_CODES[gender.lower()]
+        except KeyError:
+            raise ValueError(f"unknown gender {gender!r}: expected one of {GENDER_NAMES}") from None
+    return np.array([gender_code(g) for g in gender], dtype=np.int64)
+
+
+def encode(mask: Any, gender: Any, age_grp: Any) -> Any:
+    """(mask, gender, age_group) codes -> class id in 0..17."""
+    return 6 * mask + 3 * gender + age_grp
+
+
+def decode(label: Any) -> tuple[Any, Any, Any]:
+    """Class id(s) -> (mask, gender, age_group) codes."""
+    return label // 6, (label // 3) % 2, label % 3
+
+
+def class_name(label: int) -> str:
+    """Readable name of one class id, e.g. ``'wear/female/30-59'``."""
+    m, g, a = decode(int(label))
+    return f"{MASK_NAMES[m]}/{GENDER_NAMES[g]}/{AGE_GROUP_NAMES[a]}"
+
+
+CLASS_NAMES = tuple(class_name(i) for i in range(NUM_CLASSES))

@@ -1,0 +1,148 @@
+"""A synthetic twin of the competition data: same layout, quirks and class imbalance.
+
+``python -m maskcls.synth --out DIR`` writes::
+
+    DIR/train/images/<id>_<gender>_<race>_<age>/{mask1..mask5,incorrect_mask,normal}.<ext>
+    DIR/train/train.csv          id,gender,race,age,path (ids unpadded, as in the real file)
+    DIR/eval/images/<40-hex>.jpg
+    DIR/eval/info.csv            ImageID,ans (ans all 0, as in the real file)
+    DIR/eval/answers.csv         ImageID,ans with the true classes, for a local score
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from maskcls import labels
+from maskcls.synth.faces import PersonLook, render
+from maskcls.synth.population import Person, sample_people
+
+__all__ = ["SynthConfig", "generate"]
+
+# Share of real people whose shots are .png / .jpeg instead of .jpg.
+EXTENSION_SHARES = {".jpg": 0.953, ".png": 0.027, ".jpeg": 0.017, "mixed": 0.003}
+HIDDEN_FILE_SHARE = 0.05  # people with macOS "._*" fork files beside their images
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    persons: int = 600
+    eval_persons: int = 150
+    seed: int = 0
+    width: int = 384
+    height: int = 512
+    difficulty: float = 1.0
+
+
+def _write_person(args: tuple) -> list[tuple[str, int]]:
+    """Render one person's seven shots into ``folder``; returns (file name, class) pairs."""
+    person, folder, cfg, names, exts = args
+    look = PersonLook(person, cfg.difficulty)
+    rng = np.random.default_rng(person.seed + 1)
+    g = labels.gender_code(person.gender)
+    a = labels.age_group(person.age)
+    out = []
+    for stem, name, ext in zip(labels.IMAGE_STEMS, names, exts, strict=True):
+        mask = labels.MASK_BY_STEM[stem]
+        img = render(look, mask, rng, cfg.width, cfg.height, cfg.difficulty)
+        path = folder / f"{name}{ext}"
+        if ext == ".png":
+            img.save(path, compress_level=1)
+        else:
+            img.save(path, format="JPEG", quality=int(rng.integers(55, 96)))
+        out.append((path.name, int(labels.encode(mask, g, a))))
+    return out
+
+
+def _extensions(rng: np.random.Generator) -> list[str]:
+    kind = rng.choice(list(EXTENSION_SHARES), p=list(EXTENSION_SHARES.values()))
+    if kind == "mixed":
+        return [".jpeg" if rng.random() < 0.5 else ".jpg" for _ in labels.IMAGE_STEMS]
+    return [str(kind)] * len(labels.IMAGE_STEMS)
+
+
+def _eval_name(seed: int, index: int) -> str:
+    return hashlib.sha1(f"maskcls-eval-{seed}-{index}".encode()).hexdigest()
+
+
+def generate(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(),
+             workers: int | None = None) -> Path:
+    """Write a complete competition tree to ``out`` (which must not exist yet).
+
+    The tree is built in a temporary sibling folder and renamed into place at the end, so an
+    interrupted run never leaves a half-written tree behind.
+    """
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; choose a new --out or delete it first")
+    if cfg.persons < 1 or cfg.eval_persons < 0:
+        raise ValueError("--persons must be >= 1 and --eval-persons >= 0")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _generate_into(tmp, cfg, workers)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _generate_into(root: Path, cfg: SynthConfig, workers: int | None) -> None:
+    rng = np.random.default_rng(cfg.seed)
+    train_people = sample_people(cfg.persons, rng, cfg.difficulty)
+    eval_people = sample_people(cfg.eval_persons, rng, cfg.difficulty, first_id=900000,
+                                id_quirks=False)
+    images = root / "train" / "images"
+    jobs, csv_rows = [], []
+    for p in train_people:
+        folder_name = f"{p.person_id}_{p.gender}_{p.race}_{p.age}"
+        folder = images / folder_name
+        folder.mkdir(parents=True)
+        jobs.append((p, folder, cfg, labels.IMAGE_STEMS, _extensions(rng)))
+        csv_id = p.person_id.lstrip("0") or "0"
+        csv_rows.append((csv_id, p.gender, p.race, p.age, folder_name))
+        if rng.random() < HIDDEN_FILE_SHARE:
+            (folder / "._mask1.jpg").write_bytes(b"\x00\x05\x16\x07 hidden fork")
+    (images / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    pd.DataFrame(csv_rows, columns=["id", "gender", "race", "age", "path"]).to_csv(
+        root / "train" / "train.csv", index=False)
+
+    eval_dir = root / "eval" / "images"
+    eval_dir.mkdir(parents=True)
+    names = iter(_eval_name(cfg.seed, i) for i in range(7 * cfg.eval_persons))
+    for p in eval_people:
+        jobs.append((p, eval_dir, cfg, [next(names) for _ in labels.IMAGE_STEMS],
+                     [".jpg"] * len(labels.IMAGE_STEMS)))
+
+    workers = workers or os.cpu_count() or 1
+    if workers > 1 and len(jobs) > 8:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_write_person, jobs, chunksize=8))
+    else:
+        results = [_write_person(j) for j in jobs]
+
+    answers = [r for res in results[len(train_people):] for r in res]
+    order = rng.permutation(len(answers))  # eval rows are shuffled, as in the real info.csv
+    ans = pd.DataFrame([answers[i] for i in order], columns=["ImageID", "ans"])
+    ans.to_csv(root / "eval" / "answers.csv", index=False)
+    ans.assign(ans=0).to_csv(root / "eval" / "info.csv", index=False)
+
+
+def ensure_synthetic(root: str | os.PathLike, cfg: SynthConfig = SynthConfig()) -> bool:
+    """Generate the synthetic tree at ``root`` unless it is already there. Returns True if it
+    generated one."""
+    root = Path(root)
+    if (root / "train" / "images").is_dir():
+        return False
+    generate(root, cfg)
+    return True

@@ -1,0 +1,141 @@
+"""Render a face-like portrait whose mask state, gender and age show as visual cues.
+
+Cues, and how they overlap (``difficulty`` scales every source of overlap):
+
+* mask: worn over nose and mouth / worn below the nose or on the chin / none. Always visible,
+  but colour, size and position vary.
+* gender: hair length (long for most women, short for most men, with exceptions), lip colour,
+  a beard on some men. A mask hides mouth and beard, so the hair carries most of it.
+* age: greying hair, forehead wrinkles, eye bags and a receding hairline, each a smooth ramp in
+  the person's *apparent* age, so 29 vs 30 is as hard as in reality.
+
+Person-level traits (skin, hair, face shape, background) stay fixed across a person's seven
+shots; pose, light, mask colour and JPEG quality change from shot to shot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance
+
+from maskcls.synth.population import Person
+
+SKIN_TONES = np.array([[255, 224, 196], [241, 194, 161], [224, 172, 135], [198, 143, 104],
+                       [160, 110, 80]], dtype=float)
+HAIR_COLOURS = np.array([[20, 16, 14], [45, 30, 22], [70, 48, 30], [110, 75, 45]], dtype=float)
+GREY = np.array([215, 215, 212], dtype=float)
+MASK_COLOURS = [(245, 245, 245), (170, 205, 235), (30, 30, 34), (120, 120, 125),
+                (240, 180, 200), (40, 50, 90), (90, 140, 110)]
+
+
+def _ramp(x: float, lo: float, hi: float) -> float:
+    return float(np.clip((x - lo) / (hi - lo), 0.0, 1.0))
+
+
+def _mix(a: np.ndarray, b: np.ndarray, t: float) -> tuple[int, int, int]:
+    return tuple(int(v) for v in np.clip(a * (1 - t) + b * t, 0, 255))
+
+
+class PersonLook:
+    """Traits drawn once per person."""
+
+    def __init__(self, person: Person, difficulty: float) -> None:
+        rng = np.random.default_rng(person.seed)
+        female = person.gender == "female"
+        flip = 0.10 * difficulty  # share of people whose hair goes against the usual
+        self.long_hair = (rng.random() > flip) if female else (rng.random() < flip * 0.6)
+        self.beard = (not female) and rng.random() < 0.35
+        self.lips = (200, 90, 100) if female and rng.random() > flip else (170, 110, 100)
+        t = rng.uniform(0, len(SKIN_TONES) - 1)
+        i = int(t)
+        self.skin = _mix(SKIN_TONES[i], SKIN_TONES[min(i + 1, len(SKIN_TONES) - 1)], t - i)
+        a = person.apparent_age
+        grey = _ramp(a + rng.normal(0, 3 * difficulty), 30, 62)
+        self.hair = _mix(HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))], GREY, grey)
+        self.wrinkles = _ramp(a + rng.normal(0, 3 * difficulty), 40, 78)
+        self.eye_bags = _ramp(a + rng.normal(0, 3 * difficulty), 45, 80)
+        self.recede = _ramp(a + rng.normal(0, 3 * difficulty), 50, 85) if not female else 0.0
+        self.face_w = rng.uniform(0.38, 0.46)
+        self.face_h = self.face_w * rng.uniform(1.25, 1.45)
+        self.background = tuple(int(v) for v in rng.integers(60, 230, size=3))
+        self.shirt = tuple(int(v) for v in rng.integers(20, 240, size=3))
+
+
+def render(look: PersonLook, mask: int, rng: np.random.Generator, width: int, height: int,
+           difficulty: float) -> Image.Image:
+    """One shot of a person. ``mask``: 0 worn, 1 worn incorrectly, 2 none."""
+    img = Image.new("RGB", (width, height), look.background)
+    d = ImageDraw.Draw(img)
+    s = width * rng.uniform(0.92, 1.08)
+    cx = width * (0.5 + rng.uniform(-0.06, 0.06))
+    cy = height * (0.45 + rng.uniform(-0.04, 0.04))
+    fw, fh = look.face_w * s, look.face_h * s
+
+    # Shoulders and neck.
+    d.ellipse([cx - 0.9 * s, cy + 0.55 * fh, cx + 0.9 * s, cy + 2.2 * fh], fill=look.shirt)
+    d.rectangle([cx - 0.18 * fw, cy + 0.3 * fh, cx + 0.18 * fw, cy + 0.75 * fh], fill=look.skin)
+    # Hair behind the head: long hair falls to the shoulders.
+    top = cy - 0.62 * fh
+    if look.long_hair:
+        d.rounded_rectangle([cx - 0.62 * fw, top, cx + 0.62 * fw, cy + 0.85 * fh],
+                            radius=int(0.4 * fw), fill=look.hair)
+    # Head.
+    d.ellipse([cx - fw / 2, cy - fh / 2, cx + fw / 2, cy + fh / 2], fill=look.skin)
+    # Hair on top; a receding hairline shows more forehead.
+    hair_bottom = cy - (0.28 + 0.14 * look.recede) * fh
+    d.chord([cx - 0.54 * fw, top, cx + 0.54 * fw, hair_bottom + 0.35 * fh], 180, 360,
+            fill=look.hair)
+    # Forehead wrinkles.
+    if look.wrinkles > 0.05:
+        shade = _mix(np.array(look.skin, float), np.zeros(3), 0.25 + 0.3 * look.wrinkles)
+        for k in range(1 + int(3 * look.wrinkles)):
+            y = hair_bottom + (0.06 + 0.045 * k) * fh
+            d.arc([cx - 0.25 * fw, y, cx + 0.25 * fw, y + 0.08 * fh], 200, 340, fill=shade,
+                  width=max(1, int(width / 160 + 2 * look.wrinkles)))
+    # Eyes, brows, eye bags.
+    ey = cy - 0.08 * fh
+    for side in (-1, 1):
+        ex = cx + side * 0.2 * fw
+        r = 0.055 * fw
+        d.ellipse([ex - r * 1.4, ey - r, ex + r * 1.4, ey + r], fill=(250, 250, 250))
+        d.ellipse([ex - r * 0.6, ey - r * 0.6, ex + r * 0.6, ey + r * 0.6], fill=(35, 25, 20))
+        d.line([ex - r * 1.6, ey - 2.2 * r, ex + r * 1.6, ey - 2.4 * r], fill=look.hair,
+               width=max(1, int(r * 0.6)))
+        if look.eye_bags > 0.05:
+            bag = _mix(np.array(look.skin, float), np.array([90, 60, 70.0]), 0.5 * look.eye_bags)
+            d.arc([ex - r * 1.4, ey, ex + r * 1.4, ey + 2.2 * r], 20, 160, fill=bag,
+                  width=max(1, int(r * 0.5 * look.eye_bags) + 1))
+    # Nose and mouth; a beard around the mouth.
+    nose_y = cy + 0.12 * fh
+    dark = _mix(np.array(look.skin, float), np.zeros(3), 0.3)
+    d.polygon([(cx, cy - 0.02 * fh), (cx - 0.06 * fw, nose_y), (cx + 0.06 * fw, nose_y)],
+              fill=dark)
+    mouth_y = cy + 0.26 * fh
+    if look.beard:
+        d.chord([cx - 0.4 * fw, cy + 0.05 * fh, cx + 0.4 * fw, cy + 0.52 * fh], 0, 180,
+                fill=_mix(np.array(look.hair, float), np.array(look.skin, float), 0.3))
+    d.ellipse([cx - 0.13 * fw, mouth_y - 0.03 * fh, cx + 0.13 * fw, mouth_y + 0.03 * fh],
+              fill=look.lips)
+    # The mask.
+    if mask != 2:
+        colour = MASK_COLOURS[rng.integers(len(MASK_COLOURS))]
+        if mask == 0:  # over nose and mouth
+            y0 = cy + rng.uniform(-0.04, 0.02) * fh
+        elif rng.random() < 0.5:  # below the nose
+            y0 = cy + rng.uniform(0.15, 0.2) * fh
+        else:  # on the chin
+            y0 = cy + rng.uniform(0.31, 0.36) * fh
+        y1 = cy + rng.uniform(0.5, 0.56) * fh
+        d.rounded_rectangle([cx - 0.46 * fw, y0, cx + 0.46 * fw, y1],
+                            radius=int(0.12 * fw), fill=colour)
+        strap = _mix(np.array(colour, float), np.zeros(3), 0.2)
+        for side in (-1, 1):
+            d.line([cx + side * 0.46 * fw, y0 + 0.04 * fh, cx + side * 0.5 * fw, cy - 0.05 * fh],
+                   fill=strap, width=max(1, width // 128))
+    # Pose, light and camera. NEAREST rotation: 12x faster than BILINEAR, and the shapes have
+    # no anti-aliasing to preserve.
+    img = img.rotate(rng.uniform(-8, 8), resample=Image.NEAREST, fillcolor=look.background)
+    light = 1.0 + rng.uniform(-0.25, 0.25) * min(1.0, difficulty)
+    img = ImageEnhance.Brightness(img).enhance(light)
+    noise = Image.effect_noise((width // 4, height // 4), 40).resize((width, height))
+    return Image.blend(img, Image.merge("RGB", (noise, noise, noise)), 0.08)
