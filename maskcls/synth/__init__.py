@@ -24,7 +24,7 @@ import pandas as pd
 
 from maskcls import labels
 from maskcls.synth.faces import PersonLook, render
-from maskcls.synth.population import Person, sample_people
+from maskcls.synth.population import sample_people
 
 __all__ = ["SynthConfig", "generate"]
 

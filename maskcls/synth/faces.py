@@ -23,7 +23,8 @@ from maskcls.synth.population import Person
 SKIN_TONES = np.array([[255, 224, 196], [241, 194, 161], [224, 172, 135], [198, 143, 104],
                        [160, 110, 80]], dtype=float)
 HAIR_COLOURS = np.array([[20, 16, 14], [45, 30, 22], [70, 48, 30], [110, 75, 45]], dtype=float)
-GREY = np.array([215, 215, 212], dtype=float)
+GREY = np.array([135, 135, 132], dtype=float)
+WHITE = np.array([245, 245, 240], dtype=float)
 MASK_COLOURS = [(245, 245, 245), (170, 205, 235), (30, 30, 34), (120, 120, 125),
                 (240, 180, 200), (40, 50, 90), (90, 140, 110)]
 
@@ -42,19 +43,26 @@ class PersonLook:
     def __init__(self, person: Person, difficulty: float) -> None:
         rng = np.random.default_rng(person.seed)
         female = person.gender == "female"
-        flip = 0.10 * difficulty  # share of people whose hair goes against the usual
-        self.long_hair = (rng.random() > flip) if female else (rng.random() < flip * 0.6)
+        flip = 0.05 * difficulty  # share of people whose hair goes against the usual
+        self.long_hair = (rng.random() > flip) if female else (rng.random() < flip)
         self.beard = (not female) and rng.random() < 0.35
         self.lips = (200, 90, 100) if female and rng.random() > flip else (170, 110, 100)
         t = rng.uniform(0, len(SKIN_TONES) - 1)
         i = int(t)
         self.skin = _mix(SKIN_TONES[i], SKIN_TONES[min(i + 1, len(SKIN_TONES) - 1)], t - i)
-        a = person.apparent_age
-        grey = _ramp(a + rng.normal(0, 3 * difficulty), 30, 62)
-        self.hair = _mix(HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))], GREY, grey)
-        self.wrinkles = _ramp(a + rng.normal(0, 3 * difficulty), 40, 78)
-        self.eye_bags = _ramp(a + rng.normal(0, 3 * difficulty), 45, 80)
-        self.recede = _ramp(a + rng.normal(0, 3 * difficulty), 50, 85) if not female else 0.0
+
+        def cue(lo: float, hi: float) -> float:  # a ramp in apparent age, blurred per cue
+            return _ramp(person.apparent_age + rng.normal(0, 2.0 * difficulty), lo, hi)
+
+        # Young -> middle age: the hair greys. Middle -> old age: it turns white and thins,
+        # wrinkles deepen. Each ramp spans one age boundary, so both boundaries stay learnable.
+        base = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))]
+        grey = cue(24, 50)
+        hair = base * (1 - grey) + GREY * grey
+        self.hair = _mix(hair, WHITE, cue(54, 72))
+        self.wrinkles = cue(36, 72)
+        self.eye_bags = cue(50, 75)
+        self.recede = cue(54, 78) * (1.0 if not female else 0.6)
         self.face_w = rng.uniform(0.38, 0.46)
         self.face_h = self.face_w * rng.uniform(1.25, 1.45)
         self.background = tuple(int(v) for v in rng.integers(60, 230, size=3))
@@ -83,7 +91,8 @@ def render(look: PersonLook, mask: int, rng: np.random.Generator, width: int, he
     d.ellipse([cx - fw / 2, cy - fh / 2, cx + fw / 2, cy + fh / 2], fill=look.skin)
     # Hair on top; a receding hairline shows more forehead.
     hair_bottom = cy - (0.28 + 0.14 * look.recede) * fh
-    d.chord([cx - 0.54 * fw, top, cx + 0.54 * fw, hair_bottom + 0.35 * fh], 180, 360,
+    crown = top + 0.22 * fh * look.recede  # thinning hair sits lower on the head
+    d.chord([cx - 0.54 * fw, crown, cx + 0.54 * fw, hair_bottom + 0.35 * fh], 180, 360,
             fill=look.hair)
     # Forehead wrinkles.
     if look.wrinkles > 0.05:
@@ -137,5 +146,7 @@ def render(look: PersonLook, mask: int, rng: np.random.Generator, width: int, he
     img = img.rotate(rng.uniform(-8, 8), resample=Image.NEAREST, fillcolor=look.background)
     light = 1.0 + rng.uniform(-0.25, 0.25) * min(1.0, difficulty)
     img = ImageEnhance.Brightness(img).enhance(light)
-    noise = Image.effect_noise((width // 4, height // 4), 40).resize((width, height))
+    # Sensor noise from our generator (PIL's effect_noise uses an unseeded C rand()).
+    grain = rng.normal(128, 40, size=(max(1, height // 4), max(1, width // 4)))
+    noise = Image.fromarray(grain.clip(0, 255).astype(np.uint8)).resize((width, height))
     return Image.blend(img, Image.merge("RGB", (noise, noise, noise)), 0.08)

@@ -50,7 +50,7 @@ def sample_people(n: int, rng: np.random.Generator, difficulty: float, first_id:
         if age >= 60:
             apparent = rng.uniform(*OLD_APPARENT_AGE)
         else:
-            apparent = age + rng.normal(0.0, 2.0 * difficulty)
+            apparent = age + rng.normal(0.0, 1.5 * difficulty)
         pid = f"{ids[i]:06d}"
         if id_quirks and i > 0 and rng.random() < 0.015:
             pid = f"{ids[i - 1]:06d}-1"  # a second person filed under a neighbour's id

@@ -1,0 +1,40 @@
+# Two commands set everything up on a fresh machine:
+#   make train   # creates .venv, installs maskcls, trains the default run on synthetic data
+#   make test    # creates .venv, installs maskcls with test tools, runs the test suite
+# Both are idempotent: the install step reruns only when pyproject.toml changes.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXTRAS ?= dev,sweep
+ARGS ?=
+
+.PHONY: install train test test-all lint synth clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+train: install
+	$(PY) train.py $(ARGS)
+
+# pytest exits 5 when it collects no test: treat that as a failure, loudly.
+test: install
+	$(PY) -m pytest -q -m "not slow" $(ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; fi; exit $$rc
+
+test-all: install
+	$(PY) -m pytest -q $(ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+
+synth: install
+	$(PY) -m maskcls.synth --out data/synthetic
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache

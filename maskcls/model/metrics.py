@@ -1,0 +1,60 @@
+"""torchmetrics for one stage: the competition's macro-F1, accuracy, per-class F1, per-task
+macro-F1 (mask / gender / age decoded from the 18-class prediction) and the confusion matrix."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+)
+
+from maskcls import labels
+
+
+class StageMetrics(nn.Module):
+    """All metrics of one stage. ``summary`` metrics are logged every epoch, ``detail``
+    metrics (per-class F1, confusion matrix) are read at the end."""
+
+    def __init__(self, prefix: str, num_classes: int = labels.NUM_CLASSES) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.summary = MetricCollection({
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+        }, prefix=prefix)
+        self.tasks = nn.ModuleDict({
+            task: MulticlassF1Score(len(names), average="macro")
+            for task, names in labels.TASKS.items()
+        })
+        self.f1_class = MulticlassF1Score(num_classes, average="none")
+        self.confmat = MulticlassConfusionMatrix(num_classes)
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor, detail: bool = True) -> None:
+        self.summary.update(preds, target)
+        for task, p, t in zip(self.tasks, labels.decode(preds), labels.decode(target),
+                              strict=True):
+            self.tasks[task].update(p, t)
+        if detail:
+            self.f1_class.update(preds, target)
+            self.confmat.update(preds, target)
+
+    def logged(self) -> dict[str, torch.Tensor]:
+        """Scalars for ``self.log_dict`` (computed across processes)."""
+        out = dict(self.summary.compute())
+        out.update({f"{self.prefix}f1_{t}": m.compute() for t, m in self.tasks.items()})
+        return out
+
+    def details(self) -> dict[str, list]:
+        return {"f1_per_class": self.f1_class.compute().tolist(),
+                "confusion_matrix": self.confmat.compute().tolist()}
+
+    def reset(self) -> None:
+        self.summary.reset()
+        for m in self.tasks.values():
+            m.reset()
+        self.f1_class.reset()
+        self.confmat.reset()

@@ -1,0 +1,150 @@
+"""What ``train.py`` does, importable so tests and sweeps reach it: check the config, build
+data / model / trainer from it, fit, evaluate the best checkpoint, write the run folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytorch_lightning as pl
+import timm
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from maskcls import labels
+from maskcls.data.datamodule import MaskDataModule
+from maskcls.data.transforms import check_image_size
+from maskcls.model.module import MaskClassifier, create_backbone
+from maskcls.plots import confusion_matrix_png
+
+log = logging.getLogger(__name__)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Catch configuration mistakes before any data is read or model is built."""
+    check_image_size(OmegaConf.to_container(cfg.data.image_size)
+                     if OmegaConf.is_config(cfg.data.image_size) else cfg.data.image_size)
+    name = cfg.model.backbone
+    if not timm.is_model(name):
+        create_backbone(name)  # raises the error with suggestions
+    root = Path(str(cfg.data.root)).expanduser()
+    if not cfg.data.get("synthetic") and not (root / "train" / "images").is_dir():
+        raise FileNotFoundError(
+            f"data.root={str(cfg.data.root)!r}: {root / 'train' / 'images'} does not exist. "
+            "Point data.root at the folder holding train/ and eval/.")
+
+
+def build(cfg: DictConfig) -> tuple[MaskDataModule, MaskClassifier]:
+    dm: MaskDataModule = instantiate(cfg.data, _convert_="all")
+    dm.prepare_data()
+    dm.setup("fit")
+    loss = instantiate(cfg.loss, class_counts=dm.class_counts)
+    model: MaskClassifier = instantiate(
+        cfg.model, loss=loss, optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler, _convert_="all"))
+    return dm, model
+
+
+def train(cfg: DictConfig) -> float:
+    """Train one run; returns the monitored metric of the best checkpoint (for sweepers)."""
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    check_config(cfg)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    pl.seed_everything(cfg.seed, workers=True)
+
+    dm, model = build(cfg)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+
+    t0 = time.perf_counter()
+    trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - t0
+
+    ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
+    if best:  # evaluate the chosen checkpoint, not the last epoch's weights
+        trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)
+    details = model.val_details
+    if not trainer.is_global_zero or not details:
+        return float(details.get(cfg.monitor, float("nan"))) if details else float("nan")
+
+    metrics = write_run_files(out, dm, details, trainer, ckpt, fit_seconds)
+    print_summary(out, metrics)
+    return float(metrics["val"].get(cfg.monitor.split("/", 1)[-1], float("nan")))
+
+
+def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trainer: pl.Trainer,
+                    ckpt: ModelCheckpoint | None, fit_seconds: float) -> dict[str, Any]:
+    """``metrics.json``, ``confusion_matrix.png`` and ``val_predictions.csv``."""
+    scalars = {k.split("/", 1)[1]: v for k, v in details.items() if k.startswith("val/")}
+    best_epoch = _best_epoch(ckpt)
+    metrics = {
+        "val": {
+            **scalars,
+            "f1_per_class": dict(zip(labels.CLASS_NAMES, details["f1_per_class"], strict=True)),
+        },
+        "confusion_matrix": details["confusion_matrix"],
+        "best_epoch": best_epoch,
+        "epochs": trainer.current_epoch,
+        "fit_seconds": round(fit_seconds, 1),
+        "best_checkpoint": ckpt.best_model_path if ckpt else None,
+        "val_people": int(dm.val_catalog["person_id"].nunique()),
+        "val_images": len(dm.val_catalog),
+        "train_images": len(dm.train_rows),
+    }
+    _atomic_write(out / "metrics.json", json.dumps(metrics, indent=2))
+    confusion_matrix_png(details["confusion_matrix"], out / "confusion_matrix.png",
+                         title=f"validation confusion matrix (macro-F1 {scalars['f1']:.3f})")
+    if "probs" in details:
+        probs = details["probs"].numpy()
+        val = dm.val_catalog[["path", "folder", "person_id", "label"]].reset_index(drop=True)
+        if len(val) == len(probs):
+            val["pred"] = probs.argmax(1)
+            prob_cols = pd.DataFrame(probs, columns=[f"prob_{c}" for c in range(probs.shape[1])])
+            pd.concat([val, prob_cols], axis=1).to_csv(out / "val_predictions.csv", index=False,
+                                                       float_format="%.6f")
+    return metrics
+
+
+def _best_epoch(ckpt: ModelCheckpoint | None) -> int | None:
+    if ckpt is None or not ckpt.best_model_path:
+        return None
+    state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)
+    return int(state.get("epoch", -1))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def print_summary(out: Path, metrics: dict[str, Any]) -> None:
+    v = metrics["val"]
+    worst = sorted(v["f1_per_class"].items(), key=lambda kv: kv[1])[:3]
+    lines = [
+        "",
+        "=" * 72,
+        f"best epoch {metrics['best_epoch']} of {metrics['epochs']}   "
+        f"fit {metrics['fit_seconds']:.0f}s   "
+        f"{metrics['train_images']} train / {metrics['val_images']} val images "
+        f"({metrics['val_people']} val people)",
+        f"val macro-F1 {v['f1']:.4f}   accuracy {v['acc']:.4f}   "
+        f"F1 mask {v['f1_mask']:.3f}  gender {v['f1_gender']:.3f}  age {v['f1_age']:.3f}",
+        "weakest classes: " + ", ".join(f"{k} {s:.2f}" for k, s in worst),
+        f"run folder: {out}",
+        "  checkpoints/best.ckpt, checkpoints/last.ckpt, metrics.json, metrics.csv, "
+        "confusion_matrix.png, val_predictions.csv, config.yaml",
+        "=" * 72,
+    ]
+    print("\n".join(lines), flush=True)
+

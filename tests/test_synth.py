@@ -1,0 +1,92 @@
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from maskcls import labels
+from maskcls.data import catalog as cat
+from maskcls.synth import SynthConfig, generate
+from maskcls.synth.__main__ import main as synth_main
+from maskcls.synth.population import sample_people
+
+
+def _digest(root):
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_same_seed_same_bytes_other_seed_other_tree(tmp_path):
+    cfg = SynthConfig(persons=6, eval_persons=2, seed=3, width=32, height=40)
+    a = generate(tmp_path / "a", cfg, workers=1)
+    b = generate(tmp_path / "b", cfg, workers=2)  # process count does not change the output
+    c = generate(tmp_path / "c", SynthConfig(persons=6, eval_persons=2, seed=4, width=32,
+                                             height=40), workers=1)
+    assert _digest(a) == _digest(b)
+    assert _digest(a) != _digest(c)
+
+
+def test_layout_matches_the_competition(synth_root):
+    images = synth_root / "train" / "images"
+    folders = [p for p in images.iterdir() if p.is_dir()]
+    for folder in folders:
+        stems = sorted(p.stem for p in folder.iterdir() if not p.name.startswith("."))
+        assert stems == sorted(labels.IMAGE_STEMS)
+    csv = pd.read_csv(synth_root / "train" / "train.csv", dtype=str)
+    assert list(csv.columns) == ["id", "gender", "race", "age", "path"]
+    assert not csv["id"].str.startswith("0").any()  # unpadded ids, as in the real file
+    info = pd.read_csv(synth_root / "eval" / "info.csv")
+    assert list(info.columns) == ["ImageID", "ans"] and (info["ans"] == 0).all()
+    assert info["ImageID"].str.fullmatch(r"[0-9a-f]{40}\.jpg").all()
+    answers = pd.read_csv(synth_root / "eval" / "answers.csv")
+    assert answers["ans"].between(0, 17).all()
+    assert (images / ".DS_Store").exists()
+
+
+def test_people_follow_the_real_statistics():
+    people = sample_people(20000, np.random.default_rng(0), difficulty=1.0)
+    female = np.mean([p.gender == "female" for p in people])
+    groups = np.bincount([labels.age_group(p.age) for p in people]) / len(people)
+    assert female == pytest.approx(1658 / 2700, abs=0.015)
+    assert groups == pytest.approx([1281 / 2700, 1227 / 2700, 192 / 2700], abs=0.015)
+    assert max(p.age for p in people) == 60
+    old = [p.apparent_age for p in people if p.age == 60]
+    assert min(old) >= 60  # recorded 60, faces older
+    ages = np.array([p.age for p in people])
+    assert np.mean((ages >= 18) & (ages <= 20)) > 0.25  # the young peak
+    ids = [p.person_id for p in people]
+    assert any("-" in i for i in ids)
+
+
+def test_one_id_in_two_folders(synth_root):
+    df = cat.scan_train(synth_root)
+    per_id = df.groupby("person_id")["folder"].nunique()
+    assert (per_id == 2).sum() == 1
+
+
+def test_cli_refuses_existing_folder_and_bad_counts(tmp_path, capsys):
+    out = tmp_path / "t"
+    synth_main(["--out", str(out), "--persons", "2", "--eval-persons", "1", "--width", "32",
+                "--height", "40", "--workers", "1"])
+    assert "wrote 21 images" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="already exists"):
+        synth_main(["--out", str(out)])
+    with pytest.raises(SystemExit, match="--persons must be >= 1"):
+        synth_main(["--out", str(tmp_path / "u"), "--persons", "0"])
+    assert not (tmp_path / "u").exists()
+
+
+def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
+    import maskcls.synth as synth
+
+    def boom(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synth, "_write_person", boom)
+    with pytest.raises(KeyboardInterrupt):
+        generate(tmp_path / "x", SynthConfig(persons=2, eval_persons=0), workers=1)
+    assert list(tmp_path.iterdir()) == []
