@@ -134,7 +134,7 @@ def print_summary(out: Path, metrics: dict[str, Any]) -> None:
     lines = [
         "",
         "=" * 72,
-        f"best epoch {metrics['best_epoch']} of {metrics['epochs']}   "
+        f"best epoch {metrics['best_epoch']} (of 0..{metrics['epochs'] - 1})   "
         f"fit {metrics['fit_seconds']:.0f}s   "
         f"{metrics['train_images']} train / {metrics['val_images']} val images "
         f"({metrics['val_people']} val people)",
