@@ -8,15 +8,24 @@ Examples::
     python train.py -m data.n_folds=5 'data.fold=range(5)'
 """
 
+import warnings
+
 import hydra
 from omegaconf import DictConfig
 
+from maskcls.inference import USER_ERRORS
 from maskcls.training import train
+
+# Library deprecation chatter that users can do nothing about.
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    return train(cfg)
+    try:
+        return train(cfg)
+    except USER_ERRORS as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

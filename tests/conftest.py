@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hydra import compose, initialize_config_dir
 
 from maskcls.synth import SynthConfig, generate
 
 REAL_META = Path(__file__).parent / "fixtures" / "real-meta"
+CONF = Path(__file__).parents[1] / "conf"
 TINY = SynthConfig(persons=40, eval_persons=6, seed=1, width=48, height=64)
 
 
@@ -52,3 +54,24 @@ def build_real_tree(root: Path) -> Path:
 @pytest.fixture(scope="session")
 def real_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_real_tree(tmp_path_factory.mktemp("real"))
+
+
+def make_cfg(synth_root: Path, out: Path, *overrides: str):
+    """The training config for a tiny, fast run on ``synth_root`` writing into ``out``."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("train", overrides=[
+            f"data.root={synth_root}", "data.synthetic=null", f"paths.output_dir={out}",
+            "data.image_size=[32,24]", "data.batch_size=16", "trainer.max_epochs=1",
+            "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0", *overrides])
+
+
+@pytest.fixture(scope="session")
+def fold_runs(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-fold 'multirun' folder: jobs 0 and 1, each a finished run (2 epochs)."""
+    from maskcls.training import train
+
+    multi = tmp_path_factory.mktemp("multirun")
+    for fold in (0, 1):
+        train(make_cfg(synth_root, multi / str(fold), "data.n_folds=2", f"data.fold={fold}",
+                       "trainer.max_epochs=2"))
+    return multi

@@ -16,21 +16,13 @@ from maskcls.data.datamodule import MaskDataModule
 from maskcls.model.module import create_backbone
 from maskcls.training import build, train
 
+from conftest import CONF, make_cfg
+
 ROOT = Path(__file__).parents[1]
-CONF = ROOT / "conf"
 
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
-def make_cfg(synth_root: Path, out: Path, *overrides: str):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("train", overrides=[
-            f"data.root={synth_root}", "data.synthetic=null", f"paths.output_dir={out}",
-            "data.image_size=[32,24]", "data.batch_size=16", "trainer.max_epochs=1",
-            "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0",
-            *overrides])
 
 
 @pytest.mark.parametrize(("group", "option"), [

@@ -1,0 +1,233 @@
+"""Checkpoints -> competition submission: what ``predict.py`` does, importable.
+
+A checkpoint knows its backbone (hyper-parameters) and its eval pipeline (the datamodule state:
+image size, face crop, normalisation), and its run folder knows the data it was trained on, so
+prediction never falls back to defaults. Several checkpoints (a k-fold sweep) are ensembled by
+averaging their softmax probabilities.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+
+from maskcls import labels
+from maskcls.data import catalog as cat
+from maskcls.data.dataset import ImageDataset
+from maskcls.data.transforms import base_transform, finish_transform
+from maskcls.model.module import MaskClassifier
+
+DATAMODULE_KEY = "MaskDataModule"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint path that cannot be used; the message says which and why."""
+
+
+# Errors whose message tells the user what to fix: the entry points print them without a trace.
+USER_ERRORS = (CheckpointError, cat.DataLayoutError, FileNotFoundError, PermissionError,
+               ValueError)
+
+
+@dataclass
+class Member:
+    """One trained model of an ensemble."""
+
+    ckpt: Path
+    run_dir: Path | None
+
+    @property
+    def name(self) -> str:
+        return str(self.run_dir.name if self.run_dir else self.ckpt.stem)
+
+
+def find_checkpoints(path: str | os.PathLike) -> tuple[list[Member], Path]:
+    """Resolve ``ckpt=`` to checkpoints and the folder the submission goes to by default.
+
+    ``path`` is a ``.ckpt`` file, a run folder (its ``checkpoints/best.ckpt``) or a multirun
+    folder (every job's ``checkpoints/best.ckpt``).
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CheckpointError(f"ckpt={path}: no such file or folder. Give a .ckpt file, a run "
+                              "folder (outputs/<date>/<time>) or a multirun folder.")
+    if p.is_file():
+        run = p.parent.parent if p.parent.name == "checkpoints" else None
+        return [Member(p, run if run and (run / "config.yaml").exists() else None)], (run or p.parent)
+    best = p / "checkpoints" / "best.ckpt"
+    if best.exists():
+        return [Member(best, p)], p
+    jobs = sorted((d for d in p.iterdir() if (d / "checkpoints" / "best.ckpt").exists()),
+                  key=lambda d: (len(d.name), d.name))
+    if not jobs:
+        raise CheckpointError(f"ckpt={path}: no checkpoints/best.ckpt in this folder or its "
+                              "sub-folders; is it a finished run or multirun folder?")
+    return [Member(d / "checkpoints" / "best.ckpt", d) for d in jobs], p
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint without executing code: ``weights_only=True`` refuses pickled
+    objects, so a checkpoint from a stranger cannot run anything on load."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:300]}). Checkpoints are read with "
+                              "weights_only=True; only plain tensors and containers are allowed."
+                              ) from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return ckpt
+
+
+def load_model(ckpt: dict[str, Any], path: Path) -> MaskClassifier:
+    hp = dict(ckpt.get("hyper_parameters") or {})
+    if "backbone" not in hp:
+        raise CheckpointError(f"{path}: no backbone in the checkpoint's hyper-parameters; was it "
+                              "written by maskcls?")
+    n = int(hp.get("num_classes", labels.NUM_CLASSES))
+    head = [v for k, v in ckpt["state_dict"].items() if k.endswith(".weight") and v.ndim == 2]
+    if n != labels.NUM_CLASSES or (head and head[-1].shape[0] != labels.NUM_CLASSES):
+        got = head[-1].shape[0] if head else n
+        raise CheckpointError(f"{path}: the model predicts {got} classes, the competition has "
+                              f"{labels.NUM_CLASSES}")
+    model = MaskClassifier(backbone=hp["backbone"], pretrained=False,
+                           drop_rate=hp.get("drop_rate", 0.0),
+                           channels_last=hp.get("channels_last", False))
+    model.load_state_dict(ckpt["state_dict"], strict=True)
+    return model.eval()
+
+
+def eval_pipeline(ckpt: dict[str, Any], path: Path) -> tuple[Any, Any]:
+    state = ckpt.get(DATAMODULE_KEY)
+    if not state:
+        raise CheckpointError(f"{path}: the checkpoint does not record its eval pipeline "
+                              f"(no '{DATAMODULE_KEY}' entry); retrain with this version")
+    return (base_transform(state["image_size"], state.get("center_crop")),
+            finish_transform(state["mean"], state["std"]))
+
+
+def trained_data_root(member: Member) -> str | None:
+    if member.run_dir is None:
+        return None
+    cfg = OmegaConf.load(member.run_dir / "config.yaml")
+    return str(cfg.data.root)
+
+
+class _TTA(pl.LightningModule):
+    """Softmax of the model, averaged with its horizontally flipped view when ``tta``."""
+
+    def __init__(self, model: MaskClassifier, tta: bool) -> None:
+        super().__init__()
+        self.model, self.tta = model, tta
+
+    def predict_step(self, batch: Any, _: int) -> torch.Tensor:
+        x = batch[0]
+        prob = self.model(x).float().softmax(1)
+        if self.tta:
+            prob = (prob + self.model(x.flip(-1)).float().softmax(1)) / 2
+        return prob
+
+
+def predict_probs(members: Sequence[Member], data_root: str | os.PathLike, tta: bool = False,
+                  batch_size: int = 128, num_workers: int = 2, accelerator: str = "auto"
+                  ) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """(eval table in info.csv order, one (N, 18) probability array per member)."""
+    loaded = []
+    for m in members:  # check every checkpoint, then the data, before predicting with any
+        ckpt = load_checkpoint(m.ckpt)
+        loaded.append((load_model(ckpt, m.ckpt), eval_pipeline(ckpt, m.ckpt)))
+    eval_df = cat.scan_eval(data_root)
+    trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False,
+                         enable_checkpointing=False, enable_model_summary=False)
+    out = []
+    for model, (base, finish) in loaded:
+        ds = ImageDataset(eval_df["path"].tolist(), None, base, finish)
+        loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers,
+                            persistent_workers=False, pin_memory=torch.cuda.is_available())
+        batches = trainer.predict(_TTA(model, tta), dataloaders=loader)
+        out.append(torch.cat(batches).numpy())
+    return eval_df, out
+
+
+def score(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Macro-F1 (the competition metric), accuracy and per-task macro-F1."""
+    p, t = torch.tensor(np.asarray(pred)), torch.tensor(np.asarray(truth))
+    res = {"f1": multiclass_f1_score(p, t, labels.NUM_CLASSES, average="macro").item(),
+           "acc": multiclass_accuracy(p, t, labels.NUM_CLASSES, average="micro").item()}
+    for (task, names), pp, tt in zip(labels.TASKS.items(), labels.decode(p), labels.decode(t),
+                                     strict=True):
+        res[f"f1_{task}"] = multiclass_f1_score(pp, tt, len(names), average="macro").item()
+    return res
+
+
+def check_writable(path: Path) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"output={path}: folder {folder} does not exist; create it or "
+                                "choose another output path")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"output={path}: folder {folder} is not writable")
+
+
+def write_atomic(df: pd.DataFrame, path: Path, **kw: Any) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place, so a crash never
+    leaves a partial file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            df.to_csv(f, index=False, **kw)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def predict(ckpt: str, data_root: str | None = None, output: str | None = None,
+            tta: bool = False, save_probs: bool = False, batch_size: int = 128,
+            num_workers: int = 2, accelerator: str = "auto") -> dict[str, Any]:
+    """Write ``submission.csv`` (and optionally the probabilities); returns what was done,
+    with scores when ``eval/answers.csv`` exists."""
+    members, folder = find_checkpoints(ckpt)
+    if data_root is None:
+        roots = {trained_data_root(m) for m in members} - {None}
+        if len(roots) != 1:
+            raise ValueError("data.root is not known from the run's config.yaml "
+                             f"(found {sorted(roots) or 'none'}); pass data.root=/path/to/data")
+        data_root = roots.pop()
+    out = Path(output).expanduser() if output else folder / "submission.csv"
+    check_writable(out)
+    eval_df, probs = predict_probs(members, data_root, tta, batch_size, num_workers, accelerator)
+    mean = np.mean(probs, axis=0)
+    sub = pd.DataFrame({"ImageID": eval_df["ImageID"], "ans": mean.argmax(1)})
+    write_atomic(sub, out)
+    result: dict[str, Any] = {"submission": out, "rows": len(sub), "members": len(members)}
+    if save_probs:
+        prob_path = out.with_name(out.stem + "_probs.csv")
+        table = pd.concat([eval_df[["ImageID"]],
+                           pd.DataFrame(mean, columns=[f"prob_{c}" for c in range(mean.shape[1])])],
+                          axis=1)
+        write_atomic(table, prob_path, float_format="%.6f")
+        result["probs"] = prob_path
+    answers_path = Path(data_root) / "eval" / "answers.csv"
+    if answers_path.exists():
+        answers = pd.read_csv(answers_path).set_index("ImageID")["ans"]
+        truth = answers.reindex(eval_df["ImageID"]).to_numpy()
+        if not np.isnan(truth.astype(float)).any():
+            truth = truth.astype(np.int64)
+            result["score"] = score(sub["ans"].to_numpy(), truth)
+            if len(members) > 1:
+                result["member_scores"] = [score(p.argmax(1), truth) for p in probs]
+    return result

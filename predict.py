@@ -1,0 +1,41 @@
+"""Turn checkpoints into a competition submission.
+
+    python predict.py ckpt=outputs/2026-01-01/12-00-00            # a run: its best checkpoint
+    python predict.py ckpt=outputs/multirun/2026-01-01/12-00-00   # a sweep: fold ensemble
+    python predict.py ckpt=path/to/best.ckpt tta=true save_probs=true output=sub.csv
+"""
+
+import warnings
+
+import hydra
+from omegaconf import DictConfig
+
+from maskcls.inference import USER_ERRORS, predict
+
+# Library deprecation chatter that users can do nothing about.
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+@hydra.main(config_path="conf", config_name="predict", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        res = predict(str(cfg.ckpt), cfg.data.root, cfg.output, cfg.tta, cfg.save_probs,
+                      cfg.batch_size, cfg.num_workers, cfg.accelerator)
+    except USER_ERRORS as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"wrote {res['submission']} ({res['rows']} rows, {res['members']} model(s)"
+          f"{', tta' if cfg.tta else ''})")
+    if "probs" in res:
+        print(f"wrote {res['probs']}")
+    if "score" in res:
+        s = res["score"]
+        print(f"score against eval/answers.csv: macro-F1 {s['f1']:.4f}  accuracy {s['acc']:.4f}  "
+              f"F1 mask {s['f1_mask']:.3f}  gender {s['f1_gender']:.3f}  age {s['f1_age']:.3f}")
+    if "member_scores" in res:
+        f1s = [m["f1"] for m in res["member_scores"]]
+        print("members' macro-F1: " + ", ".join(f"{v:.4f}" for v in f1s)
+              + f"  (mean {sum(f1s) / len(f1s):.4f}); ensemble {res['score']['f1']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""predict.py: every kind of ckpt= input, TTA, probabilities, scores, and each error."""
+
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from maskcls.data.catalog import DataLayoutError
+from maskcls.inference import CheckpointError, find_checkpoints, predict
+
+ROOT = Path(__file__).parents[1]
+
+
+def _check_submission(path: Path, data_root: Path) -> pd.DataFrame:
+    sub = pd.read_csv(path)
+    info = pd.read_csv(data_root / "eval" / "info.csv")
+    assert list(sub.columns) == ["ImageID", "ans"]
+    assert sub["ImageID"].tolist() == info["ImageID"].tolist()
+    assert sub["ans"].between(0, 17).all()
+    return sub
+
+
+def test_run_folder_checkpoint_file_and_multirun(fold_runs, synth_root, tmp_path):
+    run = fold_runs / "0"
+    res = predict(str(run))
+    assert res["submission"] == run / "submission.csv" and res["members"] == 1
+    a = _check_submission(run / "submission.csv", synth_root)
+    assert set(res["score"]) == {"f1", "acc", "f1_mask", "f1_gender", "f1_age"}
+    out = tmp_path / "from_file.csv"
+    predict(str(run / "checkpoints" / "best.ckpt"), output=str(out))
+    assert _check_submission(out, synth_root).equals(a)  # same model, same answer
+    res = predict(str(fold_runs), save_probs=True)
+    assert res["members"] == 2 and res["submission"] == fold_runs / "submission.csv"
+    _check_submission(fold_runs / "submission.csv", synth_root)
+    probs = pd.read_csv(res["probs"])
+    p = probs[[f"prob_{c}" for c in range(18)]].to_numpy()
+    assert np.allclose(p.sum(1), 1, atol=1e-4)
+    assert len(res["member_scores"]) == 2
+
+
+def test_ensemble_averages_member_probabilities(fold_runs, synth_root, tmp_path):
+    members = []
+    for job in ("0", "1"):
+        res = predict(str(fold_runs / job), output=str(tmp_path / f"{job}.csv"), save_probs=True)
+        members.append(pd.read_csv(res["probs"]).iloc[:, 1:].to_numpy())
+    res = predict(str(fold_runs), output=str(tmp_path / "ens.csv"))
+    ens = pd.read_csv(tmp_path / "ens.csv")
+    assert (ens["ans"].to_numpy() == np.mean(members, axis=0).argmax(1)).all()
+    assert res["score"]["f1"] >= min(m["f1"] for m in res["member_scores"]) - 1e-9
+
+
+def test_tta_changes_probabilities_not_the_format(fold_runs, synth_root, tmp_path):
+    plain = predict(str(fold_runs / "0"), output=str(tmp_path / "a.csv"), save_probs=True)
+    flipped = predict(str(fold_runs / "0"), output=str(tmp_path / "b.csv"), save_probs=True,
+                      tta=True)
+    _check_submission(tmp_path / "b.csv", synth_root)
+    pa, pb = (pd.read_csv(r["probs"]).iloc[:, 1:].to_numpy() for r in (plain, flipped))
+    assert not np.allclose(pa, pb)
+
+
+def test_real_eval_set_gives_12600_rows(fold_runs, real_tree, tmp_path):
+    data = tmp_path / "real"
+    (data / "eval" / "images").mkdir(parents=True)
+    info = pd.read_csv(real_tree / "eval" / "info.csv")
+    info.to_csv(data / "eval" / "info.csv", index=False)
+    Image.new("RGB", (12, 16), (120, 100, 90)).save(tmp_path / "tiny.jpg")
+    tiny = (tmp_path / "tiny.jpg").read_bytes()
+    for image_id in info["ImageID"]:
+        (data / "eval" / "images" / image_id).write_bytes(tiny)
+    res = predict(str(fold_runs / "0"), data_root=str(data), output=str(tmp_path / "s.csv"),
+                  batch_size=512)
+    assert res["rows"] == 12600 and "score" not in res
+    _check_submission(tmp_path / "s.csv", data)
+
+
+def test_predict_py_command_line(fold_runs, tmp_path):
+    out = tmp_path / "cli.csv"
+    res = subprocess.run([sys.executable, "predict.py", f"ckpt={fold_runs}", f"output={out}",
+                          "tta=true"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "members' macro-F1" in res.stdout and "ensemble" in res.stdout
+    assert out.exists()
+    assert not (ROOT / "outputs" / ".hydra").exists()
+    bad = subprocess.run([sys.executable, "predict.py", f"ckpt={tmp_path / 'nope'}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1
+    assert "error: ckpt=" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_missing_and_foreign_checkpoints(fold_runs, tmp_path):
+    with pytest.raises(CheckpointError, match="no such file or folder"):
+        find_checkpoints(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no checkpoints/best.ckpt"):
+        find_checkpoints(tmp_path / "empty")
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.ckpt: not a loadable checkpoint"):
+        predict(str(junk), data_root=str(fold_runs.parent), output=str(tmp_path / "x.csv"))
+
+
+def test_other_class_count_is_refused_before_any_work(fold_runs, synth_root, tmp_path):
+    ckpt = torch.load(fold_runs / "0" / "checkpoints" / "best.ckpt", weights_only=True)
+    sd = ckpt["state_dict"]
+    sd["net.fc.weight"] = sd["net.fc.weight"][:10]
+    sd["net.fc.bias"] = sd["net.fc.bias"][:10]
+    path = tmp_path / "ten.ckpt"
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="predicts 10 classes, the competition has 18"):
+        predict(str(path), data_root=str(synth_root), output=str(tmp_path / "x.csv"))
+    assert not (tmp_path / "x.csv").exists()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (Path.touch, (Path(_Payload.marker),))
+
+
+def test_malicious_pickle_is_refused_without_running(fold_runs, synth_root, tmp_path):
+    marker = tmp_path / "pwned"
+    _Payload.marker = str(marker)
+    ckpt = torch.load(fold_runs / "0" / "checkpoints" / "best.ckpt", weights_only=True)
+    ckpt["hyper_parameters"]["evil"] = _Payload()
+    path = tmp_path / "evil.ckpt"
+    torch.save(ckpt, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    assert zipfile.is_zipfile(path)
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        predict(str(path), data_root=str(synth_root), output=str(tmp_path / "x.csv"))
+    assert not marker.exists()
+
+
+def test_data_errors_stop_before_work(fold_runs, synth_copy, tmp_path):
+    info = synth_copy / "eval" / "info.csv"
+    first = pd.read_csv(info)["ImageID"][0]
+    (synth_copy / "eval" / "images" / first).unlink()
+    with pytest.raises(DataLayoutError, match=first):
+        predict(str(fold_runs / "0"), data_root=str(synth_copy), output=str(tmp_path / "x.csv"))
+    info.unlink()
+    with pytest.raises(DataLayoutError, match="info.csv does not exist"):
+        predict(str(fold_runs / "0"), data_root=str(synth_copy), output=str(tmp_path / "x.csv"))
+    with pytest.raises(FileNotFoundError, match="does not exist; create it"):
+        predict(str(fold_runs / "0"), output=str(tmp_path / "no" / "x.csv"))
+    assert not list(tmp_path.glob("**/x.csv"))
