@@ -18,6 +18,7 @@ from maskcls.training import train
 
 # Library deprecation chatter that users can do nothing about.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
