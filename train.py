@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from maskcls.inference import USER_ERRORS
-from maskcls.training import train
+from maskcls.training import run
 
 # Library deprecation chatter that users can do nothing about.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -24,7 +24,7 @@ warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     try:
-        return train(cfg)
+        return run(cfg)
     except USER_ERRORS as e:
         raise SystemExit(f"error: {e}") from None
 

@@ -65,7 +65,8 @@ def find_checkpoints(path: str | os.PathLike) -> tuple[list[Member], Path]:
                               "folder (outputs/<date>/<time>) or a multirun folder.")
     if p.is_file():
         run = p.parent.parent if p.parent.name == "checkpoints" else None
-        return [Member(p, run if run and (run / "config.yaml").exists() else None)], (run or p.parent)
+        known_run = run if run and (run / "config.yaml").exists() else None
+        return [Member(p, known_run)], (run or p.parent)
     best = p / "checkpoints" / "best.ckpt"
     if best.exists():
         return [Member(best, p)], p

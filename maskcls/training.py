@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import pandas as pd
 import pytorch_lightning as pl
 import timm
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -52,8 +55,34 @@ def build(cfg: DictConfig) -> tuple[MaskDataModule, MaskClassifier]:
     return dm, model
 
 
+def run(cfg: DictConfig) -> float:
+    """``train.py``'s job. In a sweep, a failing job (a bad value, out of memory) is recorded
+    in its folder as ``failure.json`` and returns NaN, so the other jobs still run and the
+    sweep report lists it as failed."""
+    if not _in_multirun():
+        return train(cfg)
+    try:
+        return train(cfg)
+    except Exception as e:  # noqa: BLE001 - any job failure is recorded, none stops the sweep
+        out = Path(cfg.paths.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        failure = {"type": type(e).__name__, "message": str(e),
+                   "traceback": traceback.format_exc()}
+        _atomic_write(out / "failure.json", json.dumps(failure, indent=2))
+        log.error("job failed (%s: %s); the sweep goes on. Details: %s", type(e).__name__, e,
+                  out / "failure.json")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return float("nan")
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def train(cfg: DictConfig) -> float:
     """Train one run; returns the monitored metric of the best checkpoint (for sweepers)."""
+    started = time.perf_counter()
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     check_config(cfg)
@@ -77,13 +106,15 @@ def train(cfg: DictConfig) -> float:
     if not trainer.is_global_zero or not details:
         return float(details.get(cfg.monitor, float("nan"))) if details else float("nan")
 
-    metrics = write_run_files(out, dm, details, trainer, ckpt, fit_seconds)
+    metrics = write_run_files(out, dm, details, trainer, ckpt, fit_seconds,
+                              time.perf_counter() - started)
     print_summary(out, metrics)
     return float(metrics["val"].get(cfg.monitor.split("/", 1)[-1], float("nan")))
 
 
 def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trainer: pl.Trainer,
-                    ckpt: ModelCheckpoint | None, fit_seconds: float) -> dict[str, Any]:
+                    ckpt: ModelCheckpoint | None, fit_seconds: float,
+                    wall_seconds: float) -> dict[str, Any]:
     """``metrics.json``, ``confusion_matrix.png`` and ``val_predictions.csv``."""
     scalars = {k.split("/", 1)[1]: v for k, v in details.items() if k.startswith("val/")}
     best_epoch = _best_epoch(ckpt)
@@ -96,6 +127,7 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
         "best_epoch": best_epoch,
         "epochs": trainer.current_epoch,
         "fit_seconds": round(fit_seconds, 1),
+        "wall_seconds": round(wall_seconds, 1),
         "best_checkpoint": ckpt.best_model_path if ckpt else None,
         "val_people": int(dm.val_catalog["person_id"].nunique()),
         "val_images": len(dm.val_catalog),

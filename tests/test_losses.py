@@ -52,6 +52,13 @@ def test_soft_f1_is_zero_for_perfect_and_high_for_wrong():
     assert SoftF1Loss()(perfect.roll(1, dims=1), y) > 0.99
 
 
+def test_focal_with_gamma_zero_and_smoothing_is_smoothed_cross_entropy():
+    logits, y = torch.randn(16, 18), torch.randint(0, 18, (16,))
+    ref = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1)
+    assert FocalLoss(gamma=0.0, label_smoothing=0.1)(logits, y) == pytest.approx(ref.item(),
+                                                                                 rel=1e-5)
+
+
 def test_label_smoothing_uses_torch():
     logits, y = torch.randn(8, 18), torch.randint(0, 18, (8,))
     ref = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1)

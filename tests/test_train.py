@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import torch
+from conftest import CONF, make_cfg
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
@@ -15,8 +17,6 @@ from hydra.utils import instantiate
 from maskcls.data.datamodule import MaskDataModule
 from maskcls.model.module import create_backbone
 from maskcls.training import build, train
-
-from conftest import CONF, make_cfg
 
 ROOT = Path(__file__).parents[1]
 
@@ -107,3 +107,25 @@ def test_train_py_command_line(synth_root, tmp_path):
     assert "val macro-F1" in res.stdout
     assert (out / "checkpoints" / "best.ckpt").exists()
     assert (out / ".hydra" / "overrides.yaml").exists()
+
+
+def test_each_run_starts_from_fresh_weights(synth_root, tmp_path):
+    cfg = make_cfg(synth_root, tmp_path, "data.n_folds=2", "data.fold=0", "data.cache=none")
+    pl.seed_everything(cfg.seed)
+    _, first = build(cfg)
+    initial = {k: v.clone() for k, v in first.state_dict().items()}
+    train(cfg)  # trains a model in this process, as the jobs of a sweep do one after another
+    cfg1 = make_cfg(synth_root, tmp_path / "f1", "data.n_folds=2", "data.fold=1",
+                    "data.cache=none")
+    pl.seed_everything(cfg1.seed)
+    _, second = build(cfg1)
+    for k, v in second.state_dict().items():
+        assert torch.equal(v, initial[k]), k
+
+
+def test_resuming_a_fold_from_another_folds_checkpoint_is_refused(synth_root, tmp_path):
+    train(make_cfg(synth_root, tmp_path / "f0", "data.n_folds=2", "data.fold=0"))
+    last = tmp_path / "f0" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ValueError, match="a fold must start from fresh weights"):
+        train(make_cfg(synth_root, tmp_path / "f1", "data.n_folds=2", "data.fold=1",
+                       "trainer.max_epochs=2", f"ckpt_path={last}"))

@@ -46,19 +46,30 @@ class CrossEntropy(_Weighted):
 
 
 class FocalLoss(_Weighted):
-    """Focal loss ``-(1 - p_t)^gamma * log p_t`` (Lin et al.), optionally class-weighted."""
+    """Focal loss (Lin et al.) on label-smoothed targets:
+    ``-sum_c q_c (1 - p_c)^gamma log p_c`` with ``q = (1 - s) onehot + s / C``.
 
-    def __init__(self, gamma: float = 2.0, weighted: bool = False,
+    ``gamma=0`` is (label-smoothed) cross-entropy, which lets one search space cover CE,
+    label smoothing and focal loss. ``weighted`` weights each sample by its class's inverse
+    frequency.
+    """
+
+    def __init__(self, gamma: float = 2.0, label_smoothing: float = 0.0, weighted: bool = False,
                  class_counts: Sequence[int] | None = None) -> None:
         super().__init__(weighted, class_counts)
         if gamma < 0:
             raise ValueError(f"loss.gamma must be >= 0, got {gamma}")
-        self.gamma = gamma
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"loss.label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.gamma, self.label_smoothing = gamma, label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         log_p = F.log_softmax(logits.float(), dim=1)
-        log_pt = log_p.gather(1, target[:, None]).squeeze(1)
-        loss = -((1 - log_pt.exp()) ** self.gamma) * log_pt
+        n_classes = log_p.shape[1]
+        q = F.one_hot(target, n_classes).to(log_p.dtype) * (1 - self.label_smoothing)
+        q = q + self.label_smoothing / n_classes
+        focal = (1 - log_p.exp()).clamp_min(0) ** self.gamma if self.gamma else 1.0
+        loss = -(q * focal * log_p).sum(1)
         if self.weight is not None:
             w = self.weight[target]
             return (loss * w).sum() / w.sum().clamp_min(1e-12)

@@ -1,0 +1,247 @@
+"""Sweep reports: one table for a multirun folder, with cross-validation rows for k-fold jobs.
+
+``python -m maskcls.report DIR`` (and, automatically, the end of every ``train.py -m`` sweep)
+writes into DIR:
+
+* ``summary.csv`` / ``summary.md``: one row per job, the overrides that vary between jobs,
+  validation macro-F1, accuracy, per-task F1, best epoch, wall time and status, sorted by
+  macro-F1 with the best row marked; failed and unfinished jobs are listed too.
+* ``summary_cv.csv`` (k-fold sweeps): one row per configuration (the overrides other than
+  ``data.fold``): folds done, mean +- std of macro-F1 and accuracy, and the **out-of-fold**
+  macro-F1 / accuracy over every fold's saved validation predictions.
+* ``summary.png``: the same at a glance; ``oof_confusion_<n>.png`` per CV configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from maskcls import labels
+from maskcls.inference import score
+from maskcls.plots import confusion_matrix_png
+
+FOLD_KEY = "data.fold"
+METRIC_COLUMNS = ["f1", "acc", "f1_mask", "f1_gender", "f1_age"]
+
+
+def _overrides(job: Path) -> dict[str, str]:
+    path = job / ".hydra" / "overrides.yaml"
+    items = yaml.safe_load(path.read_text()) if path.exists() else []
+    out = {}
+    for item in items or []:
+        key, _, value = str(item).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def find_jobs(sweep_dir: Path) -> list[Path]:
+    """Job folders of a sweep, in job-number order."""
+    jobs = [d for d in sweep_dir.iterdir()
+            if d.is_dir() and ((d / ".hydra").is_dir() or (d / "config.yaml").exists())]
+    return sorted(jobs, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit()
+                                       else 0, d.name))
+
+
+def job_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """One row per job and the override keys that vary between jobs."""
+    rows = []
+    for job in find_jobs(sweep_dir):
+        row: dict[str, Any] = {"job": job.name, "overrides": _overrides(job)}
+        metrics_path, failure_path = job / "metrics.json", job / "failure.json"
+        if metrics_path.exists():
+            m = json.loads(metrics_path.read_text())
+            row.update({k: m["val"].get(k) for k in METRIC_COLUMNS})
+            row.update(best_epoch=m.get("best_epoch"), wall_s=m.get("wall_seconds"),
+                       status="done")
+        elif failure_path.exists():
+            f = json.loads(failure_path.read_text())
+            row.update(status="failed", error=f"{f['type']}: {f['message']}"[:160])
+        else:
+            row.update(status="unfinished")
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(), []
+    keys = sorted({k for r in rows for k in r["overrides"]})
+    varying = [k for k in keys if len({r["overrides"].get(k) for r in rows}) > 1]
+    df = pd.DataFrame(rows)
+    for k in varying:
+        df[k] = [r["overrides"].get(k, "") for r in rows]
+    for c in [*METRIC_COLUMNS, "best_epoch", "wall_s", "error"]:
+        if c not in df:
+            df[c] = np.nan
+    return df, varying
+
+
+def cv_table(sweep_dir: Path, jobs: pd.DataFrame, varying: Sequence[str]) -> pd.DataFrame:
+    """One row per configuration swept across ``data.fold``, with out-of-fold scores."""
+    if jobs.empty or FOLD_KEY not in varying:
+        return pd.DataFrame()
+    config_keys = [k for k in varying if k != FOLD_KEY]
+    rows = []
+    groups = jobs.groupby(config_keys, sort=False, dropna=False) if config_keys else [((), jobs)]
+    for n, (key, group) in enumerate(groups):
+        done = group[group["status"] == "done"]
+        key = key if isinstance(key, tuple) else (key,)
+        row: dict[str, Any] = dict(zip(config_keys, key, strict=True))
+        row.update(config=n, folds_done=len(done), folds=len(group),
+                   f1_mean=done["f1"].mean(), f1_std=done["f1"].std(ddof=0),
+                   acc_mean=done["acc"].mean(), acc_std=done["acc"].std(ddof=0))
+        oof = out_of_fold_predictions([sweep_dir / j for j in done["job"]])
+        if len(oof):
+            s = score(oof["pred"].to_numpy(), oof["label"].to_numpy())
+            row.update(oof_f1=s["f1"], oof_acc=s["acc"], oof_images=len(oof))
+            cm = np.zeros((labels.NUM_CLASSES, labels.NUM_CLASSES), dtype=np.int64)
+            np.add.at(cm, (oof["label"].to_numpy(), oof["pred"].to_numpy()), 1)
+            confusion_matrix_png(cm, sweep_dir / f"oof_confusion_{n}.png",
+                                 title=f"out-of-fold confusion, config {n} "
+                                       f"(macro-F1 {s['f1']:.3f})")
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("oof_f1" if "oof_f1" in rows[0] else "f1_mean",
+                                          ascending=False, na_position="last")
+
+
+def out_of_fold_predictions(job_dirs: Sequence[Path]) -> pd.DataFrame:
+    """Every fold's validation predictions, stacked. Each image must appear once."""
+    parts = [pd.read_csv(d / "val_predictions.csv", usecols=["path", "label", "pred"])
+             for d in job_dirs if (d / "val_predictions.csv").exists()]
+    if not parts:
+        return pd.DataFrame(columns=["path", "label", "pred"])
+    oof = pd.concat(parts, ignore_index=True)
+    dup = oof["path"].duplicated()
+    if dup.any():
+        raise ValueError(f"{dup.sum()} image(s) are in the validation set of more than one fold "
+                         f"(e.g. {oof.loc[dup, 'path'].iloc[0]}): these jobs are not the folds "
+                         "of one split")
+    return oof
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    def fmt(col: str, v: Any) -> str:
+        if isinstance(v, float | np.floating):
+            if np.isnan(v):
+                return ""
+            if "f1" in col or "acc" in col:
+                return f"{v:.4f}"
+            return f"{int(v)}" if float(v).is_integer() else f"{v:.1f}"
+        return str(v).replace("|", "\\|")
+
+    cols = list(df.columns)
+    head = "| " + " | ".join(cols) + " |"
+    rule = "| " + " | ".join("---" for _ in cols) + " |"
+    body = ["| " + " | ".join(fmt(c, v) for c, v in zip(cols, row, strict=True)) + " |"
+            for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def write_report(sweep_dir: str | Path) -> dict[str, Path]:
+    """Write the summary files into ``sweep_dir``; works on a half-finished sweep."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"{sweep_dir} is not a folder; give a multirun folder such as "
+                                "outputs/multirun/<date>/<time>")
+    jobs, varying = job_table(sweep_dir)
+    if jobs.empty:
+        raise FileNotFoundError(f"{sweep_dir}: no job folders (with .hydra/ or config.yaml) "
+                                "found; is it a multirun folder?")
+    cols = ["job", *varying, "status", *METRIC_COLUMNS, "best_epoch", "wall_s", "error"]
+    table = jobs[cols].sort_values("f1", ascending=False, na_position="last")
+    table.insert(0, "best", "")
+    if table["f1"].notna().any():
+        table.iloc[0, 0] = "*"
+    table = table.rename(columns={"f1": "macro_f1"})
+    out = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md",
+           "png": sweep_dir / "summary.png"}
+    table.to_csv(out["csv"], index=False)
+    cv = cv_table(sweep_dir, jobs, varying)
+    counts = jobs["status"].value_counts()
+    md = [f"# Sweep {sweep_dir}", "",
+          f"{len(jobs)} job(s): " + ", ".join(f"{v} {k}" for k, v in counts.items())
+          + ". Sorted by validation macro-F1; `*` marks the best.", "",
+          _markdown(table.drop(columns=["error"] if table["error"].isna().all() else []))]
+    if not cv.empty:
+        out["cv_csv"] = sweep_dir / "summary_cv.csv"
+        cv.to_csv(out["cv_csv"], index=False)
+        md += ["", "## Cross-validation", "",
+               "Mean +- std over folds, and out-of-fold (OOF) scores over every fold's "
+               "validation predictions.", "", _markdown(cv)]
+    out["md"].write_text("\n".join(md) + "\n")
+    _plot(table, cv, varying, out["png"])
+    return out
+
+
+def _plot(table: pd.DataFrame, cv: pd.DataFrame, varying: Sequence[str], path: Path) -> None:
+    import matplotlib.pyplot as plt  # maskcls.plots set the Agg backend
+
+    panels = 2 if not cv.empty else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 1.2 + 0.35 * len(table)),
+                             squeeze=False)
+    ax = axes[0, 0]
+    names = [" ".join(f"{k.split('.')[-1]}={r[k]}" for k in varying) or f"job {r['job']}"
+             for _, r in table.iterrows()]
+    f1 = table["macro_f1"].fillna(0).to_numpy()
+    colors = ["tab:red" if s == "failed" else "tab:gray" if s != "done" else "tab:blue"
+              for s in table["status"]]
+    ax.barh(range(len(table)), f1, color=colors)
+    for i, (v, s) in enumerate(zip(f1, table["status"], strict=True)):
+        ax.text(v + 0.005, i, f"{v:.3f}" if s == "done" else s, va="center", fontsize=8)
+    ax.set_yticks(range(len(table)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.08)
+    ax.set_xlabel("validation macro-F1")
+    ax.set_title("jobs (red: failed, grey: unfinished)")
+    if not cv.empty:
+        ax = axes[0, 1]
+        keys = [k for k in varying if k != FOLD_KEY]
+        labels_ = [" ".join(f"{k.split('.')[-1]}={r[k]}" for k in keys) or "all folds"
+                   for _, r in cv.iterrows()]
+        y = np.arange(len(cv))
+        ax.barh(y, cv["f1_mean"], xerr=cv["f1_std"], color="tab:blue", alpha=0.6,
+                label="fold mean +- std")
+        if "oof_f1" in cv:
+            ax.scatter(cv["oof_f1"], y, color="black", zorder=3, label="out-of-fold")
+        ax.set_yticks(y, labels_, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1.08)
+        ax.set_xlabel("macro-F1")
+        ax.set_title("cross-validation")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+class SweepReport(Callback):
+    """Hydra callback: write the report when a multirun ends (``conf/hydra/default.yaml``)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir():
+            files = write_report(sweep_dir)
+            print(f"sweep report: {files['md']}\n{files['md'].read_text()}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m maskcls.report", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep_dir", help="a multirun folder, e.g. outputs/multirun/<date>/<time>")
+    args = p.parse_args(argv)
+    try:
+        files = write_report(args.sweep_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(files["md"].read_text())
+    print("wrote " + ", ".join(str(f) for f in files.values()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Multirun sweeps end with a report; k-fold CV gets out-of-fold scores; Optuna and submitit."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from maskcls.report import main as report_main
+from maskcls.report import write_report
+
+ROOT = Path(__file__).parents[1]
+TINY = ["data.synthetic=null", "data.image_size=[32,24]", "data.batch_size=16",
+        "trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0"]
+
+
+def sweep(tmp_path: Path, synth_root: Path, *overrides: str, multirun: bool = True) -> Path:
+    out = tmp_path / "sweep"
+    cmd = [sys.executable, "train.py", *(["-m"] if multirun else []), f"data.root={synth_root}",
+           *TINY, f"hydra.sweep.dir={out}", *overrides]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    return out
+
+
+def test_grid_sweep_survives_a_failing_job_and_reports(synth_root, tmp_path):
+    out = sweep(tmp_path, synth_root, "loss=ce,focal", "scheduler=step,cosine",
+                "optimizer.lr=0.001,not_a_number")
+    table = pd.read_csv(out / "summary.csv")
+    assert len(table) == 8
+    done, failed = table[table["status"] == "done"], table[table["status"] == "failed"]
+    assert len(done) == 4 and len(failed) == 4
+    assert (failed["optimizer.lr"] == "not_a_number").all()
+    assert failed["error"].str.contains("TypeError").all()
+    for job in failed["job"]:
+        failure = json.loads((out / str(job) / "failure.json").read_text())
+        assert "Traceback" in failure["traceback"]
+    for job in done["job"]:
+        assert (out / str(job) / "metrics.json").exists()
+    # sorted by macro-F1, best marked, varying overrides as columns
+    assert list(done["macro_f1"]) == sorted(done["macro_f1"], reverse=True)
+    assert table.loc[0, "best"] == "*" and table["best"].eq("*").sum() == 1
+    assert {"loss", "scheduler", "optimizer.lr", "acc", "f1_mask", "f1_gender", "f1_age",
+            "best_epoch", "wall_s"} <= set(table.columns)
+    md = (out / "summary.md").read_text()
+    assert "4 done, 4 failed" in md
+    assert (out / "summary.png").stat().st_size > 10_000
+
+
+def test_kfold_cv_rows_and_out_of_fold_score(synth_root, tmp_path):
+    out = sweep(tmp_path, synth_root, "data.n_folds=3", "data.fold=range(3)", "loss=ce,focal")
+    cv = pd.read_csv(out / "summary_cv.csv")
+    assert len(cv) == 2 and set(cv["loss"]) == {"ce", "focal"}
+    assert (cv["folds_done"] == 3).all()
+    jobs = pd.read_csv(out / "summary.csv")
+    for _, row in cv.iterrows():
+        members = jobs[jobs["loss"] == row["loss"]]
+        assert row["f1_mean"] == pytest.approx(members["macro_f1"].mean())
+        preds = pd.concat(pd.read_csv(out / str(j) / "val_predictions.csv")
+                          for j in members["job"])
+        assert preds["path"].is_unique  # the folds' validation sets partition the images
+        assert row["oof_images"] == len(preds) == 40 * 7
+        present = sorted(set(preds["label"]) | set(preds["pred"]))
+        assert row["oof_f1"] == pytest.approx(
+            f1_score(preds["label"], preds["pred"], average="macro", labels=present))
+        assert row["oof_acc"] == pytest.approx(accuracy_score(preds["label"], preds["pred"]))
+        assert (out / f"oof_confusion_{int(row['config'])}.png").exists()
+    assert "## Cross-validation" in (out / "summary.md").read_text()
+
+
+def test_report_on_a_half_finished_sweep(synth_root, tmp_path, capsys):
+    out = sweep(tmp_path, synth_root, "loss=ce,focal")
+    half = tmp_path / "half"
+    shutil.copytree(out, half)
+    (half / "1" / "metrics.json").unlink()
+    for f in half.glob("summary*"):
+        f.unlink()
+    report_main([str(half)])
+    table = pd.read_csv(half / "summary.csv")
+    assert dict(zip(table["job"], table["status"], strict=True)) == {0: "done", 1: "unfinished"}
+    assert "1 done, 1 unfinished" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="not a folder"):
+        report_main([str(tmp_path / "missing")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no job folders"):
+        write_report(tmp_path / "empty")
+
+
+def test_optuna_search_runs_three_trials(synth_root, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    out = sweep(tmp_path, synth_root, "hparams_search=optuna", "hydra.sweeper.n_trials=3",
+                "hydra.sweeper.sampler.n_startup_trials=2", multirun=False)
+    table = pd.read_csv(out / "summary.csv")
+    assert len(table) == 3 and (table["status"] == "done").all()
+    results = (out / "optimization_results.yaml").read_text()
+    assert "best_value" in results
+    best = float(results.split("best_value:")[1].split()[0])
+    assert best == pytest.approx(table["macro_f1"].max(), abs=1e-6)
+
+
+def test_submitit_local_runs_jobs_as_processes(synth_root, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    out = sweep(tmp_path, synth_root, "hydra/launcher=local_processes", "loss=ce,focal")
+    table = pd.read_csv(out / "summary.csv")
+    assert len(table) == 2 and (table["status"] == "done").all()
+    assert (out / ".submitit").is_dir()  # submitit's per-job process logs
