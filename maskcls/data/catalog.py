@@ -1,0 +1,303 @@
+"""Scan a competition data tree into pandas tables, one row per image, without decoding images.
+
+Layout (the real competition's, which the synthetic generator copies)::
+
+    <root>/train/train.csv                       id,gender,race,age,path
+    <root>/train/images/<id>_<gender>_<race>_<age>/<stem>.<ext>
+    <root>/eval/info.csv                         ImageID,ans
+    <root>/eval/images/<ImageID>
+
+Labels come from the **folder names**, as the competition's own baseline reads them.
+``train.csv`` is only cross-checked: rows where it disagrees with its folder are reported
+(``train_csv_disagreements``), never silently used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from maskcls import labels
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png"}
+SHOTS_PER_PERSON = len(labels.IMAGE_STEMS)
+# <id>_<gender>_<race>_<age>; ids are 6 digits, some with a -1/-2 suffix (000600-1).
+FOLDER_RE = re.compile(r"^(?P<id>\d+(?:-\d+)?)_(?P<gender>[^_]+)_(?P<race>.+)_(?P<age>[^_]+)$")
+TRAIN_COLUMNS = [
+    "path", "folder", "person_id", "gender", "race", "age", "stem", "mask", "age_group", "label",
+]
+
+
+class DataLayoutError(ValueError):
+    """The data tree does not have the competition layout; the message says where and why."""
+
+
+def _parse_folder(folder: str, images_dir: Path) -> tuple[str, str, str, int]:
+    m = FOLDER_RE.match(folder)
+    if m is None:
+        raise DataLayoutError(
+            f"{images_dir / folder}: folder name {folder!r} is not <id>_<gender>_<race>_<age> "
+            "(e.g. 000001_female_Asian_45). Rename it, or move it out of train/images."
+        )
+    gender = m["gender"].lower()
+    if gender not in labels.GENDER_CODES:
+        raise DataLayoutError(
+            f"{images_dir / folder}: unknown gender {m['gender']!r}; "
+            f"expected one of {labels.GENDER_NAMES}."
+        )
+    if not m["age"].isdigit():
+        raise DataLayoutError(
+            f"{images_dir / folder}: age {m['age']!r} is not a whole number of years."
+        )
+    return m["id"], gender, m["race"], int(m["age"])
+
+
+def _is_image(name: str) -> bool:
+    """Image files we read; hidden files (macOS ``._*`` forks, ``.DS_Store``) and other junk
+    are ignored."""
+    if name.startswith("."):
+        return False
+    stem, ext = os.path.splitext(name)
+    return ext.lower() in IMAGE_EXTENSIONS and stem in labels.MASK_BY_STEM
+
+
+def scan_train(
+    root: str | os.PathLike, age_bounds: Sequence[int] = labels.DEFAULT_AGE_BOUNDS
+) -> pd.DataFrame:
+    """One row per training image under ``<root>/train/images``, labels from folder names.
+
+    Warns (does not fail) for a person with fewer than 7 shots and for ``train.csv`` rows that
+    disagree with their folder.
+    """
+    root = Path(root)
+    images_dir = root / "train" / "images"
+    if not images_dir.is_dir():
+        raise DataLayoutError(
+            f"{images_dir} does not exist: expected the competition layout "
+            "<root>/train/images/<id>_<gender>_<race>_<age>/<stem>.jpg. Check data.root, or "
+            "generate a synthetic tree with `python -m maskcls.synth --out DIR`."
+        )
+    rows: list[tuple] = []
+    short: list[str] = []
+    with os.scandir(images_dir) as entries:
+        folders = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    for folder in folders:
+        pid, gender, race, age = _parse_folder(folder, images_dir)
+        person_dir = images_dir / folder
+        names = sorted(n for n in os.listdir(person_dir) if _is_image(n))
+        stems = [os.path.splitext(n)[0] for n in names]
+        if len(set(stems)) < SHOTS_PER_PERSON:
+            short.append(f"{folder} ({len(set(stems))} of {SHOTS_PER_PERSON})")
+        if len(set(stems)) != len(stems):
+            warnings.warn(f"{person_dir}: the same shot is stored twice ({names}); both are used",
+                          stacklevel=2)
+        for name, stem in zip(names, stems, strict=True):
+            rows.append((str(person_dir / name), folder, pid, gender, race, age, stem))
+    if not rows:
+        raise DataLayoutError(
+            f"{images_dir} holds no images: expected folders <id>_<gender>_<race>_<age> with "
+            f"{', '.join(labels.IMAGE_STEMS)} images (.jpg/.jpeg/.png)."
+        )
+    if short:
+        warnings.warn(
+            f"{len(short)} person folder(s) have missing shots and are loaded as they are: "
+            + ", ".join(short[:10]) + (" ..." if len(short) > 10 else ""),
+            stacklevel=2,
+        )
+    df = pd.DataFrame.from_records(rows, columns=TRAIN_COLUMNS[:7])
+    return add_labels(df, age_bounds)
+
+
+def add_labels(df: pd.DataFrame, age_bounds: Sequence[int] = labels.DEFAULT_AGE_BOUNDS
+               ) -> pd.DataFrame:
+    """(Re)compute ``mask``, ``age_group`` and ``label`` from ``stem``, ``gender`` and ``age``."""
+    df = df.copy()
+    df["age"] = df["age"].astype(np.int64)
+    df["mask"] = df["stem"].map(labels.MASK_BY_STEM).astype(np.int64)
+    df["age_group"] = labels.age_group(df["age"].to_numpy(), age_bounds).astype(np.int64)
+    df["label"] = labels.encode(
+        df["mask"].to_numpy(), labels.gender_code(df["gender"]), df["age_group"].to_numpy()
+    ).astype(np.int64)
+    return df[TRAIN_COLUMNS]
+
+
+def train_csv_disagreements(root: str | os.PathLike, catalog: pd.DataFrame) -> pd.DataFrame:
+    """Places where ``train/train.csv`` and the folder names disagree.
+
+    Rows are matched to folders by id (unpadded in the csv) and, for an id filed in several
+    folders, by age. Both the csv's ``gender``/``age`` columns and the folder name in its
+    ``path`` column are compared with the real folder. Columns of the result: ``folder``,
+    ``field`` (``gender``, ``age``, ``missing_folder`` for a csv row without a folder,
+    ``missing_row`` for a folder without a csv row), ``folder_value``, ``csv_value``.
+    An absent ``train.csv`` gives an empty table.
+    """
+    csv_path = Path(root) / "train" / "train.csv"
+    cols = ["folder", "field", "folder_value", "csv_value"]
+    if not csv_path.exists():
+        return pd.DataFrame(columns=cols)
+    csv = pd.read_csv(csv_path, dtype=str)
+    missing = {"id", "gender", "age", "path"} - set(csv.columns)
+    if missing:
+        raise DataLayoutError(f"{csv_path}: missing column(s) {sorted(missing)}; expected "
+                              "id,gender,race,age,path.")
+    people = catalog.drop_duplicates("folder")[["folder", "person_id", "gender", "age"]]
+    people = people.assign(key=people["person_id"].map(_normalise_id), age=people["age"].astype(str))
+    csv = csv.assign(key=csv["id"].map(_normalise_id), row=range(len(csv)))
+    m = csv.merge(people, on="key", suffixes=("_csv", ""))
+    shared = m["key"].map(people["key"].value_counts()) > 1
+    m = m[~shared | (m["age_csv"] == m["age"]) | (m["path"] == m["folder"])]
+    out: list[tuple] = []
+    for r in m.itertuples(index=False):
+        path_match = FOLDER_RE.match(str(r.path))
+        path_gender = path_match["gender"].lower() if path_match else r.gender
+        path_age = path_match["age"] if path_match else r.age
+        for field, folder_value, csv_values in (
+            ("gender", r.gender, (str(r.gender_csv).lower(), path_gender)),
+            ("age", r.age, (str(r.age_csv), path_age)),
+        ):
+            wrong = [v for v in csv_values if v != folder_value]
+            if wrong:
+                out.append((r.folder, field, folder_value, wrong[0]))
+    for row in csv[~csv["row"].isin(m["row"])].itertuples(index=False):
+        out.append((row.path, "missing_folder", None, row.path))
+    for folder in sorted(set(people["folder"]) - set(m["folder"])):
+        out.append((folder, "missing_row", folder, None))
+    return pd.DataFrame.from_records(out, columns=cols)
+
+
+def _normalise_id(raw: str) -> str:
+    head, _, suffix = str(raw).partition("-")
+    return f"{int(head)}-{suffix}" if suffix else str(int(head))
+
+
+CORRECTABLE_FIELDS = ("gender", "age")
+
+
+def apply_corrections(catalog: pd.DataFrame, csv_path: str | os.PathLike,
+                      age_bounds: Sequence[int] = labels.DEFAULT_AGE_BOUNDS) -> pd.DataFrame:
+    """Apply label fixes from a CSV with columns ``person_id,field,value`` and relabel.
+
+    ``person_id`` is the folder id (``000123`` or ``123``; ``001498-1`` for suffixed ids),
+    ``field`` is ``gender`` or ``age``. Ids not in the catalog are reported with a warning.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.exists():
+        raise DataLayoutError(f"data.corrections: {csv_path} does not exist")
+    fixes = pd.read_csv(csv_path, dtype=str)
+    missing = {"person_id", "field", "value"} - set(fixes.columns)
+    if missing:
+        raise DataLayoutError(f"{csv_path}: missing column(s) {sorted(missing)}; expected "
+                              "person_id,field,value")
+    df = catalog.copy()
+    known = df["person_id"].map(_normalise_id)
+    unknown = []
+    for row in fixes.itertuples(index=False):
+        field, value = str(row.field).strip().lower(), str(row.value).strip()
+        if field not in CORRECTABLE_FIELDS:
+            raise DataLayoutError(f"{csv_path}: field {row.field!r} for person {row.person_id} "
+                                  f"is not one of {CORRECTABLE_FIELDS}")
+        if field == "gender":
+            value = value.lower()
+            if value not in labels.GENDER_CODES:
+                raise DataLayoutError(f"{csv_path}: gender {row.value!r} for person "
+                                      f"{row.person_id} is not one of {labels.GENDER_NAMES}")
+        elif not value.isdigit():
+            raise DataLayoutError(f"{csv_path}: age {row.value!r} for person {row.person_id} is "
+                                  "not a whole number of years")
+        hit = known == _normalise_id(row.person_id)
+        if not hit.any():
+            unknown.append(str(row.person_id))
+            continue
+        df.loc[hit, field] = int(value) if field == "age" else value
+    if unknown:
+        warnings.warn(f"{csv_path}: {len(unknown)} correction(s) name ids that are not in the data "
+                      f"and were skipped: {', '.join(unknown[:10])}", stacklevel=2)
+    return add_labels(df, age_bounds)
+
+
+def scan_eval(root: str | os.PathLike) -> pd.DataFrame:
+    """``eval/info.csv`` rows, in file order, with the absolute ``path`` of each image."""
+    root = Path(root)
+    info_path = root / "eval" / "info.csv"
+    if not info_path.exists():
+        raise DataLayoutError(
+            f"{info_path} does not exist: the eval set needs eval/info.csv (ImageID,ans) "
+            "beside eval/images/. Check data.root."
+        )
+    info = pd.read_csv(info_path, dtype={"ImageID": str})
+    if "ImageID" not in info.columns:
+        raise DataLayoutError(
+            f"{info_path}: no ImageID column (found {list(info.columns)}); the competition "
+            "file has the header ImageID,ans."
+        )
+    images_dir = root / "eval" / "images"
+    present = set(os.listdir(images_dir)) if images_dir.is_dir() else set()
+    missing = [i for i in info["ImageID"] if i not in present]
+    if missing:
+        raise DataLayoutError(
+            f"{len(missing)} image(s) named in {info_path} are missing from {images_dir}: "
+            + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            + ". Restore them, or fix info.csv."
+        )
+    images_prefix = str(images_dir) + os.sep
+    return pd.DataFrame({"ImageID": info["ImageID"], "path": images_prefix + info["ImageID"]})
+
+
+def summarise(root: str | os.PathLike,
+              age_bounds: Sequence[int] = labels.DEFAULT_AGE_BOUNDS) -> str:
+    """A human-readable summary of a data tree: counts per class and per task, and problems."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = scan_train(root, age_bounds)
+    lines = [f"data root: {Path(root).resolve()}",
+             f"train: {df['folder'].nunique()} people, {len(df)} images"]
+    counts = df["label"].value_counts().reindex(range(labels.NUM_CLASSES), fill_value=0)
+    lines.append("images per class:")
+    lines += [f"  {c:2d} {labels.CLASS_NAMES[c]:<26} {n:6d}" for c, n in counts.items()]
+    people = df.drop_duplicates("folder")
+    for title, col, names, frame in (
+        ("images per mask", "mask", labels.MASK_NAMES, df),
+        ("people per gender", "gender", None, people),
+        ("people per age group", "age_group", labels.AGE_GROUP_NAMES, people),
+    ):
+        vc = frame[col].value_counts().sort_index()
+        parts = [f"{names[k] if names else k}={v}" for k, v in vc.items()]
+        lines.append(f"{title}: " + ", ".join(parts))
+    dis = train_csv_disagreements(root, df)
+    if len(dis):
+        lines.append(f"train.csv disagrees with the folder names in {len(dis)} place(s) "
+                     "(labels are taken from folder names):")
+        lines += ["  " + " ".join(f"{k}={v}" for k, v in r.items()) for r in
+                  dis.to_dict("records")[:20]]
+    else:
+        lines.append("train.csv agrees with the folder names")
+    for w in caught:
+        lines.append(f"warning: {w.message}")
+    try:
+        ev = scan_eval(root)
+        lines.append(f"eval: {len(ev)} images listed in eval/info.csv, all present")
+    except DataLayoutError as e:
+        lines.append(f"eval: {e}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Summarise a competition data tree.")
+    parser.add_argument("root", help="data root holding train/ and eval/")
+    parser.add_argument("--age-bounds", type=int, nargs=2, default=labels.DEFAULT_AGE_BOUNDS)
+    args = parser.parse_args(argv)
+    try:
+        print(summarise(args.root, args.age_bounds))
+    except DataLayoutError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""LightningDataModule: the one place where catalog, split, sampling and transforms meet."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from maskcls import labels
+from maskcls.data import catalog as cat
+from maskcls.data.dataset import ImageDataset, decode_all, read_rgb
+from maskcls.data.sampling import TrainSampler
+from maskcls.data.splits import holdout_split, kfold_split
+from maskcls.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AugmentConfig,
+    augment_transform,
+    base_transform,
+    check_image_size,
+    finish_transform,
+    mean_std,
+)
+from maskcls.synth import SynthConfig, ensure_synthetic
+
+log = logging.getLogger(__name__)
+CACHE_MODES = ("ram", "none")
+
+
+class MaskDataModule(pl.LightningDataModule):
+    """Train / val loaders over a competition tree, and a predict loader over ``eval/``.
+
+    Args:
+        root: data root holding ``train/`` (and ``eval/`` for prediction).
+        synthetic: if given, the synthetic tree's settings; ``prepare_data`` generates it at
+            ``root`` when ``root`` does not exist yet.
+        image_size: ``[H, W]`` fed to the model.
+        val_ratio: people held out when ``n_folds`` is unset.
+        n_folds, fold: person-level stratified k-fold; ``fold`` is the validation fold.
+        split_seed: seed of the split (independent of the training seed, so several seeds
+            can be compared on one split).
+        undersample: ``keep_masked`` (1..5) and ``resample_each_epoch``.
+        oversample: ``none``, ``weighted`` or ``repeat`` (see ``maskcls.data.sampling``).
+        augment: an ``AugmentConfig`` mapping (``conf/augment``).
+        normalize: ``imagenet``, ``dataset`` (computed on the training split) or
+            ``{mean: [...], std: [...]}``.
+        cache: ``ram`` decodes and resizes every image once; ``none`` decodes every epoch.
+        corrections: optional CSV of label fixes (``person_id,field,value``).
+        age_bounds: age-group bounds, default ``[30, 60]``.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        synthetic: Mapping[str, Any] | None = None,
+        image_size: Sequence[int] = (128, 96),
+        batch_size: int = 64,
+        num_workers: int = 0,
+        val_ratio: float = 0.2,
+        n_folds: int | None = None,
+        fold: int = 0,
+        split_seed: int = 42,
+        undersample: Mapping[str, Any] | None = None,
+        oversample: str = "none",
+        augment: Mapping[str, Any] | None = None,
+        normalize: str | Mapping[str, Sequence[float]] = "imagenet",
+        cache: str = "ram",
+        corrections: str | None = None,
+        age_bounds: Sequence[int] = labels.DEFAULT_AGE_BOUNDS,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(os.path.expanduser(str(root))).absolute()
+        self.synthetic = SynthConfig(**synthetic) if synthetic else None
+        self.image_size = check_image_size(list(image_size))
+        if cache not in CACHE_MODES:
+            raise ValueError(f"data.cache must be one of {CACHE_MODES}, got {cache!r}")
+        if isinstance(normalize, str) and normalize not in ("imagenet", "dataset"):
+            raise ValueError("data.normalize must be 'imagenet', 'dataset' or {mean, std}, "
+                             f"got {normalize!r}")
+        labels.check_age_bounds(age_bounds)
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.val_ratio, self.n_folds, self.fold, self.split_seed = val_ratio, n_folds, fold, split_seed
+        self.undersample = {"keep_masked": 5, "resample_each_epoch": True, **(undersample or {})}
+        self.oversample = oversample
+        self.augment = AugmentConfig(**(augment or {}))
+        self.normalize, self.cache_mode = normalize, cache
+        self.corrections, self.age_bounds = corrections, tuple(age_bounds)
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.catalog: pd.DataFrame | None = None
+        self.train_rows: np.ndarray | None = None
+        self.val_rows: np.ndarray | None = None
+        self.mean: list[float] = list(IMAGENET_MEAN)
+        self.std: list[float] = list(IMAGENET_STD)
+        self._cache: torch.Tensor | None = None
+
+    # ----------------------------------------------------------------------------- set-up
+    def prepare_data(self) -> None:
+        if self.synthetic is not None and not (self.root / "train" / "images").is_dir():
+            log.info("generating the synthetic dataset at %s", self.root)
+            ensure_synthetic(self.root, self.synthetic)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit", "validate") and self.catalog is None:
+            self._setup_train()
+
+    def _setup_train(self) -> None:
+        df = cat.scan_train(self.root, self.age_bounds)
+        if self.corrections:
+            df = cat.apply_corrections(df, self.corrections, self.age_bounds)
+        if self.n_folds:
+            train_ids, val_ids = kfold_split(df, self.n_folds, self.fold, self.split_seed)
+        else:
+            train_ids, val_ids = holdout_split(df, self.val_ratio, self.split_seed)
+        self.catalog = df.reset_index(drop=True)
+        self.train_rows = np.flatnonzero(self.catalog["person_id"].isin(train_ids).to_numpy())
+        self.val_rows = np.flatnonzero(self.catalog["person_id"].isin(val_ids).to_numpy())
+        base = base_transform(self.image_size, self.augment.center_crop)
+        if self.cache_mode == "ram":
+            n = len(self.catalog)
+            log.info("caching %d decoded images at %sx%s (%.0f MiB of RAM)", n,
+                     *self.image_size, n * 3 * self.image_size[0] * self.image_size[1] / 2**20)
+            self._cache = decode_all(self.catalog["path"].tolist(), base, self.num_workers)
+        self._set_normalisation(base)
+        paths, targets = self.catalog["path"].tolist(), self.catalog["label"].to_numpy()
+        self.train_set = ImageDataset(paths, targets, base,
+                                      finish_transform(self.mean, self.std, self.augment.erasing),
+                                      augment_transform(self.augment), self._cache)
+        self.eval_set = ImageDataset(paths, targets, base, finish_transform(self.mean, self.std),
+                                     None, self._cache)
+
+    def _set_normalisation(self, base: Any) -> None:
+        if isinstance(self.normalize, Mapping):
+            self.mean, self.std = list(self.normalize["mean"]), list(self.normalize["std"])
+        elif self.normalize == "dataset":
+            rows = self.train_rows
+            if self._cache is not None:
+                self.mean, self.std = mean_std(self._cache[torch.as_tensor(rows)])
+            else:  # a fixed sample of 512 training images is plenty for three numbers
+                rng = np.random.default_rng(self.split_seed)
+                pick = rng.choice(rows, size=min(512, len(rows)), replace=False)
+                self.mean, self.std = mean_std(
+                    base(read_rgb(self.catalog["path"].iat[i])) for i in pick)
+            log.info("normalisation from the training split: mean=%s std=%s",
+                     [round(v, 4) for v in self.mean], [round(v, 4) for v in self.std])
+
+    # ------------------------------------------------------------------- checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint, so prediction rebuilds the exact eval pipeline (the
+        normalisation may have been computed from the training split)."""
+        return {"image_size": list(self.image_size), "center_crop": self.augment.center_crop,
+                "mean": list(self.mean), "std": list(self.std),
+                "age_bounds": list(self.age_bounds), "split": self._split_id()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """On resume: refuse weights trained on another split. Carrying a model from one fold
+        to the next trains it on the next fold's validation people."""
+        saved = state.get("split")
+        if saved is not None and saved != self._split_id():
+            raise ValueError(f"the checkpoint was trained on split {saved}, this run uses "
+                             f"{self._split_id()}; a fold must start from fresh weights. "
+                             "Drop ckpt_path, or resume with the checkpoint's own split.")
+        self.mean, self.std = list(state["mean"]), list(state["std"])
+
+    def _split_id(self) -> dict[str, Any]:
+        return {"n_folds": self.n_folds, "fold": self.fold if self.n_folds else None,
+                "val_ratio": None if self.n_folds else self.val_ratio,
+                "split_seed": self.split_seed}
+
+    # ------------------------------------------------------------------------------ facts
+    @property
+    def class_counts(self) -> list[int]:
+        """Images per class in the training split (before sampling)."""
+        counts = np.bincount(self.catalog["label"].to_numpy()[self.train_rows],
+                             minlength=labels.NUM_CLASSES)
+        return counts.tolist()
+
+    @property
+    def val_catalog(self) -> pd.DataFrame:
+        """Validation rows, in the order the val loader serves them."""
+        return self.catalog.iloc[self.val_rows]
+
+    # ---------------------------------------------------------------------------- loaders
+    def _loader(self, dataset: Any, **kw: Any) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory,
+                          persistent_workers=self.num_workers > 0, **kw)
+
+    def train_dataloader(self) -> DataLoader:
+        train = self.catalog.iloc[self.train_rows]
+        sampler = TrainSampler(train, oversample=self.oversample,
+                               seed=self.split_seed + self.trainer_seed(), **self.undersample)
+        # Drop the ragged last batch: a batch of one breaks BatchNorm, and the sampler draws
+        # anew every epoch, so nothing is lost for good.
+        return self._loader(self.train_set, sampler=sampler,
+                            drop_last=len(sampler) > self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(Subset(self.eval_set, self.val_rows.tolist()))
+
+    def trainer_seed(self) -> int:
+        """The global seed (``seed_everything``), so ``seed=`` changes the sampled shots too."""
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))

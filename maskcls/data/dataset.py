@@ -1,0 +1,82 @@
+"""Decode images and serve (tensor, label) pairs, optionally from a decoded-pixel cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2 import functional as F
+
+
+class ImageReadError(RuntimeError):
+    """An image file could not be decoded; the message names it."""
+
+
+def read_rgb(path: str) -> torch.Tensor:
+    """uint8 CHW RGB tensor. Greyscale, RGBA, palette and CMYK files are converted to RGB."""
+    try:
+        return decode_image(path, mode=ImageReadMode.RGB)
+    except Exception:  # noqa: BLE001 - torchvision's decoders miss some variants; PIL decides
+        pass
+    try:
+        with Image.open(path) as im:
+            return F.pil_to_tensor(im.convert("RGB"))
+    except Exception as e:
+        raise ImageReadError(
+            f"{path}: cannot decode image ({type(e).__name__}: {e}). Replace or remove the file "
+            "(data.verify=true lists every unreadable file before training)."
+        ) from e
+
+
+class ImageDataset(Dataset):
+    """Items ``(image, target)`` for every row of ``paths``. ``targets`` -1 means unlabelled.
+
+    With ``cache`` (uint8 NCHW, row-aligned with ``paths``) the ``base`` stage is skipped.
+    """
+
+    def __init__(self, paths: Sequence[str], targets: Sequence[int] | None,
+                 base: Callable, finish: Callable, augment: Callable | None = None,
+                 cache: torch.Tensor | None = None) -> None:
+        self.paths = list(paths)
+        self.targets = (np.asarray(targets, dtype=np.int64) if targets is not None
+                        else np.full(len(self.paths), -1, dtype=np.int64))
+        self.base, self.augment, self.finish = base, augment, finish
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def pixels(self, i: int) -> torch.Tensor:
+        """uint8 image after the deterministic ``base`` stage."""
+        if self.cache is not None:
+            return self.cache[i]
+        return self.base(read_rgb(self.paths[i]))
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        img = self.pixels(i)
+        if self.augment is not None:
+            img = self.augment(img)
+        return self.finish(img), int(self.targets[i])
+
+
+class _BaseOnly(Dataset):
+    def __init__(self, paths: Sequence[str], base: Callable) -> None:
+        self.paths, self.base = list(paths), base
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.base(read_rgb(self.paths[i]))
+
+
+def decode_all(paths: Sequence[str], base: Callable, num_workers: int = 0,
+               batch_size: int = 64) -> torch.Tensor:
+    """Decode and ``base``-transform every image once into one uint8 NCHW tensor."""
+    loader = DataLoader(_BaseOnly(paths, base), batch_size=batch_size, num_workers=num_workers)
+    batches = list(loader)
+    return torch.cat(batches) if batches else torch.empty(0, 3, 1, 1, dtype=torch.uint8)

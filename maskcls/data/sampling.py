@@ -1,0 +1,108 @@
+"""Which training images an epoch sees: undersample masked shots, oversample rare classes.
+
+Every person has five ``mask*`` shots but one ``incorrect_mask`` and one ``normal``, so the mask
+task is 5:1:1. Keeping ``keep_masked`` of the five per person gives 3:1:1 (3) or 1:1:1 (1).
+Rare classes (men over 60 without a mask: 83 of 18,900 real images) can then be oversampled
+with torch's ``WeightedRandomSampler`` (class-balanced draws) or by repeating their images.
+
+The sampler draws from a generator seeded by ``seed`` and the epoch, so every DDP rank builds
+the same list and Lightning's distributed wrapper splits it between ranks without repeats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Sampler, WeightedRandomSampler
+
+OVERSAMPLE_MODES = ("none", "weighted", "repeat")
+
+
+class TrainSampler(Sampler[int]):
+    """Yields catalog row indices for one training epoch.
+
+    Args:
+        catalog: the training rows (index = row position in the dataset), with columns
+            ``person_id``, ``folder``, ``mask``, ``stem``, ``label``.
+        keep_masked: masked shots kept per person and epoch (1..5; 5 keeps all).
+        resample_each_epoch: draw the kept shots anew every epoch (True) or once per seed.
+        oversample: ``none``, ``weighted`` (class-balanced draws with replacement, same epoch
+            length) or ``repeat`` (images of class c repeated ``round(median / count_c)`` times,
+            at most ``max_repeat``).
+    """
+
+    def __init__(self, catalog: pd.DataFrame, keep_masked: int = 5,
+                 resample_each_epoch: bool = True, oversample: str = "none",
+                 max_repeat: int = 8, seed: int = 0) -> None:
+        if not 1 <= keep_masked <= 5:
+            raise ValueError(f"data.undersample.keep_masked must be in 1..5, got {keep_masked}")
+        if oversample not in OVERSAMPLE_MODES:
+            raise ValueError(f"data.oversample must be one of {OVERSAMPLE_MODES}, "
+                             f"got {oversample!r}")
+        self.rows = np.asarray(catalog.index, dtype=np.int64)
+        self.labels = catalog["label"].to_numpy()
+        self.masked = (catalog["mask"] == 0).to_numpy()
+        # Group key per row: the person's folder (one folder = one photo session).
+        self.group = pd.factorize(catalog["folder"])[0]
+        self.keep_masked = keep_masked
+        self.resample_each_epoch = resample_each_epoch
+        self.oversample = oversample
+        self.max_repeat = max_repeat
+        self.seed = seed
+        self.epoch = 0
+        self._explicit_epoch = False
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of every epoch (resumed runs included)."""
+        self.epoch = epoch
+        self._explicit_epoch = True
+
+    def _kept(self, rng: np.random.Generator) -> np.ndarray:
+        """Positions (into self.rows) of the shots kept this epoch: every unmasked shot plus
+        ``keep_masked`` masked shots per person, chosen by a random key."""
+        if self.keep_masked >= 5:
+            return np.arange(len(self.rows))
+        keep = ~self.masked
+        m = np.flatnonzero(self.masked)
+        key = rng.random(len(m))
+        rank = pd.Series(key).groupby(self.group[m]).rank(method="first").to_numpy()
+        keep[m[rank <= self.keep_masked]] = True
+        return np.flatnonzero(keep)
+
+    def _repeat_factors(self, kept: np.ndarray) -> np.ndarray:
+        counts = np.bincount(self.labels[kept])
+        median = float(np.median(counts[counts > 0]))
+        return np.array([min(self.max_repeat, max(1, round(median / c))) if c else 0
+                         for c in counts])
+
+    def indices(self) -> np.ndarray:
+        """The row indices of the current epoch, in order."""
+        epoch_rng = np.random.default_rng([self.seed, self.epoch])
+        select_rng = epoch_rng if self.resample_each_epoch else np.random.default_rng(self.seed)
+        kept = self._kept(select_rng)
+        if self.oversample == "weighted":
+            counts = np.bincount(self.labels[kept], minlength=1).astype(np.float64)
+            weights = 1.0 / counts[self.labels[kept]]
+            g = torch.Generator().manual_seed(int(epoch_rng.integers(2**62)))
+            draw = WeightedRandomSampler(torch.as_tensor(weights), num_samples=len(kept),
+                                         replacement=True, generator=g)
+            return self.rows[kept[np.fromiter(draw, dtype=np.int64, count=len(kept))]]
+        if self.oversample == "repeat":
+            kept = np.repeat(kept, self._repeat_factors(kept)[self.labels[kept]])
+        return self.rows[kept[epoch_rng.permutation(len(kept))]]
+
+    def __iter__(self) -> Iterator[int]:
+        idx = self.indices()
+        if not self._explicit_epoch:
+            self.epoch += 1  # no set_epoch caller (e.g. inside a DDP wrapper): advance ourselves
+        return iter(idx.tolist())
+
+    def __len__(self) -> int:
+        # Per-class counts of the kept shots do not change between epochs, so neither does this.
+        kept = self._kept(np.random.default_rng(self.seed))
+        if self.oversample == "repeat":
+            return int(self._repeat_factors(kept)[self.labels[kept]].sum())
+        return len(kept)

@@ -1,0 +1,63 @@
+"""Person-level splits: a holdout and stratified k-fold, never splitting one person's images.
+
+Both work on the table of people (one row per ``person_id``), stratified on gender x age group,
+so a person's seven shots (and the two folders that share an id in the real data) always land
+on the same side. Splitting people with sklearn's ``StratifiedKFold`` is exactly a stratified
+*group* k-fold over images with the person as the group.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+
+def people_table(catalog: pd.DataFrame) -> pd.DataFrame:
+    """One row per person id with its stratum (gender x age group, 0..5), sorted by id so the
+    split does not depend on scan order."""
+    people = catalog.drop_duplicates("person_id").sort_values("person_id")
+    gender = (people["gender"] == "female").astype(int)
+    return pd.DataFrame({
+        "person_id": people["person_id"].to_numpy(),
+        "stratum": (3 * gender + people["age_group"]).to_numpy(),
+    })
+
+
+def _stratify_or_none(strata: np.ndarray, n_splits: int) -> np.ndarray | None:
+    # sklearn refuses strata smaller than the number of splits (tiny test trees); fall back to a
+    # plain shuffle there rather than failing. The real data's smallest stratum has 83 people.
+    counts = np.bincount(strata)
+    return strata if counts[counts > 0].min() >= n_splits else None
+
+
+def holdout_split(catalog: pd.DataFrame, val_ratio: float, seed: int) -> tuple[set, set]:
+    """(train person ids, val person ids); ``round(val_ratio * people)`` people go to val."""
+    if not 0.0 < val_ratio < 1.0:
+        raise ValueError(f"data.val_ratio must be between 0 and 1 (exclusive), got {val_ratio}")
+    people = people_table(catalog)
+    n_val = int(round(val_ratio * len(people)))
+    if not 0 < n_val < len(people):
+        raise ValueError(f"data.val_ratio={val_ratio} leaves no people on one side of the split "
+                         f"({len(people)} people in all); use a ratio nearer 0.2")
+    strata = _stratify_or_none(people["stratum"].to_numpy(), 2)
+    train, val = train_test_split(people["person_id"].to_numpy(), test_size=n_val,
+                                  random_state=seed, stratify=strata)
+    return set(train), set(val)
+
+
+def kfold_split(catalog: pd.DataFrame, n_folds: int, fold: int, seed: int) -> tuple[set, set]:
+    """(train person ids, val person ids) of fold ``fold`` out of ``n_folds``."""
+    if n_folds < 2:
+        raise ValueError(f"data.n_folds must be at least 2 for k-fold, got {n_folds}")
+    if not 0 <= fold < n_folds:
+        raise ValueError(f"data.fold must be in 0..{n_folds - 1}, got {fold}")
+    people = people_table(catalog)
+    if len(people) < n_folds:
+        raise ValueError(f"{n_folds} folds need at least {n_folds} people, found {len(people)}")
+    ids = people["person_id"].to_numpy()
+    strata = _stratify_or_none(people["stratum"].to_numpy(), n_folds)
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    splits = list(splitter.split(ids, strata if strata is not None else np.zeros(len(ids))))
+    train_idx, val_idx = splits[fold]
+    return set(ids[train_idx]), set(ids[val_idx])

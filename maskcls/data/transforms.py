@@ -1,0 +1,118 @@
+"""Image pipelines, in three stages so the deterministic part can be cached:
+
+1. ``base``: full-size uint8 image -> optional centre (face) crop -> resize to ``image_size``.
+   Deterministic, so its output can be decoded once and cached.
+2. ``augment``: random rotation, colour / sharpness jitter, horizontal flip on uint8 pixels.
+   Training only.
+3. ``finish``: uint8 -> float in [0, 1] -> normalise -> (training only) random erasing.
+
+Validation and prediction use ``base`` + ``finish`` without augmentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class AugmentConfig:
+    """One augmentation preset (``conf/augment/*.yaml``). Zero switches an op off."""
+
+    rotation: float = 10.0  # degrees, +-
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+    sharpness: float = 0.0  # probability of a random sharpness change
+    hflip: float = 0.5  # probability
+    erasing: float = 0.0  # probability of random erasing
+    center_crop: Sequence[float] | None = field(default=None)  # (h, w) fraction kept, e.g. [0.8, 0.7]
+
+
+def check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
+    """``[H, W]`` of two positive integers, else a ValueError naming ``data.image_size``."""
+    ok = (isinstance(image_size, Sequence) and not isinstance(image_size, str)
+          and len(image_size) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size))
+    if not ok:
+        raise ValueError(
+            f"data.image_size must be two positive integers [height, width], got {image_size!r}; "
+            "e.g. data.image_size=[128,96]"
+        )
+    return int(image_size[0]), int(image_size[1])
+
+
+def base_transform(image_size: Sequence[int], center_crop: Sequence[float] | None = None
+                   ) -> v2.Transform:
+    h, w = check_image_size(image_size)
+    ops: list[v2.Transform] = []
+    if center_crop:
+        ops.append(_FractionCenterCrop(center_crop))
+    ops.append(v2.Resize((h, w), antialias=True))
+    return v2.Compose(ops)
+
+
+class _FractionCenterCrop(v2.Transform):
+    """Centre crop keeping a fraction of height and width (faces sit in the middle of the
+    competition photos), so it works for any input size."""
+
+    def __init__(self, fraction: Sequence[float]) -> None:
+        super().__init__()
+        fh, fw = (float(fraction[0]), float(fraction[1]))
+        if not (0 < fh <= 1 and 0 < fw <= 1):
+            raise ValueError(f"augment.center_crop must be two fractions in (0, 1], got {fraction}")
+        self.fraction = (fh, fw)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        h, w = img.shape[-2:]
+        return v2.functional.center_crop(
+            img, [max(1, round(h * self.fraction[0])), max(1, round(w * self.fraction[1]))])
+
+
+def augment_transform(cfg: AugmentConfig) -> v2.Transform:
+    ops: list[v2.Transform] = []
+    if cfg.rotation:
+        ops.append(v2.RandomRotation(cfg.rotation))
+    if cfg.brightness or cfg.contrast or cfg.saturation or cfg.hue:
+        ops.append(v2.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue))
+    if cfg.sharpness:
+        ops.append(v2.RandomAdjustSharpness(sharpness_factor=2.0, p=cfg.sharpness))
+    if cfg.hflip:
+        ops.append(v2.RandomHorizontalFlip(cfg.hflip))
+    return v2.Compose(ops) if ops else v2.Identity()
+
+
+def finish_transform(mean: Sequence[float], std: Sequence[float], erasing: float = 0.0
+                     ) -> v2.Transform:
+    ops: list[v2.Transform] = [v2.ToDtype(torch.float32, scale=True),
+                               v2.Normalize(list(mean), list(std))]
+    if erasing:
+        ops.append(v2.RandomErasing(p=erasing, value=0))
+    return v2.Compose(ops)
+
+
+def mean_std(images: torch.Tensor | Sequence[torch.Tensor]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std over every pixel of uint8 CHW images (or an NCHW batch).
+
+    Pools pixel sums (float64), so it is the std of all pixels, not the mean of per-image stds.
+    """
+    total = torch.zeros(3, dtype=torch.float64)
+    total_sq = torch.zeros(3, dtype=torch.float64)
+    count = 0
+    for img in images:
+        x = img.to(torch.float64).div_(255.0).reshape(3, -1)
+        total += x.sum(1)
+        total_sq += (x * x).sum(1)
+        count += x.shape[1]
+    if count == 0:
+        raise ValueError("cannot compute normalisation statistics from zero images")
+    mean = total / count
+    std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
+    return mean.tolist(), std.tolist()
