@@ -8,6 +8,7 @@ Examples::
     python train.py -m data.n_folds=5 'data.fold=range(5)'
 """
 
+import sys
 import warnings
 
 import hydra
@@ -29,5 +30,15 @@ def main(cfg: DictConfig) -> float:
         raise SystemExit(f"error: {e}") from None
 
 
+def _resume_in_place(argv: list[str]) -> list[str]:
+    """``resume=DIR`` continues the run inside DIR: no new Hydra run folder, and Hydra's
+    record of the original run (DIR/.hydra) is left as it was."""
+    dirs = [a.split("=", 1)[1] for a in argv if a.startswith("resume=")]
+    if dirs and dirs[0] not in ("", "null"):
+        return [*argv, f"hydra.run.dir={dirs[0]}", "hydra.output_subdir=null"]
+    return argv
+
+
 if __name__ == "__main__":
+    sys.argv = _resume_in_place(sys.argv)
     main()

@@ -25,7 +25,7 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 
 from maskcls import labels
 from maskcls.data import catalog as cat
-from maskcls.data.dataset import ImageDataset
+from maskcls.data.dataset import ImageDataset, ImageReadError
 from maskcls.data.transforms import base_transform, finish_transform
 from maskcls.model.module import MaskClassifier
 
@@ -37,8 +37,8 @@ class CheckpointError(ValueError):
 
 
 # Errors whose message tells the user what to fix: the entry points print them without a trace.
-USER_ERRORS = (CheckpointError, cat.DataLayoutError, FileNotFoundError, PermissionError,
-               ValueError)
+USER_ERRORS = (CheckpointError, cat.DataLayoutError, ImageReadError, FileNotFoundError,
+               PermissionError, ValueError)
 
 
 @dataclass

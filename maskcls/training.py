@@ -26,6 +26,7 @@ from maskcls.data.datamodule import MaskDataModule
 from maskcls.data.transforms import check_image_size
 from maskcls.model.module import MaskClassifier, create_backbone
 from maskcls.plots import confusion_matrix_png
+from maskcls.reliability import AtomicCheckpointIO
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ def run(cfg: DictConfig) -> float:
     """``train.py``'s job. In a sweep, a failing job (a bad value, out of memory) is recorded
     in its folder as ``failure.json`` and returns NaN, so the other jobs still run and the
     sweep report lists it as failed."""
+    if cfg.get("resume"):
+        cfg = resume_config(cfg.resume)
     if not _in_multirun():
         return train(cfg)
     try:
@@ -76,6 +79,21 @@ def run(cfg: DictConfig) -> float:
         return float("nan")
 
 
+def resume_config(run_dir: str | Path) -> DictConfig:
+    """The saved config of ``run_dir``, set to continue from its ``last.ckpt`` in place."""
+    run_dir = Path(run_dir).expanduser()
+    saved, last = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
+    for needed in (saved, last):
+        if not needed.exists():
+            raise FileNotFoundError(f"resume={run_dir}: {needed} does not exist; give the run "
+                                    "folder of a run that saved at least one epoch")
+    cfg = OmegaConf.load(saved)
+    cfg.ckpt_path = str(last)
+    cfg.paths.output_dir = str(run_dir)
+    cfg.resume = None
+    return cfg
+
+
 def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -86,17 +104,23 @@ def train(cfg: DictConfig) -> float:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     check_config(cfg)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+        _atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)
 
     dm, model = build(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
+                                      plugins=[AtomicCheckpointIO()])
 
+    ckpt_path = cfg.get("ckpt_path")
+    earlier = _earlier_metrics(out, ckpt_path)
     t0 = time.perf_counter()
-    trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - t0
+    if earlier is not None and trainer.is_global_zero:
+        _merge_metrics_csv(out / "metrics.csv", *earlier)
 
     ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
@@ -110,6 +134,28 @@ def train(cfg: DictConfig) -> float:
                               time.perf_counter() - started)
     print_summary(out, metrics)
     return float(metrics["val"].get(cfg.monitor.split("/", 1)[-1], float("nan")))
+
+
+def _earlier_metrics(out: Path, ckpt_path: str | None) -> tuple[pd.DataFrame, int] | None:
+    """Before resuming in the same folder: the logged rows of the epochs the checkpoint holds
+    (Lightning's CSV logger starts metrics.csv afresh). Kept beside it until merged back."""
+    metrics_csv = out / "metrics.csv"
+    if not ckpt_path or not metrics_csv.exists():
+        return None
+    done_epochs = int(torch.load(ckpt_path, map_location="cpu", weights_only=True)["epoch"]) + 1
+    rows = pd.read_csv(metrics_csv)
+    rows = rows[rows["epoch"] < done_epochs] if "epoch" in rows else rows.iloc[0:0]
+    rows.to_csv(out / "metrics.before_resume.csv", index=False)
+    return rows, done_epochs
+
+
+def _merge_metrics_csv(path: Path, earlier: pd.DataFrame, done_epochs: int) -> None:
+    new = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    if "epoch" in new:
+        new = new[new["epoch"] >= done_epochs]
+    merged = pd.concat([earlier, new], ignore_index=True)
+    _atomic_write(path, merged.to_csv(index=False))
+    (path.parent / "metrics.before_resume.csv").unlink(missing_ok=True)
 
 
 def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trainer: pl.Trainer,

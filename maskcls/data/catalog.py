@@ -148,7 +148,8 @@ def train_csv_disagreements(root: str | os.PathLike, catalog: pd.DataFrame) -> p
         raise DataLayoutError(f"{csv_path}: missing column(s) {sorted(missing)}; expected "
                               "id,gender,race,age,path.")
     people = catalog.drop_duplicates("folder")[["folder", "person_id", "gender", "age"]]
-    people = people.assign(key=people["person_id"].map(_normalise_id), age=people["age"].astype(str))
+    people = people.assign(key=people["person_id"].map(_normalise_id),
+                           age=people["age"].astype(str))
     csv = csv.assign(key=csv["id"].map(_normalise_id), row=range(len(csv)))
     m = csv.merge(people, on="key", suffixes=("_csv", ""))
     shared = m["key"].map(people["key"].value_counts()) > 1

@@ -12,11 +12,18 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Subset
 
 from maskcls import labels
 from maskcls.data import catalog as cat
-from maskcls.data.dataset import ImageDataset, decode_all, read_rgb
+from maskcls.data.dataset import (
+    ImageDataset,
+    ImageReadError,
+    decode_all,
+    read_rgb,
+    unreadable_images,
+)
 from maskcls.data.sampling import TrainSampler
 from maskcls.data.splits import holdout_split, kfold_split
 from maskcls.data.transforms import (
@@ -29,6 +36,7 @@ from maskcls.data.transforms import (
     finish_transform,
     mean_std,
 )
+from maskcls.reliability import seed_rngs
 from maskcls.synth import SynthConfig, ensure_synthetic
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,8 @@ class MaskDataModule(pl.LightningDataModule):
         cache: ``ram`` decodes and resizes every image once; ``none`` decodes every epoch.
         corrections: optional CSV of label fixes (``person_id,field,value``).
         age_bounds: age-group bounds, default ``[30, 60]``.
+        seed: the run's seed; with ``split_seed`` it fixes which shots each epoch samples.
+        verify: decode every image once before training and list all unreadable files.
     """
 
     def __init__(
@@ -76,6 +86,8 @@ class MaskDataModule(pl.LightningDataModule):
         corrections: str | None = None,
         age_bounds: Sequence[int] = labels.DEFAULT_AGE_BOUNDS,
         pin_memory: bool | None = None,
+        seed: int = 0,
+        verify: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(os.path.expanduser(str(root))).absolute()
@@ -88,13 +100,16 @@ class MaskDataModule(pl.LightningDataModule):
                              f"got {normalize!r}")
         labels.check_age_bounds(age_bounds)
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.val_ratio, self.n_folds, self.fold, self.split_seed = val_ratio, n_folds, fold, split_seed
+        self.val_ratio, self.n_folds, self.fold = val_ratio, n_folds, fold
+        self.split_seed = split_seed
         self.undersample = {"keep_masked": 5, "resample_each_epoch": True, **(undersample or {})}
         self.oversample = oversample
         self.augment = AugmentConfig(**(augment or {}))
         self.normalize, self.cache_mode = normalize, cache
         self.corrections, self.age_bounds = corrections, tuple(age_bounds)
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.seed = seed
+        self.verify = verify
         self.catalog: pd.DataFrame | None = None
         self.train_rows: np.ndarray | None = None
         self.val_rows: np.ndarray | None = None
@@ -121,6 +136,8 @@ class MaskDataModule(pl.LightningDataModule):
         else:
             train_ids, val_ids = holdout_split(df, self.val_ratio, self.split_seed)
         self.catalog = df.reset_index(drop=True)
+        if self.verify:
+            self._verify(self.catalog["path"].tolist())
         self.train_rows = np.flatnonzero(self.catalog["person_id"].isin(train_ids).to_numpy())
         self.val_rows = np.flatnonzero(self.catalog["person_id"].isin(val_ids).to_numpy())
         base = base_transform(self.image_size, self.augment.center_crop)
@@ -136,6 +153,14 @@ class MaskDataModule(pl.LightningDataModule):
                                       augment_transform(self.augment), self._cache)
         self.eval_set = ImageDataset(paths, targets, base, finish_transform(self.mean, self.std),
                                      None, self._cache)
+
+    def _verify(self, paths: list[str]) -> None:
+        bad = unreadable_images(paths, self.num_workers)
+        if bad:
+            listing = "\n".join(f"  {p}: {r}" for p, r in bad)
+            raise ImageReadError(f"{len(bad)} of {len(paths)} images cannot be decoded; "
+                                 f"replace or remove them:\n{listing}")
+        log.info("verified: all %d images decode", len(paths))
 
     def _set_normalisation(self, base: Any) -> None:
         if isinstance(self.normalize, Mapping):
@@ -197,15 +222,27 @@ class MaskDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         train = self.catalog.iloc[self.train_rows]
         sampler = TrainSampler(train, oversample=self.oversample,
-                               seed=self.split_seed + self.trainer_seed(), **self.undersample)
+                               seed=self.split_seed * 100_003 + self.seed,
+                               epoch_fn=self._current_epoch, on_epoch_start=self._reseed,
+                               **self.undersample)
         # Drop the ragged last batch: a batch of one breaks BatchNorm, and the sampler draws
         # anew every epoch, so nothing is lost for good.
         return self._loader(self.train_set, sampler=sampler,
                             drop_last=len(sampler) > self.batch_size)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(Subset(self.eval_set, self.val_rows.tolist()))
+    def _current_epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
 
-    def trainer_seed(self) -> int:
-        """The global seed (``seed_everything``), so ``seed=`` changes the sampled shots too."""
-        return int(os.environ.get("PL_GLOBAL_SEED", 0))
+    def _reseed(self, epoch: int) -> None:
+        seed_rngs(self.seed, epoch, self.trainer.global_rank if self.trainer is not None else 0)
+
+    def val_dataloader(self) -> DataLoader:
+        val = Subset(self.eval_set, self.val_rows.tolist())
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            # Each image on exactly one rank: Lightning's default DistributedSampler pads with
+            # repeats, which would count some images twice in the validation metrics.
+            sampler = UnrepeatedDistributedSampler(val, num_replicas=trainer.world_size,
+                                                   rank=trainer.global_rank, shuffle=False)
+            return self._loader(val, sampler=sampler)
+        return self._loader(val)

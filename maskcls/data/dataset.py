@@ -74,6 +74,29 @@ class _BaseOnly(Dataset):
         return self.base(read_rgb(self.paths[i]))
 
 
+class _Readable(Dataset):
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> str:
+        try:
+            read_rgb(self.paths[i])
+        except ImageReadError as e:
+            return str(e.__cause__ or e)
+        return ""
+
+
+def unreadable_images(paths: Sequence[str], num_workers: int = 0) -> list[tuple[str, str]]:
+    """(path, reason) for every image that does not decode; decodes each file once."""
+    loader = DataLoader(_Readable(paths), batch_size=64, num_workers=num_workers,
+                        collate_fn=list)
+    reasons = [r for batch in loader for r in batch]
+    return [(p, r) for p, r in zip(paths, reasons, strict=True) if r]
+
+
 def decode_all(paths: Sequence[str], base: Callable, num_workers: int = 0,
                batch_size: int = 64) -> torch.Tensor:
     """Decode and ``base``-transform every image once into one uint8 NCHW tensor."""

@@ -11,7 +11,7 @@ the same list and Lightning's distributed wrapper splits it between ranks withou
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -32,11 +32,17 @@ class TrainSampler(Sampler[int]):
         oversample: ``none``, ``weighted`` (class-balanced draws with replacement, same epoch
             length) or ``repeat`` (images of class c repeated ``round(median / count_c)`` times,
             at most ``max_repeat``).
+        epoch_fn: where the current epoch comes from (the trainer's, so that a resumed run
+            draws the right epoch even before Lightning calls ``set_epoch``).
+        on_epoch_start: called with the epoch when an epoch's indices are drawn (reseeds the
+            augmentation RNGs at a point that is the same for fresh and resumed runs).
     """
 
     def __init__(self, catalog: pd.DataFrame, keep_masked: int = 5,
                  resample_each_epoch: bool = True, oversample: str = "none",
-                 max_repeat: int = 8, seed: int = 0) -> None:
+                 max_repeat: int = 8, seed: int = 0,
+                 epoch_fn: Callable[[], int] | None = None,
+                 on_epoch_start: Callable[[int], None] | None = None) -> None:
         if not 1 <= keep_masked <= 5:
             raise ValueError(f"data.undersample.keep_masked must be in 1..5, got {keep_masked}")
         if oversample not in OVERSAMPLE_MODES:
@@ -54,6 +60,7 @@ class TrainSampler(Sampler[int]):
         self.seed = seed
         self.epoch = 0
         self._explicit_epoch = False
+        self.epoch_fn, self.on_epoch_start = epoch_fn, on_epoch_start
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning at the start of every epoch (resumed runs included)."""
@@ -95,6 +102,10 @@ class TrainSampler(Sampler[int]):
         return self.rows[kept[epoch_rng.permutation(len(kept))]]
 
     def __iter__(self) -> Iterator[int]:
+        if self.epoch_fn is not None:
+            self.epoch, self._explicit_epoch = self.epoch_fn(), True
+        if self.on_epoch_start is not None:
+            self.on_epoch_start(self.epoch)
         idx = self.indices()
         if not self._explicit_epoch:
             self.epoch += 1  # no set_epoch caller (e.g. inside a DDP wrapper): advance ourselves

@@ -33,7 +33,8 @@ class AugmentConfig:
     sharpness: float = 0.0  # probability of a random sharpness change
     hflip: float = 0.5  # probability
     erasing: float = 0.0  # probability of random erasing
-    center_crop: Sequence[float] | None = field(default=None)  # (h, w) fraction kept, e.g. [0.8, 0.7]
+    # (h, w) fraction kept by a centre crop before resizing, e.g. [0.8, 0.7]
+    center_crop: Sequence[float] | None = field(default=None)
 
 
 def check_image_size(image_size: Sequence[int]) -> tuple[int, int]:

@@ -99,10 +99,33 @@ class MaskClassifier(pl.LightningModule):
         self.val_metrics.reset()
         if self._val_outputs:
             probs, targets = (torch.cat(t) for t in zip(*self._val_outputs, strict=True))
+            if self.trainer.world_size > 1:
+                probs, targets = self._gather_in_order(probs, targets)
             details.update(probs=probs, targets=targets)
         self._val_outputs.clear()
         details.update({k: float(v) for k, v in logged.items()})
         self.val_details = details
+
+    def _gather_in_order(self, probs: torch.Tensor, targets: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All ranks' validation outputs in dataset order. The unrepeated distributed sampler
+        gives rank r the items r, r + W, r + 2W, ...; ranks differ in length by at most one."""
+        world = self.trainer.world_size
+        n = torch.tensor([len(targets)], device=self.device)
+        counts = self.all_gather(n).reshape(world).tolist()
+        width = max(counts)
+        pad = width - len(targets)
+        probs_p = torch.cat([probs, probs.new_zeros(pad, probs.shape[1])]).to(self.device)
+        targets_p = torch.cat([targets, targets.new_full((pad,), -1)]).to(self.device)
+        all_probs = self.all_gather(probs_p).reshape(world, width, -1).cpu()
+        all_targets = self.all_gather(targets_p).reshape(world, width).cpu()
+        order_p, order_t = [], []
+        for i in range(width):  # interleave back: item k sits on rank k % W at position k // W
+            for r in range(world):
+                if i < counts[r]:
+                    order_p.append(all_probs[r, i])
+                    order_t.append(all_targets[r, i])
+        return torch.stack(order_p), torch.stack(order_t)
 
     def predict_step(self, batch: Any, _: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, list | tuple) else batch
