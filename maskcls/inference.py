@@ -38,7 +38,7 @@ class CheckpointError(ValueError):
 
 # Errors whose message tells the user what to fix: the entry points print them without a trace.
 USER_ERRORS = (CheckpointError, cat.DataLayoutError, ImageReadError, FileNotFoundError,
-               PermissionError, ValueError)
+               PermissionError, MemoryError, ValueError)
 
 
 @dataclass

@@ -17,10 +17,10 @@ from torch.utils.data import DataLoader, Subset
 
 from maskcls import labels
 from maskcls.data import catalog as cat
+from maskcls.data.cache import disk_cache, ram_cache
 from maskcls.data.dataset import (
     ImageDataset,
     ImageReadError,
-    decode_all,
     read_rgb,
     unreadable_images,
 )
@@ -40,7 +40,20 @@ from maskcls.reliability import seed_rngs
 from maskcls.synth import SynthConfig, ensure_synthetic
 
 log = logging.getLogger(__name__)
-CACHE_MODES = ("ram", "none")
+CACHE_MODES = ("ram", "disk", "none")
+
+
+def _workers(value: int | str, cache: str) -> int:
+    """``auto``: with a pixel cache on CPU, augmenting the small cached images in the main
+    process is cheaper than feeding worker processes that compete with the model for cores;
+    decoding full images, or feeding a GPU, needs workers."""
+    if value != "auto":
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"data.num_workers must be 'auto' or an integer >= 0, got {value!r}")
+        return value
+    if cache != "none" and not torch.cuda.is_available():
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 class MaskDataModule(pl.LightningDataModule):
@@ -51,6 +64,7 @@ class MaskDataModule(pl.LightningDataModule):
         synthetic: if given, the synthetic tree's settings; ``prepare_data`` generates it at
             ``root`` when ``root`` does not exist yet.
         image_size: ``[H, W]`` fed to the model.
+        num_workers: DataLoader worker processes, or ``auto``.
         val_ratio: people held out when ``n_folds`` is unset.
         n_folds, fold: person-level stratified k-fold; ``fold`` is the validation fold.
         split_seed: seed of the split (independent of the training seed, so several seeds
@@ -60,7 +74,10 @@ class MaskDataModule(pl.LightningDataModule):
         augment: an ``AugmentConfig`` mapping (``conf/augment``).
         normalize: ``imagenet``, ``dataset`` (computed on the training split) or
             ``{mean: [...], std: [...]}``.
-        cache: ``ram`` decodes and resizes every image once; ``none`` decodes every epoch.
+        cache: ``ram`` decodes and resizes every image once into memory, ``disk`` into a
+            memory-mapped file under ``cache_dir`` reused across runs, ``none`` decodes every
+            epoch (see ``maskcls.data.cache``).
+        cache_dir: where ``cache=disk`` keeps its files (default ``<root>/.maskcls_cache``).
         corrections: optional CSV of label fixes (``person_id,field,value``).
         age_bounds: age-group bounds, default ``[30, 60]``.
         seed: the run's seed; with ``split_seed`` it fixes which shots each epoch samples.
@@ -73,7 +90,7 @@ class MaskDataModule(pl.LightningDataModule):
         synthetic: Mapping[str, Any] | None = None,
         image_size: Sequence[int] = (128, 96),
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         val_ratio: float = 0.2,
         n_folds: int | None = None,
         fold: int = 0,
@@ -83,6 +100,7 @@ class MaskDataModule(pl.LightningDataModule):
         augment: Mapping[str, Any] | None = None,
         normalize: str | Mapping[str, Sequence[float]] = "imagenet",
         cache: str = "ram",
+        cache_dir: str | None = None,
         corrections: str | None = None,
         age_bounds: Sequence[int] = labels.DEFAULT_AGE_BOUNDS,
         pin_memory: bool | None = None,
@@ -99,13 +117,15 @@ class MaskDataModule(pl.LightningDataModule):
             raise ValueError("data.normalize must be 'imagenet', 'dataset' or {mean, std}, "
                              f"got {normalize!r}")
         labels.check_age_bounds(age_bounds)
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size = batch_size
+        self.num_workers = _workers(num_workers, cache)
         self.val_ratio, self.n_folds, self.fold = val_ratio, n_folds, fold
         self.split_seed = split_seed
         self.undersample = {"keep_masked": 5, "resample_each_epoch": True, **(undersample or {})}
         self.oversample = oversample
         self.augment = AugmentConfig(**(augment or {}))
         self.normalize, self.cache_mode = normalize, cache
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root / ".maskcls_cache"
         self.corrections, self.age_bounds = corrections, tuple(age_bounds)
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.seed = seed
@@ -141,11 +161,12 @@ class MaskDataModule(pl.LightningDataModule):
         self.train_rows = np.flatnonzero(self.catalog["person_id"].isin(train_ids).to_numpy())
         self.val_rows = np.flatnonzero(self.catalog["person_id"].isin(val_ids).to_numpy())
         base = base_transform(self.image_size, self.augment.center_crop)
+        paths = self.catalog["path"].tolist()
         if self.cache_mode == "ram":
-            n = len(self.catalog)
-            log.info("caching %d decoded images at %sx%s (%.0f MiB of RAM)", n,
-                     *self.image_size, n * 3 * self.image_size[0] * self.image_size[1] / 2**20)
-            self._cache = decode_all(self.catalog["path"].tolist(), base, self.num_workers)
+            self._cache = ram_cache(paths, self.image_size, base, self.num_workers)
+        elif self.cache_mode == "disk":
+            self._cache = disk_cache(paths, self.image_size, base, self.num_workers,
+                                     self.cache_dir, variant=str(self.augment.center_crop))
         self._set_normalisation(base)
         paths, targets = self.catalog["path"].tolist(), self.catalog["label"].to_numpy()
         self.train_set = ImageDataset(paths, targets, base,

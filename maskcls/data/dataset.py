@@ -97,9 +97,14 @@ def unreadable_images(paths: Sequence[str], num_workers: int = 0) -> list[tuple[
     return [(p, r) for p, r in zip(paths, reasons, strict=True) if r]
 
 
-def decode_all(paths: Sequence[str], base: Callable, num_workers: int = 0,
-               batch_size: int = 64) -> torch.Tensor:
-    """Decode and ``base``-transform every image once into one uint8 NCHW tensor."""
+def decode_all(paths: Sequence[str], base: Callable, image_size: Sequence[int],
+               num_workers: int = 0, batch_size: int = 64) -> torch.Tensor:
+    """Decode and ``base``-transform every image once into one preallocated uint8 NCHW
+    tensor."""
+    out = torch.empty(len(paths), 3, int(image_size[0]), int(image_size[1]), dtype=torch.uint8)
     loader = DataLoader(_BaseOnly(paths, base), batch_size=batch_size, num_workers=num_workers)
-    batches = list(loader)
-    return torch.cat(batches) if batches else torch.empty(0, 3, 1, 1, dtype=torch.uint8)
+    pos = 0
+    for batch in loader:
+        out[pos:pos + len(batch)] = batch
+        pos += len(batch)
+    return out
