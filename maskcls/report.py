@@ -65,7 +65,8 @@ def job_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
                        status="done")
         elif failure_path.exists():
             f = json.loads(failure_path.read_text())
-            row.update(status="failed", error=f"{f['type']}: {f['message']}"[:160])
+            message = " ".join(f"{f['type']}: {f['message']}".split())  # one line
+            row.update(status="failed", error=message[:200])
         else:
             row.update(status="unfinished")
         rows.append(row)

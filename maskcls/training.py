@@ -8,6 +8,7 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,9 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def train(cfg: DictConfig) -> float:
-    """Train one run; returns the monitored metric of the best checkpoint (for sweepers)."""
+def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> float:
+    """Train one run; returns the monitored metric of the best checkpoint (for sweepers).
+    ``extra_callbacks`` join the configured ones (benchmarks and tests use it)."""
     started = time.perf_counter()
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,6 +112,7 @@ def train(cfg: DictConfig) -> float:
 
     dm, model = build(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks += list(extra_callbacks)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
                                       plugins=[AtomicCheckpointIO()])

@@ -11,6 +11,7 @@ Validation and prediction use ``base`` + ``finish`` without augmentation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -54,10 +55,16 @@ def base_transform(image_size: Sequence[int], center_crop: Sequence[float] | Non
                    ) -> v2.Transform:
     h, w = check_image_size(image_size)
     ops: list[v2.Transform] = []
+    fh, fw = 1.0, 1.0
     if center_crop:
-        ops.append(_FractionCenterCrop(center_crop))
+        crop = _FractionCenterCrop(center_crop)
+        ops.append(crop)
+        fh, fw = crop.fraction
     ops.append(v2.Resize((h, w), antialias=True))
-    return v2.Compose(ops)
+    pipeline = v2.Compose(ops)
+    # The smallest source size that still crops and resizes down (see dataset.read_rgb).
+    pipeline.decode_size = (math.ceil(h / fh), math.ceil(w / fw))
+    return pipeline
 
 
 class _FractionCenterCrop(v2.Transform):

@@ -1,0 +1,298 @@
+"""Training speed: maskcls against the compute limit and a plain PIL reference, in one run.
+
+    python -m benchmarks.train_speed                 # resnet18 at 128x96 and 224x224
+    python -m benchmarks.train_speed --sizes 128x96 --epochs 3 --persons 120
+
+Measured on the same synthetic images, model, batch size and image size; every figure is the
+median of the epochs after the first (warm-up, cache building), at least three:
+
+1. compute limit: a raw PyTorch loop (forward, backward, step; then a forward pass over the
+   validation images) over tensors already in memory;
+2. maskcls: ``train.py``'s real path (DataModule + LightningModule + Trainer, logging and
+   checkpointing on), timed per epoch by a callback;
+3. plain reference: the same loops over a PIL ``Dataset`` that opens, resizes and normalises
+   each image every epoch (what the competition's starter code does);
+4. loader only: images/s of the maskcls training loader and of the PIL loader, no model.
+
+Each measurement runs in its own process, so its peak RSS is its own. The table is printed
+and written as markdown to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------ shared set-up
+def _data(args: argparse.Namespace) -> Path:
+    from maskcls.synth import SynthConfig, generate
+
+    root = Path(args.data_dir) / f"bench-{args.persons}"
+    if not (root / "train" / "images").is_dir():
+        generate(root, SynthConfig(persons=args.persons, eval_persons=0, seed=7))
+    return root
+
+
+def _datamodule(root: Path, size: tuple[int, int], batch: int, cache: str):
+    from maskcls.data.datamodule import MaskDataModule
+
+    dm = MaskDataModule(str(root), image_size=size, batch_size=batch, cache=cache,
+                        augment={"rotation": 10, "brightness": 0.2, "contrast": 0.2,
+                                 "saturation": 0.2, "hflip": 0.5},
+                        undersample={"keep_masked": 5}, val_ratio=0.2)
+    dm.setup("fit")
+    return dm
+
+
+class _PILDataset(torch.utils.data.Dataset):
+    """The starter code's dataset: open, resize, normalise every image, every epoch."""
+
+    def __init__(self, paths: list[str], labels: list[int], size: tuple[int, int]) -> None:
+        from torchvision import transforms
+
+        self.paths, self.labels = paths, labels
+        self.tf = transforms.Compose([
+            transforms.Resize(size), transforms.ToTensor(),
+            transforms.Normalize((0.548, 0.504, 0.479), (0.237, 0.247, 0.246))])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        return self.tf(Image.open(self.paths[i]).convert("RGB")), self.labels[i]
+
+
+def _model():
+    import timm
+
+    torch.manual_seed(0)
+    return timm.create_model("resnet18", num_classes=18)
+
+
+def _epochs_loop(model, train_batches, val_batches, epochs: int) -> list[float]:
+    """Plain PyTorch: train then evaluate, per epoch; ``*_batches`` are callables giving
+    iterables of (x, y)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        for x, y in train_batches():
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        model.eval()
+        with torch.inference_mode():
+            for x, _ in val_batches():
+                model(x)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+# ------------------------------------------------------------------------------ measurements
+def measure_compute(args, root, size) -> dict[str, Any]:
+    dm = _datamodule(root, size, args.batch, "ram")
+    n_train, n_val = len(dm.train_rows), len(dm.val_rows)
+    x_train = torch.randn(n_train, 3, *size)
+    y_train = torch.randint(0, 18, (n_train,))
+    x_val = torch.randn(n_val, 3, *size)
+    del dm
+    b = args.batch
+
+    def train_batches():
+        perm = torch.randperm(n_train)
+        for i in range(0, n_train, b):
+            j = perm[i:i + b]
+            yield x_train[j], y_train[j]
+
+    def val_batches():
+        for i in range(0, n_val, b):
+            yield x_val[i:i + b], None
+
+    times = _epochs_loop(_model(), train_batches, val_batches, args.epochs)
+    return {"epoch_s": times, "train_images": n_train, "val_images": n_val}
+
+
+def measure_maskcls(args, root, size) -> dict[str, Any]:
+    import pytorch_lightning as pl
+    from hydra import compose, initialize_config_dir
+
+    from maskcls import training
+
+    times: list[float] = []
+
+    class EpochTimer(pl.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.t0 = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module):  # after validation and checkpoint
+            times.append(time.perf_counter() - self.t0)
+
+    out = Path(args.data_dir) / "bench-runs" / f"{size[0]}x{size[1]}"
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            f"data.root={root}", "data.synthetic=null", f"data.image_size=[{size[0]},{size[1]}]",
+            f"data.batch_size={args.batch}", "data.undersample.keep_masked=5",
+            f"trainer.max_epochs={args.epochs}", "trainer.accelerator=cpu",
+            "callbacks.progress_bar.refresh_rate=0", f"paths.output_dir={out}",
+            "model.backbone=resnet18"])
+    training.train(cfg, extra_callbacks=[EpochTimer()])
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"epoch_s": times, "train_images": metrics["train_images"],
+            "val_images": metrics["val_images"]}
+
+
+def _pil_loaders(args, root, size):
+    dm = _datamodule(root, size, args.batch, "none")
+    cat = dm.catalog
+    workers = max(1, multiprocessing.cpu_count() // 2)  # the starter code's choice
+
+    def loader(rows, shuffle):
+        ds = _PILDataset(cat["path"].iloc[rows].tolist(), cat["label"].iloc[rows].tolist(), size)
+        return torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=shuffle,
+                                           num_workers=workers)
+    return loader(dm.train_rows, True), loader(dm.val_rows, False), len(dm.train_rows), \
+        len(dm.val_rows)
+
+
+def measure_plain(args, root, size) -> dict[str, Any]:
+    train_loader, val_loader, n_train, n_val = _pil_loaders(args, root, size)
+    times = _epochs_loop(_model(), lambda: train_loader, lambda: val_loader, args.epochs)
+    return {"epoch_s": times, "train_images": n_train, "val_images": n_val}
+
+
+def measure_loader_maskcls(args, root, size) -> dict[str, Any]:
+    dm = _datamodule(root, size, args.batch, "ram")
+    dm.trainer = None
+    times = []
+    for _ in range(args.epochs):
+        t0 = time.perf_counter()
+        for _batch in dm.train_dataloader():
+            pass
+        times.append(time.perf_counter() - t0)
+    return {"epoch_s": times, "train_images": len(dm.train_rows), "val_images": 0}
+
+
+def measure_loader_plain(args, root, size) -> dict[str, Any]:
+    train_loader, _, n_train, _ = _pil_loaders(args, root, size)
+    times = []
+    for _ in range(args.epochs):
+        t0 = time.perf_counter()
+        for _batch in train_loader:
+            pass
+        times.append(time.perf_counter() - t0)
+    return {"epoch_s": times, "train_images": n_train, "val_images": 0}
+
+
+MEASUREMENTS = {
+    "compute limit": measure_compute,
+    "maskcls": measure_maskcls,
+    "plain reference": measure_plain,
+    "loader: maskcls": measure_loader_maskcls,
+    "loader: plain PIL": measure_loader_plain,
+}
+
+
+def child(args: argparse.Namespace) -> None:
+    size = tuple(int(v) for v in args.size.split("x"))
+    root = _data(args)
+    res = MEASUREMENTS[args.child](args, root, size)
+    res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+def run_child(args: argparse.Namespace, name: str, size: str) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.train_speed", "--child", name, "--size", size,
+           "--epochs", str(args.epochs), "--persons", str(args.persons),
+           "--batch", str(args.batch), "--data-dir", args.data_dir]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+    if res.returncode != 0 or not line:
+        raise RuntimeError(f"{name} at {size} failed:\n{res.stderr[-3000:]}")
+    return json.loads(line[-1][len("RESULT "):])
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="128x96,224x224", help="HxW list")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per measurement (>= 4: "
+                   "the first is warm-up, the median is over the rest)")
+    p.add_argument("--persons", type=int, default=120, help="synthetic people (7 images each)")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--data-dir", default=str(ROOT / "data"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_speed.md"))
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--size", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return child(args)
+    if args.epochs < 4:
+        p.error("--epochs must be at least 4 (one warm-up epoch, a median over three)")
+    rows = []
+    for size in args.sizes.split(","):
+        results = {}
+        for name in MEASUREMENTS:
+            r = run_child(args, name, size)
+            steady = r["epoch_s"][1:]
+            r["median_s"] = statistics.median(steady)
+            r["images_s"] = r["train_images"] / r["median_s"]
+            results[name] = r
+            print(f"{size} {name}: {r['median_s']:.2f} s/epoch "
+                  f"({', '.join(f'{t:.2f}' for t in r['epoch_s'])})", flush=True)
+        limit, plain = results["compute limit"]["median_s"], results["plain reference"]["median_s"]
+        for name, r in results.items():
+            loader = name.startswith("loader")
+            rows.append({
+                "size": size, "what": name,
+                "images/s": r["images_s"],
+                "s/epoch": r["median_s"],
+                "x compute limit": None if loader else r["median_s"] / limit,
+                "x plain reference": None if loader else r["median_s"] / plain,
+                "x plain PIL loader": (r["images_s"] / results["loader: plain PIL"]["images_s"]
+                                       if loader else None),
+                "peak RSS MiB": r["peak_rss_mib"],
+            })
+    table = _markdown(rows, args)
+    print("\n" + table)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table + "\n")
+    print(f"wrote {out}")
+    return None
+
+
+def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    cols = list(rows[0])
+    lines = [f"resnet18, batch {args.batch}, {args.persons * 7} synthetic images "
+             f"({args.persons} people, 80% train / 20% validation), "
+             f"median of epochs 2..{args.epochs}, "
+             f"torch {torch.__version__}, {multiprocessing.cpu_count()} CPU cores, "
+             f"{torch.get_num_threads()} torch threads", "",
+             "| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r[c]
+            cells.append("" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
