@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import timm
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -32,6 +33,17 @@ from maskcls.reliability import AtomicCheckpointIO
 log = logging.getLogger(__name__)
 
 
+def _build(node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, re-raising the class's own error (which names the key and
+    the fix) instead of Hydra's wrapper around it."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        if e.__cause__ is not None:
+            raise e.__cause__ from None
+        raise
+
+
 def check_config(cfg: DictConfig) -> None:
     """Catch configuration mistakes before any data is read or model is built."""
     check_image_size(OmegaConf.to_container(cfg.data.image_size)
@@ -39,6 +51,14 @@ def check_config(cfg: DictConfig) -> None:
     name = cfg.model.backbone
     if not timm.is_model(name):
         create_backbone(name)  # raises the error with suggestions
+    # Constructing these reads no data: it only checks their settings.
+    _build(cfg.data, _convert_="all")
+    _build(cfg.loss, class_counts=[1] * labels.NUM_CLASSES)
+    sched = cfg.get("scheduler") or {}
+    if sched.get("warmup_epochs") and "ReduceLROnPlateau" in str(
+            (sched.get("scheduler") or {}).get("_target_", "")):
+        raise ValueError("scheduler.warmup_epochs is not supported with scheduler=plateau; set "
+                         "scheduler.warmup_epochs=0")
     root = Path(str(cfg.data.root)).expanduser()
     if not cfg.data.get("synthetic") and not (root / "train" / "images").is_dir():
         raise FileNotFoundError(
@@ -47,14 +67,30 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def build(cfg: DictConfig) -> tuple[MaskDataModule, MaskClassifier]:
-    dm: MaskDataModule = instantiate(cfg.data, _convert_="all")
+    dm: MaskDataModule = _build(cfg.data, _convert_="all")
     dm.prepare_data()
     dm.setup("fit")
-    loss = instantiate(cfg.loss, class_counts=dm.class_counts)
-    model: MaskClassifier = instantiate(
+    loss = _build(cfg.loss, class_counts=dm.class_counts)
+    model: MaskClassifier = _build(
         cfg.model, loss=loss, optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler, _convert_="all"))
+    _check_input_size(model, dm.image_size)
     return dm, model
+
+
+def _check_input_size(model: MaskClassifier, image_size: tuple[int, int]) -> None:
+    """One image through the network now, so a size the backbone cannot take fails here
+    with a message rather than after the data is loaded into the first training step."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, *image_size))
+    except RuntimeError as e:
+        raise ValueError(f"data.image_size={list(image_size)} is too small for "
+                         f"model.backbone={model.hparams.backbone} ({str(e).splitlines()[0]}); "
+                         "use a larger data.image_size") from None
+    finally:
+        model.train(was_training)
 
 
 def run(cfg: DictConfig) -> float:

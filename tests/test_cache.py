@@ -62,3 +62,13 @@ def test_auto_workers(synth_root):
     with pytest.raises(ValueError, match="data.num_workers must be 'auto'"):
         MaskDataModule(str(synth_root), num_workers=-1)
     assert MaskDataModule(str(synth_root), num_workers=3).num_workers == 3
+
+
+def test_dataset_normalisation_is_computed_on_training_pixels(synth_root):
+    from maskcls.data.transforms import mean_std
+
+    dm = _dm(synth_root, "ram", normalize="dataset")
+    expect = mean_std(dm._cache[torch.as_tensor(dm.train_rows)])
+    assert (dm.mean, dm.std) == expect
+    x, _ = dm.eval_set[int(dm.train_rows[0])]
+    assert x.dtype == torch.float32

@@ -129,3 +129,44 @@ def test_resuming_a_fold_from_another_folds_checkpoint_is_refused(synth_root, tm
     with pytest.raises(ValueError, match="a fold must start from fresh weights"):
         train(make_cfg(synth_root, tmp_path / "f1", "data.n_folds=2", "data.fold=1",
                        "trainer.max_epochs=2", f"ckpt_path={last}"))
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (("loss=focal", "loss.gamma=-1"), "loss.gamma must be >= 0"),
+    (("data.n_folds=5", "data.fold=7"), r"data.fold must be in 0..4, got 7"),
+    (("data.undersample.keep_masked=9",), "keep_masked must be in 1..5"),
+    (("data.oversample=smote",), "data.oversample must be one of"),
+    (("data.image_size=[128]",), "data.image_size must be two positive integers"),
+    (("scheduler=plateau", "scheduler.warmup_epochs=2"), "not supported with scheduler=plateau"),
+    (("data.cache=gpu",), "data.cache must be one of"),
+])
+def test_config_errors_come_before_any_data_is_read(tmp_path, overrides, message):
+    # data.root does not exist: only an error found before reading data can be raised
+    cfg = make_cfg(tmp_path / "no-data", tmp_path / "out", *overrides)
+    with pytest.raises(ValueError, match=message):
+        train(cfg)
+    assert not (tmp_path / "out" / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("experiment", ["baseline", "seed_recipe"])
+def test_experiments_compose_and_run(synth_root, tmp_path, experiment):
+    cfg = make_cfg(synth_root, tmp_path, f"experiment={experiment}", "debug=fast",
+                   "data.image_size=[64,48]", "data.batch_size=8")
+    assert 0 <= train(cfg) <= 1
+    if experiment == "seed_recipe":
+        assert cfg.model.backbone == "densenet161" and cfg.data.n_folds == 5
+
+
+def test_linear_warmup_then_schedule(synth_root, tmp_path):
+    cfg = make_cfg(synth_root, tmp_path, "scheduler=cosine", "scheduler.warmup_epochs=1",
+                   "trainer.max_epochs=3")
+    assert 0 <= train(cfg) <= 1
+    lrs = pd.read_csv(tmp_path / "metrics.csv").filter(like="lr-").dropna(how="all")
+    series = lrs.iloc[:, 0].dropna().tolist()
+    assert series[0] < series[1]  # ramps up during warm-up, then the cosine takes over
+
+
+def test_image_size_too_small_for_the_backbone(synth_root, tmp_path):
+    with pytest.raises(ValueError, match=r"data.image_size=\[32, 24\] is too small for "
+                                         r"model.backbone=densenet161"):
+        train(make_cfg(synth_root, tmp_path, "model=densenet161"))

@@ -24,8 +24,8 @@ from maskcls.data.dataset import (
     read_rgb,
     unreadable_images,
 )
-from maskcls.data.sampling import TrainSampler
-from maskcls.data.splits import holdout_split, kfold_split
+from maskcls.data.sampling import TrainSampler, check_sampling_args
+from maskcls.data.splits import check_split_args, holdout_split, kfold_split
 from maskcls.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -122,6 +122,8 @@ class MaskDataModule(pl.LightningDataModule):
         self.val_ratio, self.n_folds, self.fold = val_ratio, n_folds, fold
         self.split_seed = split_seed
         self.undersample = {"keep_masked": 5, "resample_each_epoch": True, **(undersample or {})}
+        check_split_args(val_ratio, n_folds, fold)
+        check_sampling_args(self.undersample["keep_masked"], oversample)
         self.oversample = oversample
         self.augment = AugmentConfig(**(augment or {}))
         self.normalize, self.cache_mode = normalize, cache

@@ -21,6 +21,13 @@ from torch.utils.data import Sampler, WeightedRandomSampler
 OVERSAMPLE_MODES = ("none", "weighted", "repeat")
 
 
+def check_sampling_args(keep_masked: int, oversample: str) -> None:
+    if not 1 <= keep_masked <= 5:
+        raise ValueError(f"data.undersample.keep_masked must be in 1..5, got {keep_masked}")
+    if oversample not in OVERSAMPLE_MODES:
+        raise ValueError(f"data.oversample must be one of {OVERSAMPLE_MODES}, got {oversample!r}")
+
+
 class TrainSampler(Sampler[int]):
     """Yields catalog row indices for one training epoch.
 
@@ -43,11 +50,7 @@ class TrainSampler(Sampler[int]):
                  max_repeat: int = 8, seed: int = 0,
                  epoch_fn: Callable[[], int] | None = None,
                  on_epoch_start: Callable[[int], None] | None = None) -> None:
-        if not 1 <= keep_masked <= 5:
-            raise ValueError(f"data.undersample.keep_masked must be in 1..5, got {keep_masked}")
-        if oversample not in OVERSAMPLE_MODES:
-            raise ValueError(f"data.oversample must be one of {OVERSAMPLE_MODES}, "
-                             f"got {oversample!r}")
+        check_sampling_args(keep_masked, oversample)
         self.rows = np.asarray(catalog.index, dtype=np.int64)
         self.labels = catalog["label"].to_numpy()
         self.masked = (catalog["mask"] == 0).to_numpy()

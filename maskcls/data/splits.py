@@ -31,10 +31,20 @@ def _stratify_or_none(strata: np.ndarray, n_splits: int) -> np.ndarray | None:
     return strata if counts[counts > 0].min() >= n_splits else None
 
 
+def check_split_args(val_ratio: float, n_folds: int | None, fold: int) -> None:
+    """The split settings' own checks, usable before any data is read."""
+    if n_folds:
+        if n_folds < 2:
+            raise ValueError(f"data.n_folds must be at least 2 for k-fold, got {n_folds}")
+        if not 0 <= fold < n_folds:
+            raise ValueError(f"data.fold must be in 0..{n_folds - 1}, got {fold}")
+    elif not 0.0 < val_ratio < 1.0:
+        raise ValueError(f"data.val_ratio must be between 0 and 1 (exclusive), got {val_ratio}")
+
+
 def holdout_split(catalog: pd.DataFrame, val_ratio: float, seed: int) -> tuple[set, set]:
     """(train person ids, val person ids); ``round(val_ratio * people)`` people go to val."""
-    if not 0.0 < val_ratio < 1.0:
-        raise ValueError(f"data.val_ratio must be between 0 and 1 (exclusive), got {val_ratio}")
+    check_split_args(val_ratio, None, 0)
     people = people_table(catalog)
     n_val = int(round(val_ratio * len(people)))
     if not 0 < n_val < len(people):
@@ -50,8 +60,7 @@ def kfold_split(catalog: pd.DataFrame, n_folds: int, fold: int, seed: int) -> tu
     """(train person ids, val person ids) of fold ``fold`` out of ``n_folds``."""
     if n_folds < 2:
         raise ValueError(f"data.n_folds must be at least 2 for k-fold, got {n_folds}")
-    if not 0 <= fold < n_folds:
-        raise ValueError(f"data.fold must be in 0..{n_folds - 1}, got {fold}")
+    check_split_args(0.5, n_folds, fold)
     people = people_table(catalog)
     if len(people) < n_folds:
         raise ValueError(f"{n_folds} folds need at least {n_folds} people, found {len(people)}")

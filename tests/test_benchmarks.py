@@ -1,0 +1,29 @@
+"""The benchmark scripts run end to end and print their tables (tiny settings; the figures
+themselves are for the README, measured on a quiet machine)."""
+
+from pathlib import Path
+
+from benchmarks import predict_speed, train_speed
+
+
+def test_train_speed_table(tmp_path, capsys):
+    out = tmp_path / "train.md"
+    train_speed.main(["--sizes", "32x24", "--epochs", "4", "--persons", "8", "--batch", "16",
+                      "--data-dir", str(tmp_path), "--out", str(out)])
+    table = out.read_text()
+    for what in ("compute limit", "maskcls", "plain reference", "loader: maskcls",
+                 "loader: plain PIL"):
+        assert f"| 32x24 | {what} |" in table
+    row = next(ln for ln in table.splitlines() if ln.startswith("| 32x24 | compute limit |"))
+    assert row.split("|")[5].strip() == "1.00"  # the limit against itself
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_predict_speed_table(tmp_path):
+    out = tmp_path / "predict.md"
+    predict_speed.main(["--eval-persons", "4", "--size", "32x24", "--repeats", "1",
+                        "--data-dir", str(tmp_path), "--out", str(out)])
+    table = Path(out).read_text()
+    assert "| raw batched inference (preloaded tensors) |" in table
+    assert "| maskcls predict (decode + predict + write) |" in table
+    assert "28 eval images" in table
