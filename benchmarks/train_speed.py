@@ -114,9 +114,12 @@ def measure_compute(args, root, size) -> dict[str, Any]:
     del dm
     b = args.batch
 
+    # Full batches only, like maskcls's loader (a batch of one breaks BatchNorm).
+    stop = n_train - n_train % b if n_train > b else n_train
+
     def train_batches():
         perm = torch.randperm(n_train)
-        for i in range(0, n_train, b):
+        for i in range(0, stop, b):
             j = perm[i:i + b]
             yield x_train[j], y_train[j]
 
@@ -165,7 +168,8 @@ def _pil_loaders(args, root, size):
     def loader(rows, shuffle):
         ds = _PILDataset(cat["path"].iloc[rows].tolist(), cat["label"].iloc[rows].tolist(), size)
         return torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=shuffle,
-                                           num_workers=workers)
+                                           num_workers=workers,
+                                           drop_last=shuffle and len(ds) > args.batch)
     return loader(dm.train_rows, True), loader(dm.val_rows, False), len(dm.train_rows), \
         len(dm.val_rows)
 
