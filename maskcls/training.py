@@ -25,7 +25,6 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from maskcls import labels
 from maskcls.data.datamodule import MaskDataModule
-from maskcls.data.transforms import check_image_size
 from maskcls.model.module import MaskClassifier, create_backbone
 from maskcls.plots import confusion_matrix_png
 from maskcls.reliability import AtomicCheckpointIO
@@ -46,12 +45,11 @@ def _build(node: Any, **kwargs: Any) -> Any:
 
 def check_config(cfg: DictConfig) -> None:
     """Catch configuration mistakes before any data is read or model is built."""
-    check_image_size(OmegaConf.to_container(cfg.data.image_size)
-                     if OmegaConf.is_config(cfg.data.image_size) else cfg.data.image_size)
     name = cfg.model.backbone
     if not timm.is_model(name):
         create_backbone(name)  # raises the error with suggestions
-    # Constructing these reads no data: it only checks their settings.
+    # Constructing these reads no data: it only checks their settings (image size, split,
+    # sampling, cache, normalisation; loss parameters).
     _build(cfg.data, _convert_="all")
     _build(cfg.loss, class_counts=[1] * labels.NUM_CLASSES)
     sched = cfg.get("scheduler") or {}

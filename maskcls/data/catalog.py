@@ -73,8 +73,8 @@ def scan_train(
 ) -> pd.DataFrame:
     """One row per training image under ``<root>/train/images``, labels from folder names.
 
-    Warns (does not fail) for a person with fewer than 7 shots and for ``train.csv`` rows that
-    disagree with their folder.
+    Warns (does not fail) for a person with fewer than 7 shots. ``train.csv`` is not read
+    here; ``train_csv_disagreements`` compares it with the folders.
     """
     root = Path(root)
     images_dir = root / "train" / "images"

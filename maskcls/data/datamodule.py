@@ -110,7 +110,7 @@ class MaskDataModule(pl.LightningDataModule):
         super().__init__()
         self.root = Path(os.path.expanduser(str(root))).absolute()
         self.synthetic = SynthConfig(**synthetic) if synthetic else None
-        self.image_size = check_image_size(list(image_size))
+        self.image_size = check_image_size(image_size)
         if cache not in CACHE_MODES:
             raise ValueError(f"data.cache must be one of {CACHE_MODES}, got {cache!r}")
         if isinstance(normalize, str) and normalize not in ("imagenet", "dataset"):
