@@ -12,7 +12,8 @@ median of the epochs after the first (warm-up, cache building), at least three:
    checkpointing on), timed per epoch by a callback;
 3. plain reference: the same loops over a PIL ``Dataset`` that opens, resizes and normalises
    each image every epoch (what the competition's starter code does);
-4. loader only: images/s of the maskcls training loader and of the PIL loader, no model.
+4. loader only: images/s of the maskcls training loader followed by its batch augmentation
+   and normalisation (``BatchTransform``, as in training), and of the PIL loader; no model.
 
 Each measurement runs in its own process, so its peak RSS is its own. The table is printed
 and written as markdown to ``--out``.
@@ -186,8 +187,8 @@ def measure_loader_maskcls(args, root, size) -> dict[str, Any]:
     times = []
     for _ in range(args.epochs):
         t0 = time.perf_counter()
-        for _batch in dm.train_dataloader():
-            pass
+        for x, _y in dm.train_dataloader():
+            dm.train_transform(x)  # what on_after_batch_transfer does in training
         times.append(time.perf_counter() - t0)
     return {"epoch_s": times, "train_images": len(dm.train_rows), "val_images": 0}
 

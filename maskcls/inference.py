@@ -20,13 +20,15 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
+from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from maskcls import labels
 from maskcls.data import catalog as cat
+from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.dataset import ImageDataset, ImageReadError
-from maskcls.data.transforms import base_transform, finish_transform
+from maskcls.data.transforms import base_transform
 from maskcls.model.module import MaskClassifier
 
 DATAMODULE_KEY = "MaskDataModule"
@@ -117,7 +119,7 @@ def eval_pipeline(ckpt: dict[str, Any], path: Path) -> tuple[Any, Any]:
         raise CheckpointError(f"{path}: the checkpoint does not record its eval pipeline "
                               f"(no '{DATAMODULE_KEY}' entry); retrain with this version")
     return (base_transform(state["image_size"], state.get("center_crop")),
-            finish_transform(state["mean"], state["std"]))
+            BatchTransform(None, state["mean"], state["std"]))
 
 
 def trained_data_root(member: Member) -> str | None:
@@ -127,39 +129,57 @@ def trained_data_root(member: Member) -> str | None:
     return str(cfg.data.root)
 
 
-class _TTA(pl.LightningModule):
-    """Softmax of the model, averaged with its horizontally flipped view when ``tta``."""
+class _Ensemble(pl.LightningModule):
+    """Softmax of every model over one batch of uint8 pixels, each model with its own
+    normalisation; averaged with the horizontally flipped view when ``tta``."""
 
-    def __init__(self, model: MaskClassifier, tta: bool) -> None:
+    def __init__(self, models: Sequence[MaskClassifier], normalisers: Sequence[BatchTransform],
+                 tta: bool) -> None:
         super().__init__()
-        self.model, self.tta = model, tta
+        self.models, self.normalisers = nn.ModuleList(models), nn.ModuleList(normalisers)
+        self.tta = tta
 
     def predict_step(self, batch: Any, _: int) -> torch.Tensor:
-        x = batch[0]
-        prob = self.model(x).float().softmax(1)
-        if self.tta:
-            prob = (prob + self.model(x.flip(-1)).float().softmax(1)) / 2
-        return prob
+        """(models, batch, classes) probabilities."""
+        out = []
+        for model, normalise in zip(self.models, self.normalisers, strict=True):
+            x = normalise(batch[0])
+            prob = model(x).float().softmax(1)
+            if self.tta:
+                prob = (prob + model(x.flip(-1)).float().softmax(1)) / 2
+            out.append(prob)
+        return torch.stack(out)
 
 
 def predict_probs(members: Sequence[Member], data_root: str | os.PathLike, tta: bool = False,
                   batch_size: int = 128, num_workers: int = 2, accelerator: str = "auto"
                   ) -> tuple[pd.DataFrame, list[np.ndarray]]:
-    """(eval table in info.csv order, one (N, 18) probability array per member)."""
-    loaded = []
-    for m in members:  # check every checkpoint, then the data, before predicting with any
+    """(eval table in info.csv order, one (N, 18) probability array per member).
+
+    Members that read images the same way (image size and face crop) share one pass over the
+    eval set: each image is decoded once for all of them (a k-fold ensemble decodes once)."""
+    groups: dict[tuple, list[tuple[int, MaskClassifier, BatchTransform]]] = {}
+    bases = {}
+    for i, m in enumerate(members):  # check every checkpoint, then the data, before predicting
         ckpt = load_checkpoint(m.ckpt)
-        loaded.append((load_model(ckpt, m.ckpt), eval_pipeline(ckpt, m.ckpt)))
+        model = load_model(ckpt, m.ckpt)
+        base, normalise = eval_pipeline(ckpt, m.ckpt)
+        state = ckpt[DATAMODULE_KEY]
+        key = (tuple(state["image_size"]), tuple(state.get("center_crop") or ()))
+        bases[key] = base
+        groups.setdefault(key, []).append((i, model, normalise))
     eval_df = cat.scan_eval(data_root)
     trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False,
                          enable_checkpointing=False, enable_model_summary=False)
-    out = []
-    for model, (base, finish) in loaded:
-        ds = ImageDataset(eval_df["path"].tolist(), None, base, finish)
+    out: list[np.ndarray | None] = [None] * len(members)
+    for key, group in groups.items():
+        ds = ImageDataset(eval_df["path"].tolist(), None, bases[key])
         loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers,
                             persistent_workers=False, pin_memory=torch.cuda.is_available())
-        batches = trainer.predict(_TTA(model, tta), dataloaders=loader)
-        out.append(torch.cat(batches).numpy())
+        ensemble = _Ensemble([g[1] for g in group], [g[2] for g in group], tta)
+        probs = torch.cat(trainer.predict(ensemble, dataloaders=loader), dim=1).numpy()
+        for (i, _, _), p in zip(group, probs, strict=True):
+            out[i] = p
     return eval_df, out
 
 

@@ -18,7 +18,8 @@ def _dm(root, cache, tmp_path=None, **kw):
 
 
 def _val_tensors(dm):
-    return torch.cat([x for x, _ in dm.val_dataloader()])
+    """What the model sees in validation: loader batches after the datamodule's batch hook."""
+    return torch.cat([dm.on_after_batch_transfer(b, 0)[0] for b in dm.val_dataloader()])
 
 
 @pytest.mark.parametrize("cache", ["ram", "disk"])
@@ -70,5 +71,7 @@ def test_dataset_normalisation_is_computed_on_training_pixels(synth_root):
     dm = _dm(synth_root, "ram", normalize="dataset")
     expect = mean_std(dm._cache[torch.as_tensor(dm.train_rows)])
     assert (dm.mean, dm.std) == expect
-    x, _ = dm.eval_set[int(dm.train_rows[0])]
-    assert x.dtype == torch.float32
+    x, _ = dm.dataset[int(dm.train_rows[0])]
+    seen = dm.eval_transform(x[None])[0]
+    mean, std = torch.tensor(expect[0]).view(3, 1, 1), torch.tensor(expect[1]).view(3, 1, 1)
+    assert torch.allclose(seen, (x / 255 - mean) / std, atol=1e-5)

@@ -6,10 +6,8 @@ from PIL import Image
 from maskcls.data.dataset import ImageReadError, read_rgb
 from maskcls.data.transforms import (
     AugmentConfig,
-    augment_transform,
     base_transform,
     check_image_size,
-    finish_transform,
     mean_std,
 )
 
@@ -33,16 +31,19 @@ def test_image_size_must_be_two_positive_ints(bad):
         check_image_size(bad)
 
 
-def test_pipelines_give_the_configured_size_and_eval_is_deterministic():
+def test_base_gives_the_configured_size_in_uint8():
     img = torch.randint(0, 256, (3, 512, 384), dtype=torch.uint8)
     base = base_transform([96, 72], center_crop=[0.8, 0.8])
     small = base(img)
     assert small.shape == (3, 96, 72) and small.dtype == torch.uint8
-    finish = finish_transform([0.5] * 3, [0.25] * 3)
-    assert torch.equal(finish(base(img)), finish(base(img)))
-    aug = augment_transform(AugmentConfig(rotation=10, brightness=0.2, hflip=0.5))
-    out = finish_transform([0.5] * 3, [0.25] * 3, erasing=0.5)(aug(small))
-    assert out.shape == (3, 96, 72) and out.dtype == torch.float32
+    assert torch.equal(small, base(img))
+
+
+@pytest.mark.parametrize(("key", "value"), [("hflip", 1.5), ("rotation", -5), ("hue", 0.7),
+                                            ("erasing", "often"), ("brightness", -0.1)])
+def test_bad_augment_values_name_the_key(key, value):
+    with pytest.raises(ValueError, match=f"augment.{key} must be a number"):
+        AugmentConfig(**{key: value})
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "L", "CMYK", "P"])

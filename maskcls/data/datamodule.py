@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Subset
 
 from maskcls import labels
 from maskcls.data import catalog as cat
+from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.cache import disk_cache, ram_cache
 from maskcls.data.dataset import (
     ImageDataset,
@@ -30,10 +31,8 @@ from maskcls.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     AugmentConfig,
-    augment_transform,
     base_transform,
     check_image_size,
-    finish_transform,
     mean_std,
 )
 from maskcls.reliability import seed_rngs
@@ -138,6 +137,7 @@ class MaskDataModule(pl.LightningDataModule):
         self.mean: list[float] = list(IMAGENET_MEAN)
         self.std: list[float] = list(IMAGENET_STD)
         self._cache: torch.Tensor | None = None
+        self._build_batch_transforms()
 
     # ----------------------------------------------------------------------------- set-up
     def prepare_data(self) -> None:
@@ -170,12 +170,8 @@ class MaskDataModule(pl.LightningDataModule):
             self._cache = disk_cache(paths, self.image_size, base, self.num_workers,
                                      self.cache_dir, variant=str(self.augment.center_crop))
         self._set_normalisation(base)
-        paths, targets = self.catalog["path"].tolist(), self.catalog["label"].to_numpy()
-        self.train_set = ImageDataset(paths, targets, base,
-                                      finish_transform(self.mean, self.std, self.augment.erasing),
-                                      augment_transform(self.augment), self._cache)
-        self.eval_set = ImageDataset(paths, targets, base, finish_transform(self.mean, self.std),
-                                     None, self._cache)
+        # One dataset of uint8 pixels serves both stages; the batch transforms differ.
+        self.dataset = ImageDataset(paths, self.catalog["label"].to_numpy(), base, self._cache)
 
     def _verify(self, paths: list[str]) -> None:
         bad = unreadable_images(paths, self.num_workers)
@@ -199,6 +195,19 @@ class MaskDataModule(pl.LightningDataModule):
                     base(read_rgb(self.catalog["path"].iat[i])) for i in pick)
             log.info("normalisation from the training split: mean=%s std=%s",
                      [round(v, 4) for v in self.mean], [round(v, 4) for v in self.std])
+        self._build_batch_transforms()
+
+    def _build_batch_transforms(self) -> None:
+        self.train_transform = BatchTransform(self.augment, self.mean, self.std)
+        self.eval_transform = BatchTransform(None, self.mean, self.std)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment (training) or only normalise (validation) the uint8 batch, on the device
+        the model runs on."""
+        x, y = batch
+        training = self.trainer is not None and self.trainer.training
+        tf = self.train_transform if training else self.eval_transform
+        return tf.to(x.device)(x), y
 
     # ------------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:
@@ -217,6 +226,7 @@ class MaskDataModule(pl.LightningDataModule):
                              f"{self._split_id()}; a fold must start from fresh weights. "
                              "Drop ckpt_path, or resume with the checkpoint's own split.")
         self.mean, self.std = list(state["mean"]), list(state["std"])
+        self._build_batch_transforms()
 
     def _split_id(self) -> dict[str, Any]:
         return {"n_folds": self.n_folds, "fold": self.fold if self.n_folds else None,
@@ -250,7 +260,7 @@ class MaskDataModule(pl.LightningDataModule):
                                **self.undersample)
         # Drop the ragged last batch: a batch of one breaks BatchNorm, and the sampler draws
         # anew every epoch, so nothing is lost for good.
-        return self._loader(self.train_set, sampler=sampler,
+        return self._loader(self.dataset, sampler=sampler,
                             drop_last=len(sampler) > self.batch_size)
 
     def _current_epoch(self) -> int:
@@ -260,7 +270,7 @@ class MaskDataModule(pl.LightningDataModule):
         seed_rngs(self.seed, epoch, self.trainer.global_rank if self.trainer is not None else 0)
 
     def val_dataloader(self) -> DataLoader:
-        val = Subset(self.eval_set, self.val_rows.tolist())
+        val = Subset(self.dataset, self.val_rows.tolist())
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:
             # Each image on exactly one rank: Lightning's default DistributedSampler pads with

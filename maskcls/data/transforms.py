@@ -1,12 +1,12 @@
-"""Image pipelines, in three stages so the deterministic part can be cached:
+"""Image pipelines, in two stages so the deterministic part can be cached:
 
-1. ``base``: full-size uint8 image -> optional centre (face) crop -> resize to ``image_size``.
-   Deterministic, so its output can be decoded once and cached.
-2. ``augment``: random rotation, colour / sharpness jitter, horizontal flip on uint8 pixels.
-   Training only.
-3. ``finish``: uint8 -> float in [0, 1] -> normalise -> (training only) random erasing.
+1. ``base`` (here): full-size uint8 image -> optional centre (face) crop -> resize to
+   ``image_size``. Per image, deterministic, so its output can be decoded once and cached.
+2. ``BatchTransform`` (``maskcls.data.batch_transforms``): a uint8 batch on the training device
+   -> (training only) random rotation, flip, colour and sharpness jitter, erasing ->
+   normalised float.
 
-Validation and prediction use ``base`` + ``finish`` without augmentation.
+Validation and prediction use ``base`` and the normalising ``BatchTransform`` only.
 """
 
 from __future__ import annotations
@@ -36,6 +36,16 @@ class AugmentConfig:
     erasing: float = 0.0  # probability of random erasing
     # (h, w) fraction kept by a centre crop before resizing, e.g. [0.8, 0.7]
     center_crop: Sequence[float] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        limits = {"rotation": 180.0, "brightness": math.inf, "contrast": math.inf,
+                  "saturation": math.inf, "hue": 0.5, "sharpness": 1.0, "hflip": 1.0,
+                  "erasing": 1.0}
+        for name, top in limits.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not 0 <= value <= top:
+                raise ValueError(f"augment.{name} must be a number in [0, {top}], got {value!r}")
 
 
 def check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
@@ -82,28 +92,6 @@ class _FractionCenterCrop(v2.Transform):
         h, w = img.shape[-2:]
         return v2.functional.center_crop(
             img, [max(1, round(h * self.fraction[0])), max(1, round(w * self.fraction[1]))])
-
-
-def augment_transform(cfg: AugmentConfig) -> v2.Transform:
-    ops: list[v2.Transform] = []
-    if cfg.rotation:
-        ops.append(v2.RandomRotation(cfg.rotation))
-    if cfg.brightness or cfg.contrast or cfg.saturation or cfg.hue:
-        ops.append(v2.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue))
-    if cfg.sharpness:
-        ops.append(v2.RandomAdjustSharpness(sharpness_factor=2.0, p=cfg.sharpness))
-    if cfg.hflip:
-        ops.append(v2.RandomHorizontalFlip(cfg.hflip))
-    return v2.Compose(ops) if ops else v2.Identity()
-
-
-def finish_transform(mean: Sequence[float], std: Sequence[float], erasing: float = 0.0
-                     ) -> v2.Transform:
-    ops: list[v2.Transform] = [v2.ToDtype(torch.float32, scale=True),
-                               v2.Normalize(list(mean), list(std))]
-    if erasing:
-        ops.append(v2.RandomErasing(p=erasing, value=0))
-    return v2.Compose(ops)
 
 
 def mean_std(images: torch.Tensor | Sequence[torch.Tensor]) -> tuple[list[float], list[float]]:

@@ -127,10 +127,6 @@ class MaskClassifier(pl.LightningModule):
                     order_t.append(all_targets[r, i])
         return torch.stack(order_p), torch.stack(order_t)
 
-    def predict_step(self, batch: Any, _: int) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, list | tuple) else batch
-        return self(x).float().softmax(1)
-
     # ------------------------------------------------------------------------ optimiser
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
