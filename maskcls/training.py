@@ -159,7 +159,8 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> float
     if earlier is not None and trainer.is_global_zero:
         _merge_metrics_csv(out / "metrics.csv", *earlier)
 
-    ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor),
+                None)  # the best-model checkpoint (the other one keeps the last epoch)
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
     if best:  # evaluate the chosen checkpoint, not the last epoch's weights
         trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)

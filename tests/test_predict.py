@@ -148,3 +148,20 @@ def test_data_errors_stop_before_work(fold_runs, synth_copy, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist; create it"):
         predict(str(fold_runs / "0"), output=str(tmp_path / "no" / "x.csv"))
     assert not list(tmp_path.glob("**/x.csv"))
+
+
+def test_fold_ensemble_decodes_each_eval_image_once(fold_runs, synth_root, monkeypatch):
+    from maskcls.data import dataset
+    from maskcls.inference import predict_probs
+
+    members, _ = find_checkpoints(fold_runs)
+    alone = [predict_probs([m], synth_root, num_workers=0)[1][0] for m in members]
+    reads = []
+    real_read = dataset.read_rgb
+    monkeypatch.setattr(dataset, "read_rgb", lambda path, *a: reads.append(path) or
+                        real_read(path, *a))
+    eval_df, together = predict_probs(members, synth_root, num_workers=0)
+    assert len(members) == 2 and sorted(reads) == sorted(eval_df["path"])  # one pass for both
+    for a, b in zip(alone, together, strict=True):  # each member keeps its own probabilities
+        assert np.allclose(a, b, atol=1e-5)
+    assert not np.allclose(together[0], together[1])

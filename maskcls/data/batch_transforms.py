@@ -57,7 +57,7 @@ class BatchTransform(nn.Module):
             raise ValueError(f"normalisation needs three means and three positive stds, got "
                              f"mean={list(mean)} std={list(std)}")
         self.mean, self.std = mean_t, std_t
-        # Normalised values of pixel 0 and pixel 1: the clamp bounds after the colour ops.
+        # Normalised values of pixels 0 and 255: the clamp bounds after the colour ops.
         self.register_buffer("low", (-mean_t / std_t).float().view(1, 3, 1, 1), persistent=False)
         self.register_buffer("high", ((1 - mean_t) / std_t).float().view(1, 3, 1, 1),
                              persistent=False)
@@ -103,7 +103,7 @@ class BatchTransform(nn.Module):
         if c.sharpness:
             params["sharpen"] = torch.rand(n) < c.sharpness
         if c.erasing:
-            params["erase"] = erasing_mask(n, h, w, c.erasing)
+            params["erase"] = erasing_boxes(n, h, w, c.erasing)
         return params
 
     # ------------------------------------------------------------------------------ stages
@@ -113,8 +113,7 @@ class BatchTransform(nn.Module):
         if "angle" in p:
             pixels = affine_resample(x.float(), p["angle"], p["flip"])
         if self.colour:
-            # float32 sums: exact for uint8 images up to 2**24 / 255 pixels, and every device
-            # has them (MPS has no float64)
+            # float32 sums (MPS has no float64); their rounding is far below one grey level
             sums = pixels.sum((2, 3), dtype=torch.float32).cpu().double()
             matrix, offset = colour_matrix(sums / (255 * h * w), p["brightness"], p["contrast"],
                                            p["saturation"], p["hue"], self.mean, self.std)
@@ -133,7 +132,7 @@ class BatchTransform(nn.Module):
             if len(pick):
                 out[pick] = sharpen(out[pick], self.low, self.high)
         if "erase" in p:
-            out.masked_fill_(p["erase"].to(out.device), 0.0)
+            out.masked_fill_(box_mask(p["erase"], h, w, out.device), 0.0)
 
 
 def colour_matrix(channel_means: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor,
@@ -199,8 +198,9 @@ def sharpen(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Ten
     return torch.maximum(torch.minimum(out, high), low)
 
 
-def erasing_mask(n: int, h: int, w: int, p: float) -> torch.Tensor:
-    """(n, 1, h, w) bool: one rectangle for each image picked with probability ``p``."""
+def erasing_boxes(n: int, h: int, w: int, p: float) -> torch.Tensor:
+    """(n, 4) rows ``top, left, height, width``: one rectangle for each image picked with
+    probability ``p`` (height 0 for the others)."""
     area = (torch.rand(n) * (0.33 - 0.02) + 0.02) * h * w
     log_ratio = torch.rand(n) * (math.log(3.3) - math.log(0.3)) + math.log(0.3)
     ratio = log_ratio.exp()
@@ -209,9 +209,15 @@ def erasing_mask(n: int, h: int, w: int, p: float) -> torch.Tensor:
     top = (torch.rand(n) * (h - eh + 1)).long()
     left = (torch.rand(n) * (w - ew + 1)).long()
     picked = torch.rand(n) < p
-    rows = torch.arange(h).view(1, h)
-    cols = torch.arange(w).view(1, w)
-    in_rows = (rows >= top.view(n, 1)) & (rows < (top + eh).view(n, 1))
-    in_cols = (cols >= left.view(n, 1)) & (cols < (left + ew).view(n, 1))
-    mask = in_rows.view(n, h, 1) & in_cols.view(n, 1, w) & picked.view(n, 1, 1)
-    return mask.view(n, 1, h, w)
+    return torch.stack([top, left, eh * picked, ew], 1)
+
+
+def box_mask(boxes: torch.Tensor, h: int, w: int, device: torch.device) -> torch.Tensor:
+    """(n, 1, h, w) bool mask of ``erasing_boxes``, built on ``device``."""
+    n = len(boxes)
+    top, left, eh, ew = (v.view(n, 1) for v in boxes.to(device).unbind(1))
+    rows = torch.arange(h, device=device).view(1, h)
+    cols = torch.arange(w, device=device).view(1, w)
+    in_rows = (rows >= top) & (rows < top + eh)
+    in_cols = (cols >= left) & (cols < left + ew)
+    return (in_rows.view(n, h, 1) & in_cols.view(n, 1, w)).view(n, 1, h, w)

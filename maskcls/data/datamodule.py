@@ -43,9 +43,9 @@ CACHE_MODES = ("ram", "disk", "none")
 
 
 def _workers(value: int | str, cache: str) -> int:
-    """``auto``: with a pixel cache on CPU, augmenting the small cached images in the main
-    process is cheaper than feeding worker processes that compete with the model for cores;
-    decoding full images, or feeding a GPU, needs workers."""
+    """``auto``: with a pixel cache on CPU the loader only indexes memory (augmentation runs
+    on the batch, see ``on_after_batch_transfer``), so worker processes would only take cores
+    from the model; decoding full images, or feeding a GPU, needs workers."""
     if value != "auto":
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"data.num_workers must be 'auto' or an integer >= 0, got {value!r}")
@@ -264,7 +264,12 @@ class MaskDataModule(pl.LightningDataModule):
                             drop_last=len(sampler) > self.batch_size)
 
     def _current_epoch(self) -> int:
-        return self.trainer.current_epoch if self.trainer is not None else 0
+        """The epoch about to be trained. On resume Lightning creates the train iterator (and
+        worker processes prefetch its first batches) before ``current_epoch`` moves past the
+        restored epoch; the loop's processed-epoch count is already right then."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_progress.current.processed
 
     def _reseed(self, epoch: int) -> None:
         seed_rngs(self.seed, epoch, self.trainer.global_rank if self.trainer is not None else 0)
