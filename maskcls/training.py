@@ -228,6 +228,10 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
             prob_cols = pd.DataFrame(probs, columns=[f"prob_{c}" for c in range(probs.shape[1])])
             pd.concat([val, prob_cols], axis=1).to_csv(out / "val_predictions.csv", index=False,
                                                        float_format="%.6f")
+        else:  # fast_dev_run or limit_val_batches: rows cannot be matched to images
+            log.warning("val_predictions.csv not written: validation saw %d of the %d "
+                        "validation images (trainer.limit_val_batches or fast_dev_run)",
+                        len(probs), len(val))
     return metrics
 
 

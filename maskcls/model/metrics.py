@@ -16,10 +16,11 @@ from maskcls import labels
 
 
 class StageMetrics(nn.Module):
-    """All metrics of one stage. ``summary`` metrics are logged every epoch, ``detail``
-    metrics (per-class F1, confusion matrix) are read at the end."""
+    """All metrics of one stage. ``summary`` metrics are logged every epoch; with ``detail``,
+    per-class F1 and the confusion matrix are kept too, read at the end (validation)."""
 
-    def __init__(self, prefix: str, num_classes: int = labels.NUM_CLASSES) -> None:
+    def __init__(self, prefix: str, num_classes: int = labels.NUM_CLASSES,
+                 detail: bool = True) -> None:
         super().__init__()
         self.prefix = prefix
         self.summary = MetricCollection({
@@ -30,17 +31,18 @@ class StageMetrics(nn.Module):
             task: MulticlassF1Score(len(names), average="macro")
             for task, names in labels.TASKS.items()
         })
-        self.f1_class = MulticlassF1Score(num_classes, average="none")
-        self.confmat = MulticlassConfusionMatrix(num_classes)
+        self.detail = nn.ModuleDict({
+            "f1_class": MulticlassF1Score(num_classes, average="none"),
+            "confmat": MulticlassConfusionMatrix(num_classes),
+        } if detail else {})
 
-    def update(self, preds: torch.Tensor, target: torch.Tensor, detail: bool = True) -> None:
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         self.summary.update(preds, target)
         for task, p, t in zip(self.tasks, labels.decode(preds), labels.decode(target),
                               strict=True):
             self.tasks[task].update(p, t)
-        if detail:
-            self.f1_class.update(preds, target)
-            self.confmat.update(preds, target)
+        for m in self.detail.values():
+            m.update(preds, target)
 
     def logged(self) -> dict[str, torch.Tensor]:
         """Scalars for ``self.log_dict`` (computed across processes)."""
@@ -49,12 +51,12 @@ class StageMetrics(nn.Module):
         return out
 
     def details(self) -> dict[str, list]:
-        return {"f1_per_class": self.f1_class.compute().tolist(),
-                "confusion_matrix": self.confmat.compute().tolist()}
+        if not self.detail:
+            raise RuntimeError(f"{self.prefix} metrics were built without detail=True")
+        return {"f1_per_class": self.detail["f1_class"].compute().tolist(),
+                "confusion_matrix": self.detail["confmat"].compute().tolist()}
 
     def reset(self) -> None:
         self.summary.reset()
-        for m in self.tasks.values():
+        for m in [*self.tasks.values(), *self.detail.values()]:
             m.reset()
-        self.f1_class.reset()
-        self.confmat.reset()

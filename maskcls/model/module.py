@@ -59,7 +59,7 @@ class MaskClassifier(pl.LightningModule):
         self.criterion = loss if loss is not None else nn.CrossEntropyLoss()
         self.optimizer_factory = optimizer
         self.scheduler_cfg = scheduler
-        self.train_metrics = StageMetrics("train/", num_classes)
+        self.train_metrics = StageMetrics("train/", num_classes, detail=False)
         self.val_metrics = StageMetrics("val/", num_classes)
         self.val_details: dict[str, Any] = {}
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -74,7 +74,7 @@ class MaskClassifier(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.criterion(logits, y)
-        self.train_metrics.update(logits.argmax(1), y, detail=False)
+        self.train_metrics.update(logits.argmax(1), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=len(y))
         return loss
