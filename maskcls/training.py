@@ -248,6 +248,10 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+RUN_FILES = ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.json", "metrics.csv",
+             "confusion_matrix.png", "val_predictions.csv", "config.yaml")
+
+
 def print_summary(out: Path, metrics: dict[str, Any]) -> None:
     v = metrics["val"]
     worst = sorted(v["f1_per_class"].items(), key=lambda kv: kv[1])[:3]
@@ -262,8 +266,7 @@ def print_summary(out: Path, metrics: dict[str, Any]) -> None:
         f"F1 mask {v['f1_mask']:.3f}  gender {v['f1_gender']:.3f}  age {v['f1_age']:.3f}",
         "weakest classes: " + ", ".join(f"{k} {s:.2f}" for k, s in worst),
         f"run folder: {out}",
-        "  checkpoints/best.ckpt, checkpoints/last.ckpt, metrics.json, metrics.csv, "
-        "confusion_matrix.png, val_predictions.csv, config.yaml",
+        "  " + ", ".join(name for name in RUN_FILES if (out / name).exists()),
         "=" * 72,
     ]
     print("\n".join(lines), flush=True)
