@@ -201,7 +201,9 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
                     wall_seconds: float) -> dict[str, Any]:
     """``metrics.json``, ``confusion_matrix.png`` and ``val_predictions.csv``."""
     scalars = {k.split("/", 1)[1]: v for k, v in details.items() if k.startswith("val/")}
-    best_epoch = _best_epoch(ckpt)
+    # the epoch of the checkpoint the final validation loaded (best.ckpt)
+    best_epoch = (trainer.lightning_module.loaded_epoch if ckpt and ckpt.best_model_path
+                  else None)
     metrics = {
         "val": {
             **scalars,
@@ -233,13 +235,6 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
                         "validation images (trainer.limit_val_batches or fast_dev_run)",
                         len(probs), len(val))
     return metrics
-
-
-def _best_epoch(ckpt: ModelCheckpoint | None) -> int | None:
-    if ckpt is None or not ckpt.best_model_path:
-        return None
-    state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)
-    return int(state.get("epoch", -1))
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -61,6 +61,11 @@ class BatchTransform(nn.Module):
         self.register_buffer("low", (-mean_t / std_t).float().view(1, 3, 1, 1), persistent=False)
         self.register_buffer("high", ((1 - mean_t) / std_t).float().view(1, 3, 1, 1),
                              persistent=False)
+        # (pixel / 255 - mean) / std as one multiply-add: pixel * scale + shift
+        self.register_buffer("scale", (1 / (255 * std_t)).float().view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("shift", (-mean_t / std_t).float().view(1, 3, 1, 1),
+                             persistent=False)
         c = self.cfg
         self.colour = bool(c.brightness or c.contrast or c.saturation or c.hue)
 
@@ -120,13 +125,10 @@ class BatchTransform(nn.Module):
             torch.baddbmm(offset.to(out.device).view(n, 3, 1), matrix.to(out.device),
                           pixels.float().view(n, 3, -1), out=out.view(n, 3, -1))
             out.clamp_(self.low, self.high)  # the colour ops may leave the pixel range
-        else:  # normalising only: (pixel / 255 - mean) / std as one multiply-add
-            scale = (1 / (255 * self.std)).float().view(1, 3, 1, 1).to(out.device)
-            shift = (-self.mean / self.std).float().view(1, 3, 1, 1).to(out.device)
-            if pixels.is_floating_point():
-                torch.addcmul(shift, pixels, scale, out=out)
-            else:
-                out.copy_(pixels).mul_(scale).add_(shift)
+        elif pixels.is_floating_point():  # normalising only
+            torch.addcmul(self.shift, pixels, self.scale, out=out)
+        else:
+            out.copy_(pixels).mul_(self.scale).add_(self.shift)
         if "sharpen" in p:
             pick = torch.nonzero(p["sharpen"]).flatten().to(out.device)
             if len(pick):

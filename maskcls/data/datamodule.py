@@ -22,7 +22,6 @@ from maskcls.data.cache import disk_cache, ram_cache
 from maskcls.data.dataset import (
     ImageDataset,
     ImageReadError,
-    read_rgb,
     unreadable_images,
 )
 from maskcls.data.sampling import TrainSampler, check_sampling_args
@@ -164,24 +163,33 @@ class MaskDataModule(pl.LightningDataModule):
         self.val_rows = np.flatnonzero(self.catalog["person_id"].isin(val_ids).to_numpy())
         base = base_transform(self.image_size, self.augment.center_crop)
         paths = self.catalog["path"].tolist()
+        workers = self._decode_workers(len(paths))
         if self.cache_mode == "ram":
-            self._cache = ram_cache(paths, self.image_size, base, self.num_workers)
+            self._cache = ram_cache(paths, self.image_size, base, workers)
         elif self.cache_mode == "disk":
-            self._cache = disk_cache(paths, self.image_size, base, self.num_workers,
+            self._cache = disk_cache(paths, self.image_size, base, workers,
                                      self.cache_dir, variant=str(self.augment.center_crop))
-        self._set_normalisation(base)
         # One dataset of uint8 pixels serves both stages; the batch transforms differ.
         self.dataset = ImageDataset(paths, self.catalog["label"].to_numpy(), base, self._cache)
+        self._set_normalisation()
+
+    def _decode_workers(self, n_images: int) -> int:
+        """Worker processes for a one-off decoding pass (cache, verify). The loader's count
+        can be 0 (a cached CPU run), but a pass over every image has nothing to share the
+        cores with; below ~1,000 images starting workers costs more than it saves."""
+        if self.num_workers or n_images < 1000:
+            return self.num_workers
+        return max(1, min(8, os.cpu_count() or 1))
 
     def _verify(self, paths: list[str]) -> None:
-        bad = unreadable_images(paths, self.num_workers)
+        bad = unreadable_images(paths, self._decode_workers(len(paths)))
         if bad:
             listing = "\n".join(f"  {p}: {r}" for p, r in bad)
             raise ImageReadError(f"{len(bad)} of {len(paths)} images cannot be decoded; "
                                  f"replace or remove them:\n{listing}")
         log.info("verified: all %d images decode", len(paths))
 
-    def _set_normalisation(self, base: Any) -> None:
+    def _set_normalisation(self) -> None:
         if isinstance(self.normalize, Mapping):
             self.mean, self.std = list(self.normalize["mean"]), list(self.normalize["std"])
         elif self.normalize == "dataset":
@@ -191,8 +199,7 @@ class MaskDataModule(pl.LightningDataModule):
             else:  # a fixed sample of 512 training images is plenty for three numbers
                 rng = np.random.default_rng(self.split_seed)
                 pick = rng.choice(rows, size=min(512, len(rows)), replace=False)
-                self.mean, self.std = mean_std(
-                    base(read_rgb(self.catalog["path"].iat[i])) for i in pick)
+                self.mean, self.std = mean_std(self.dataset.pixels(i) for i in pick)
             log.info("normalisation from the training split: mean=%s std=%s",
                      [round(v, 4) for v in self.mean], [round(v, 4) for v in self.std])
         self._build_batch_transforms()

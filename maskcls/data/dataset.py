@@ -76,17 +76,6 @@ class ImageDataset(Dataset):
         return self.pixels(i), int(self.targets[i])
 
 
-class _BaseOnly(Dataset):
-    def __init__(self, paths: Sequence[str], base: Callable) -> None:
-        self.paths, self.base = list(paths), base
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.base(read_rgb(self.paths[i], getattr(self.base, "decode_size", None)))
-
-
 class _Readable(Dataset):
     def __init__(self, paths: Sequence[str]) -> None:
         self.paths = list(paths)
@@ -115,9 +104,10 @@ def decode_all(paths: Sequence[str], base: Callable, image_size: Sequence[int],
     """Decode and ``base``-transform every image once into one preallocated uint8 NCHW
     tensor."""
     out = torch.empty(len(paths), 3, int(image_size[0]), int(image_size[1]), dtype=torch.uint8)
-    loader = DataLoader(_BaseOnly(paths, base), batch_size=batch_size, num_workers=num_workers)
+    loader = DataLoader(ImageDataset(paths, None, base), batch_size=batch_size,
+                        num_workers=num_workers)
     pos = 0
-    for batch in loader:
+    for batch, _ in loader:
         out[pos:pos + len(batch)] = batch
         pos += len(batch)
     return out

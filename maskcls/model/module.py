@@ -62,6 +62,7 @@ class MaskClassifier(pl.LightningModule):
         self.train_metrics = StageMetrics("train/", num_classes, detail=False)
         self.val_metrics = StageMetrics("val/", num_classes)
         self.val_details: dict[str, Any] = {}
+        self.loaded_epoch: int | None = None
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,6 +91,10 @@ class MaskClassifier(pl.LightningModule):
                  batch_size=len(y))
         self.val_metrics.update(logits.argmax(1), y)
         self._val_outputs.append((logits.float().softmax(1).cpu(), y.cpu()))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # which epoch's weights were loaded (the run's final validation loads best.ckpt)
+        self.loaded_epoch = checkpoint.get("epoch")
 
     def on_validation_epoch_end(self) -> None:
         logged = self.val_metrics.logged()
