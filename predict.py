@@ -1,7 +1,7 @@
 """Turn checkpoints into a competition submission.
 
-    python predict.py ckpt=outputs/2026-01-01/12-00-00            # a run: its best checkpoint
-    python predict.py ckpt=outputs/multirun/2026-01-01/12-00-00   # a sweep: fold ensemble
+    python predict.py ckpt=outputs/2026-01-01/12-00-00.000000            # a run's best checkpoint
+    python predict.py ckpt=outputs/multirun/2026-01-01/12-00-00.000000   # a sweep: fold ensemble
     python predict.py ckpt=path/to/best.ckpt tta=true save_probs=true output=sub.csv
 """
 
@@ -10,7 +10,9 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
-from maskcls.inference import USER_ERRORS, predict
+from maskcls.config_checks import check_accelerator, check_values
+from maskcls.errors import MaskclsError
+from maskcls.inference import predict
 
 # Library deprecation chatter that users can do nothing about.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -19,9 +21,11 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 @hydra.main(config_path="conf", config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
+        check_values(cfg)
+        check_accelerator(cfg.accelerator, key="accelerator")
         res = predict(str(cfg.ckpt), cfg.data.root, cfg.output, cfg.tta, cfg.save_probs,
                       cfg.batch_size, cfg.num_workers, cfg.accelerator)
-    except USER_ERRORS as e:
+    except MaskclsError as e:
         raise SystemExit(f"error: {e}") from None
     print(f"wrote {res['submission']} ({res['rows']} rows, {res['members']} model(s)"
           f"{', tta' if cfg.tta else ''})")

@@ -14,11 +14,12 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
-from maskcls.inference import USER_ERRORS
+from maskcls.errors import MaskclsError
 from maskcls.training import run
 
 # Library deprecation chatter that users can do nothing about.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+# The CSV logger's "directory not empty" note: maskcls itself refuses another run's folder.
 warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 
 
@@ -26,7 +27,7 @@ warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 def main(cfg: DictConfig) -> float:
     try:
         return run(cfg)
-    except USER_ERRORS as e:
+    except MaskclsError as e:
         raise SystemExit(f"error: {e}") from None
 
 

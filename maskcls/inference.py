@@ -9,7 +9,6 @@ averaging their softmax probabilities.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,23 +23,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
-from maskcls import labels
+from maskcls import atomic, labels
+from maskcls.checkpoints import load_checkpoint
 from maskcls.data import catalog as cat
 from maskcls.data.batch_transforms import BatchTransform
-from maskcls.data.dataset import ImageDataset, ImageReadError
+from maskcls.data.dataset import ImageDataset
 from maskcls.data.transforms import base_transform
+from maskcls.errors import CheckpointError, ConfigError
 from maskcls.model.module import MaskClassifier
 
 DATAMODULE_KEY = "MaskDataModule"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint path that cannot be used; the message says which and why."""
-
-
-# Errors whose message tells the user what to fix: the entry points print them without a trace.
-USER_ERRORS = (CheckpointError, cat.DataLayoutError, ImageReadError, FileNotFoundError,
-               PermissionError, MemoryError, ValueError)
 
 
 @dataclass
@@ -80,21 +72,6 @@ def find_checkpoints(path: str | os.PathLike) -> tuple[list[Member], Path]:
     return [Member(d / "checkpoints" / "best.ckpt", d) for d in jobs], p
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint without executing code: ``weights_only=True`` refuses pickled
-    objects, so a checkpoint from a stranger cannot run anything on load."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:300]}). Checkpoints are read with "
-                              "weights_only=True; only plain tensors and containers are allowed."
-                              ) from e
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    return ckpt
-
-
 def load_model(ckpt: dict[str, Any], path: Path) -> MaskClassifier:
     hp = dict(ckpt.get("hyper_parameters") or {})
     if "backbone" not in hp:
@@ -125,8 +102,12 @@ def eval_pipeline(ckpt: dict[str, Any], path: Path) -> tuple[Any, Any]:
 def trained_data_root(member: Member) -> str | None:
     if member.run_dir is None:
         return None
-    cfg = OmegaConf.load(member.run_dir / "config.yaml")
-    return str(cfg.data.root)
+    path = member.run_dir / "config.yaml"
+    try:
+        return str(OmegaConf.load(path).data.root)
+    except Exception as e:  # noqa: BLE001 - a damaged config: say which file
+        raise ConfigError(f"{path} cannot be read for its data.root ({type(e).__name__}); pass "
+                          "data.root=/path/to/data") from None
 
 
 class _Ensemble(pl.LightningModule):
@@ -194,26 +175,28 @@ def score(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return res
 
 
-def check_writable(path: Path) -> None:
+def check_output(path: Path, inputs: Sequence[Path], data_root: Path) -> None:
+    """``output=`` must be a new or earlier CSV in a writable folder: never a folder, a
+    checkpoint, a config, or any file prediction reads (nothing under the data root's
+    ``train/`` and ``eval/``)."""
+    resolved = path.resolve()
+    if path.is_dir():
+        raise ConfigError(f"output={path} is a folder; give a file name such as "
+                          f"output={path / 'submission.csv'}")
+    if path.suffix.lower() != ".csv":
+        raise ConfigError(f"output={path}: a submission is a .csv file; give a path ending in "
+                          ".csv (refusing to overwrite what may be a checkpoint or a config)")
+    protected = {p.resolve() for p in inputs}
+    data_dirs = [(data_root / d).resolve() for d in ("train", "eval")]
+    if resolved in protected or any(resolved.is_relative_to(d) for d in data_dirs):
+        raise ConfigError(f"output={path} is one of prediction's inputs (a checkpoint, a run's "
+                          "config, or a file of the data tree); choose another output path")
     folder = path.parent
     if not folder.is_dir():
-        raise FileNotFoundError(f"output={path}: folder {folder} does not exist; create it or "
-                                "choose another output path")
+        raise ConfigError(f"output={path}: folder {folder} does not exist; create it or "
+                          "choose another output path")
     if not os.access(folder, os.W_OK):
-        raise PermissionError(f"output={path}: folder {folder} is not writable")
-
-
-def write_atomic(df: pd.DataFrame, path: Path, **kw: Any) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place, so a crash never
-    leaves a partial file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            df.to_csv(f, index=False, **kw)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        raise ConfigError(f"output={path}: folder {folder} is not writable")
 
 
 def predict(ckpt: str, data_root: str | None = None, output: str | None = None,
@@ -225,22 +208,25 @@ def predict(ckpt: str, data_root: str | None = None, output: str | None = None,
     if data_root is None:
         roots = {trained_data_root(m) for m in members} - {None}
         if len(roots) != 1:
-            raise ValueError("data.root is not known from the run's config.yaml "
-                             f"(found {sorted(roots) or 'none'}); pass data.root=/path/to/data")
+            raise ConfigError("data.root is not known from the run's config.yaml "
+                              f"(found {sorted(roots) or 'none'}); pass data.root=/path/to/data")
         data_root = roots.pop()
     out = Path(output).expanduser() if output else folder / "submission.csv"
-    check_writable(out)
+    prob_path = out.with_name(out.stem + "_probs.csv")
+    inputs = [m.ckpt for m in members] + [m.run_dir / "config.yaml" for m in members
+                                           if m.run_dir is not None]
+    for target in (out, prob_path) if save_probs else (out,):
+        check_output(target, inputs, Path(data_root).expanduser())
     eval_df, probs = predict_probs(members, data_root, tta, batch_size, num_workers, accelerator)
     mean = np.mean(probs, axis=0)
     sub = pd.DataFrame({"ImageID": eval_df["ImageID"], "ans": mean.argmax(1)})
-    write_atomic(sub, out)
+    atomic.write_csv(sub, out)
     result: dict[str, Any] = {"submission": out, "rows": len(sub), "members": len(members)}
     if save_probs:
-        prob_path = out.with_name(out.stem + "_probs.csv")
         table = pd.concat([eval_df[["ImageID"]],
                            pd.DataFrame(mean, columns=[f"prob_{c}" for c in range(mean.shape[1])])],
                           axis=1)
-        write_atomic(table, prob_path, float_format="%.6f")
+        atomic.write_csv(table, prob_path, float_format="%.6f")
         result["probs"] = prob_path
     answers_path = Path(data_root) / "eval" / "answers.csv"
     if answers_path.exists():

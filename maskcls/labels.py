@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from maskcls.errors import ConfigError
+
 NUM_CLASSES = 18
 MASK_NAMES = ("wear", "incorrect", "not_worn")
 GENDER_NAMES = ("male", "female")
@@ -51,7 +53,7 @@ def age_group(age: Any, bounds: Sequence[int] = DEFAULT_AGE_BOUNDS) -> Any:
 
 def check_age_bounds(bounds: Sequence[int]) -> tuple[int, int]:
     if len(bounds) != 2 or not bounds[0] < bounds[1]:
-        raise ValueError(
+        raise ConfigError(
             f"age bounds must be two increasing ages such as [30, 60], got {list(bounds)!r}"
         )
     return int(bounds[0]), int(bounds[1])

@@ -222,13 +222,23 @@ def _plot(table: pd.DataFrame, cv: pd.DataFrame, varying: Sequence[str], path: P
 
 
 class SweepReport(Callback):
-    """Hydra callback: write the report when a multirun ends (``conf/hydra/default.yaml``)."""
+    """Hydra callback: write the report when a multirun ends (``conf/hydra/default.yaml``),
+    then make the sweep exit non-zero if any job failed, so scripts and schedulers see it
+    (``allow_failures=true`` keeps exit code 0)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        if sweep_dir.is_dir():
-            files = write_report(sweep_dir)
-            print(f"sweep report: {files['md']}\n{files['md'].read_text()}", flush=True)
+        if not sweep_dir.is_dir():
+            return
+        files = write_report(sweep_dir)
+        print(f"sweep report: {files['md']}\n{files['md'].read_text()}", flush=True)
+        jobs, _ = job_table(sweep_dir)
+        failed = jobs.loc[jobs["status"] == "failed", "job"].tolist()
+        if failed and not config.get("allow_failures", False):
+            raise SystemExit(f"error: {len(failed)} of {len(jobs)} job(s) failed (job(s) "
+                             f"{', '.join(map(str, failed))}; each folder's failure.json says "
+                             f"why). The report is in {files['md']}. Pass allow_failures=true "
+                             "to exit 0 when some jobs fail.")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

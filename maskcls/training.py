@@ -23,11 +23,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from maskcls import labels
+from maskcls import atomic, labels
+from maskcls.checkpoints import SafeCheckpointIO, check_resumable
+from maskcls.config_checks import check_accelerator, check_values
 from maskcls.data.datamodule import MaskDataModule
+from maskcls.errors import ConfigError, RunFolderError
 from maskcls.model.module import MaskClassifier, create_backbone
 from maskcls.plots import confusion_matrix_png
-from maskcls.reliability import AtomicCheckpointIO
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ def _build(node: Any, **kwargs: Any) -> Any:
 
 def check_config(cfg: DictConfig) -> None:
     """Catch configuration mistakes before any data is read or model is built."""
+    check_values(cfg)
+    check_accelerator(cfg.trainer.get("accelerator"), cfg.trainer.get("devices", 1))
     name = cfg.model.backbone
     if not timm.is_model(name):
         create_backbone(name)  # raises the error with suggestions
@@ -55,13 +59,29 @@ def check_config(cfg: DictConfig) -> None:
     sched = cfg.get("scheduler") or {}
     if sched.get("warmup_epochs") and "ReduceLROnPlateau" in str(
             (sched.get("scheduler") or {}).get("_target_", "")):
-        raise ValueError("scheduler.warmup_epochs is not supported with scheduler=plateau; set "
-                         "scheduler.warmup_epochs=0")
+        raise ConfigError("scheduler.warmup_epochs is not supported with scheduler=plateau; set "
+                          "scheduler.warmup_epochs=0")
+    _check_data_root(cfg)
+    if cfg.get("ckpt_path"):
+        check_resumable(cfg.ckpt_path)
+
+
+def _check_data_root(cfg: DictConfig) -> None:
+    """The data must exist, except the synthetic tree at its default location, which is
+    generated on first use. A mistyped root is never filled with generated data."""
     root = Path(str(cfg.data.root)).expanduser()
-    if not cfg.data.get("synthetic") and not (root / "train" / "images").is_dir():
-        raise FileNotFoundError(
-            f"data.root={str(cfg.data.root)!r}: {root / 'train' / 'images'} does not exist. "
-            "Point data.root at the folder holding train/ and eval/.")
+    if (root / "train" / "images").is_dir():
+        return
+    default = cfg.get("paths", {}).get("synthetic_dir")
+    if cfg.data.get("synthetic") and default is not None and \
+            root.absolute() == Path(str(default)).expanduser().absolute():
+        return
+    hint = ("; only the default synthetic location "
+            f"(paths.synthetic_dir={default}) is generated on first use. Generate a tree "
+            f"elsewhere with `python -m maskcls.synth --out {root}`"
+            if cfg.data.get("synthetic") else "")
+    raise ConfigError(f"data.root={str(cfg.data.root)!r}: {root / 'train' / 'images'} does not "
+                      f"exist. Point data.root at the folder holding train/ and eval/{hint}.")
 
 
 def build(cfg: DictConfig) -> tuple[MaskDataModule, MaskClassifier]:
@@ -84,7 +104,7 @@ def _check_input_size(model: MaskClassifier, image_size: tuple[int, int]) -> Non
         with torch.no_grad():
             model.eval()(torch.zeros(1, 3, *image_size))
     except RuntimeError as e:
-        raise ValueError(f"data.image_size={list(image_size)} is too small for "
+        raise ConfigError(f"data.image_size={list(image_size)} is too small for "
                          f"model.backbone={model.hparams.backbone} ({str(e).splitlines()[0]}); "
                          "use a larger data.image_size") from None
     finally:
@@ -96,33 +116,72 @@ def run(cfg: DictConfig) -> float:
     in its folder as ``failure.json`` and returns NaN, so the other jobs still run and the
     sweep report lists it as failed."""
     if cfg.get("resume"):
-        cfg = resume_config(cfg.resume)
+        cfg = resume_config(cfg.resume, _command_line_overrides(), cfg)
     if not _in_multirun():
         return train(cfg)
     try:
         return train(cfg)
     except Exception as e:  # noqa: BLE001 - any job failure is recorded, none stops the sweep
         out = Path(cfg.paths.output_dir)
+        log.error("job failed (%s: %s); the sweep goes on.", type(e).__name__, e)
+        if isinstance(e, RunFolderError):  # the folder is another run's: leave it alone
+            return float("nan")
         out.mkdir(parents=True, exist_ok=True)
         failure = {"type": type(e).__name__, "message": str(e),
                    "traceback": traceback.format_exc()}
-        _atomic_write(out / "failure.json", json.dumps(failure, indent=2))
-        log.error("job failed (%s: %s); the sweep goes on. Details: %s", type(e).__name__, e,
-                  out / "failure.json")
+        atomic.write_text(out / "failure.json", json.dumps(failure, indent=2))
+        log.error("details: %s", out / "failure.json")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return float("nan")
 
 
-def resume_config(run_dir: str | Path) -> DictConfig:
-    """The saved config of ``run_dir``, set to continue from its ``last.ckpt`` in place."""
+# What a resumed run may change: where and how fast it runs, and how long it trains. Anything
+# else (data, model, loss, optimiser, schedule) would silently make it another experiment.
+RESUME_OVERRIDABLE = ("trainer.max_epochs", "trainer.accelerator", "trainer.devices",
+                      "trainer.num_nodes", "trainer.strategy", "data.num_workers",
+                      "data.cache", "data.cache_dir", "data.verify", "data.root",
+                      "callbacks.progress_bar.refresh_rate", "paths.data_dir")
+
+
+def _command_line_overrides() -> list[str]:
+    if not HydraConfig.initialized():
+        return []
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+
+
+def resume_config(run_dir: str | Path, overrides: Sequence[str] = (),
+                  given: DictConfig | None = None) -> DictConfig:
+    """The saved config of ``run_dir``, set to continue from its ``last.ckpt`` in place.
+
+    ``overrides`` (``key=value`` from the command line) must be in ``RESUME_OVERRIDABLE``; their
+    values are taken from ``given``, the config Hydra composed with them."""
     run_dir = Path(run_dir).expanduser()
     saved, last = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
     for needed in (saved, last):
         if not needed.exists():
-            raise FileNotFoundError(f"resume={run_dir}: {needed} does not exist; give the run "
-                                    "folder of a run that saved at least one epoch")
-    cfg = OmegaConf.load(saved)
+            raise RunFolderError(f"resume={run_dir}: {needed} does not exist; give the run "
+                                 "folder of a run that saved at least one epoch")
+    try:
+        cfg = OmegaConf.load(saved)
+    except Exception as e:  # noqa: BLE001 - any parse failure means the file is damaged
+        raise RunFolderError(f"resume={run_dir}: {saved} cannot be read ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200]}); it may have been cut short. "
+                             "Restore it from the run's .hydra/ copy.") from None
+    needed_keys = ("data", "model", "trainer", "paths", "seed")
+    if not isinstance(cfg, DictConfig) or any(k not in cfg for k in needed_keys):
+        raise RunFolderError(f"resume={run_dir}: {saved} is empty or partial (needs "
+                             f"{', '.join(needed_keys)}); it is not a maskcls run config")
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    refused = [k for k in keys if k not in RESUME_OVERRIDABLE]
+    if refused:
+        raise ConfigError(
+            f"resume={run_dir} continues the saved experiment; {', '.join(refused)} cannot be "
+            f"changed on resume (allowed: {', '.join(RESUME_OVERRIDABLE)}). Start a new run "
+            "with ckpt_path=<run>/checkpoints/last.ckpt to change it.")
+    for key in keys:
+        OmegaConf.update(cfg, key, OmegaConf.select(given, key), force_add=True)
+        log.info("resume: %s=%s", key, OmegaConf.select(given, key))
     cfg.ckpt_path = str(last)
     cfg.paths.output_dir = str(run_dir)
     cfg.resume = None
@@ -138,10 +197,11 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> float
     ``extra_callbacks`` join the configured ones (benchmarks and tests use it)."""
     started = time.perf_counter()
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     check_config(cfg)
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
-        _atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    resuming = bool(cfg.get("ckpt_path")) and Path(str(cfg.ckpt_path)).absolute() == \
+        (out / "checkpoints" / "last.ckpt").absolute()
+    if _is_main_process():
+        claim_run_folder(out, OmegaConf.to_yaml(cfg, resolve=True), resuming)
     pl.seed_everything(cfg.seed, workers=True)
 
     dm, model = build(cfg)
@@ -149,10 +209,10 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> float
     callbacks += list(extra_callbacks)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
-                                      plugins=[AtomicCheckpointIO()])
+                                      plugins=[SafeCheckpointIO()])
 
     ckpt_path = cfg.get("ckpt_path")
-    earlier = _earlier_metrics(out, ckpt_path)
+    earlier = _earlier_metrics(out, ckpt_path) if resuming else None
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - t0
@@ -163,7 +223,11 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> float
                 None)  # the best-model checkpoint (the other one keeps the last epoch)
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
     if best:  # evaluate the chosen checkpoint, not the last epoch's weights
-        trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)
+        fitted_loggers, trainer.loggers = trainer.loggers, []  # not a training epoch: no log row
+        try:
+            trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)
+        finally:
+            trainer.loggers = fitted_loggers
     details = model.val_details
     if not trainer.is_global_zero or not details:
         return float(details.get(cfg.monitor, float("nan"))) if details else float("nan")
@@ -174,25 +238,63 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> float
     return float(metrics["val"].get(cfg.monitor.split("/", 1)[-1], float("nan")))
 
 
+def _is_main_process() -> bool:
+    """Rank 0 of rank 0's node (DDP ranks re-run this script with the same folder)."""
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+# What Hydra itself writes into a run folder before the run starts.
+HYDRA_FILES = (".hydra", "train.log", "train.py.log")
+
+
+def claim_run_folder(out: Path, config_yaml: str, resuming: bool) -> None:
+    """Make ``out`` this run's: it must be new (or hold only Hydra's own files) unless the run
+    resumes in it. ``config.yaml`` is created only if it does not exist, in one atomic step,
+    so of two runs handed the same folder exactly one goes on."""
+    out.mkdir(parents=True, exist_ok=True)
+    if resuming:
+        atomic.write_text(out / "config.yaml", config_yaml)
+        return
+    others = sorted(p.name for p in out.iterdir()
+                    if p.name not in HYDRA_FILES and not p.name.endswith(".log"))
+    if others:
+        raise RunFolderError(
+            f"run folder {out} already holds another run's files ({', '.join(others[:5])}); "
+            "a run never writes over another. Choose a new hydra.run.dir (or paths.output_dir), "
+            f"or continue that run with resume={out}.")
+    try:
+        atomic.write_text(out / "config.yaml", config_yaml, exclusive=True)
+    except FileExistsError:
+        raise RunFolderError(f"run folder {out} was claimed by another run started at the same "
+                             "time; start this one again (it gets a new folder)") from None
+
+
 def _earlier_metrics(out: Path, ckpt_path: str | None) -> tuple[pd.DataFrame, int] | None:
-    """Before resuming in the same folder: the logged rows of the epochs the checkpoint holds
+    """Before resuming in the same folder: the logged rows of the steps the checkpoint holds
     (Lightning's CSV logger starts metrics.csv afresh). Kept beside it until merged back."""
     metrics_csv = out / "metrics.csv"
     if not ckpt_path or not metrics_csv.exists():
         return None
-    done_epochs = int(torch.load(ckpt_path, map_location="cpu", weights_only=True)["epoch"]) + 1
-    rows = pd.read_csv(metrics_csv)
-    rows = rows[rows["epoch"] < done_epochs] if "epoch" in rows else rows.iloc[0:0]
+    done_steps = int(check_resumable(ckpt_path)["global_step"])
+    rows = _read_csv_text(metrics_csv)
+    # every row has a step (learning-rate rows have no epoch); the rows logged at the
+    # checkpoint's last step belong to the epoch that ended there
+    rows = rows[rows["step"].astype(int) < done_steps] if "step" in rows else rows.iloc[0:0]
     rows.to_csv(out / "metrics.before_resume.csv", index=False)
-    return rows, done_epochs
+    return rows, done_steps
 
 
-def _merge_metrics_csv(path: Path, earlier: pd.DataFrame, done_epochs: int) -> None:
-    new = pd.read_csv(path) if path.exists() else pd.DataFrame()
-    if "epoch" in new:
-        new = new[new["epoch"] >= done_epochs]
-    merged = pd.concat([earlier, new], ignore_index=True)
-    _atomic_write(path, merged.to_csv(index=False))
+def _read_csv_text(path: Path) -> pd.DataFrame:
+    """Cells as the logger wrote them (no float or NaN round trip), so a merged file is
+    byte-for-byte what one uninterrupted run writes."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def _merge_metrics_csv(path: Path, earlier: pd.DataFrame, done_steps: int) -> None:
+    new = _read_csv_text(path) if path.exists() else pd.DataFrame({"step": []})
+    new = new[new["step"].astype(int) >= done_steps]
+    merged = pd.concat([earlier, new], ignore_index=True).fillna("")
+    atomic.write_csv(merged[sorted(merged.columns)], path)  # the logger's own column order
     (path.parent / "metrics.before_resume.csv").unlink(missing_ok=True)
 
 
@@ -219,7 +321,7 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
         "val_images": len(dm.val_catalog),
         "train_images": len(dm.train_rows),
     }
-    _atomic_write(out / "metrics.json", json.dumps(metrics, indent=2))
+    atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     confusion_matrix_png(details["confusion_matrix"], out / "confusion_matrix.png",
                          title=f"validation confusion matrix (macro-F1 {scalars['f1']:.3f})")
     if "probs" in details:
@@ -228,19 +330,13 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
         if len(val) == len(probs):
             val["pred"] = probs.argmax(1)
             prob_cols = pd.DataFrame(probs, columns=[f"prob_{c}" for c in range(probs.shape[1])])
-            pd.concat([val, prob_cols], axis=1).to_csv(out / "val_predictions.csv", index=False,
-                                                       float_format="%.6f")
+            atomic.write_csv(pd.concat([val, prob_cols], axis=1), out / "val_predictions.csv",
+                             float_format="%.6f")
         else:  # fast_dev_run or limit_val_batches: rows cannot be matched to images
             log.warning("val_predictions.csv not written: validation saw %d of the %d "
                         "validation images (trainer.limit_val_batches or fast_dev_run)",
                         len(probs), len(val))
     return metrics
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 RUN_FILES = ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.json", "metrics.csv",

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from maskcls.data.catalog import DataLayoutError
-from maskcls.inference import CheckpointError, find_checkpoints, predict
+from maskcls.errors import CheckpointError, ConfigError
+from maskcls.inference import find_checkpoints, predict
 
 ROOT = Path(__file__).parents[1]
 
@@ -145,7 +146,7 @@ def test_data_errors_stop_before_work(fold_runs, synth_copy, tmp_path):
     info.unlink()
     with pytest.raises(DataLayoutError, match="info.csv does not exist"):
         predict(str(fold_runs / "0"), data_root=str(synth_copy), output=str(tmp_path / "x.csv"))
-    with pytest.raises(FileNotFoundError, match="does not exist; create it"):
+    with pytest.raises(ConfigError, match="does not exist; create it"):
         predict(str(fold_runs / "0"), output=str(tmp_path / "no" / "x.csv"))
     assert not list(tmp_path.glob("**/x.csv"))
 

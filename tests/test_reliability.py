@@ -13,8 +13,8 @@ import torch
 from conftest import make_cfg
 from PIL import Image
 
+from maskcls.checkpoints import SafeCheckpointIO
 from maskcls.data.dataset import ImageReadError
-from maskcls.reliability import AtomicCheckpointIO
 from maskcls.training import train
 
 ROOT = Path(__file__).parents[1]
@@ -90,7 +90,7 @@ def test_same_seed_same_run(synth_root, tmp_path):
 
 
 def test_checkpoint_write_is_all_or_nothing(tmp_path):
-    io = AtomicCheckpointIO()
+    io = SafeCheckpointIO()  # Lightning's own save: a temporary file, renamed
     path = tmp_path / "last.ckpt"
     io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "epoch": 1}, path)
     with pytest.raises(Exception):  # noqa: B017 - whatever breaks the write
@@ -112,17 +112,17 @@ def _damage(root: Path) -> tuple[Path, Path]:
 
 def test_verify_lists_every_unreadable_image(synth_copy, tmp_path):
     empty, truncated = _damage(synth_copy)
-    cfg = make_cfg(synth_copy, tmp_path, "data.verify=true")
+    cfg = make_cfg(synth_copy, tmp_path / "run", "data.verify=true")
     with pytest.raises(ImageReadError, match="2 of 280 images cannot be decoded") as e:
         train(cfg)
     assert str(empty) in str(e.value) and str(truncated) in str(e.value)
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_broken_image_names_itself_without_hanging(synth_copy, tmp_path, workers):
     empty, _ = _damage(synth_copy)
-    cfg = make_cfg(synth_copy, tmp_path, "data.cache=none", f"data.num_workers={workers}")
+    cfg = make_cfg(synth_copy, tmp_path / "run", "data.cache=none", f"data.num_workers={workers}")
     t0 = time.monotonic()
     with pytest.raises(ImageReadError, match=r"cannot decode image"):
         train(cfg)
@@ -137,4 +137,4 @@ def test_odd_colour_modes_train(synth_copy, tmp_path):
         img.save(shot.with_suffix(".png" if mode == "RGBA" else ".jpg"))
         if shot.suffix != (".png" if mode == "RGBA" else ".jpg"):
             shot.unlink()
-    assert 0 <= train(make_cfg(synth_copy, tmp_path, "data.cache=none")) <= 1
+    assert 0 <= train(make_cfg(synth_copy, tmp_path / "run", "data.cache=none")) <= 1

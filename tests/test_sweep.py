@@ -18,24 +18,27 @@ TINY = ["data.synthetic=null", "data.image_size=[32,24]", "data.batch_size=16",
         "trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0"]
 
 
-def sweep(tmp_path: Path, synth_root: Path, *overrides: str, multirun: bool = True) -> Path:
+def sweep(tmp_path: Path, synth_root: Path, *overrides: str, multirun: bool = True,
+          returncode: int = 0) -> Path:
     out = tmp_path / "sweep"
     cmd = [sys.executable, "train.py", *(["-m"] if multirun else []), f"data.root={synth_root}",
            *TINY, f"hydra.sweep.dir={out}", *overrides]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert res.returncode == returncode, res.stdout[-2000:] + res.stderr[-3000:]
+    if returncode:
+        assert "job(s) failed" in res.stderr and "allow_failures=true" in res.stderr
     return out
 
 
 def test_grid_sweep_survives_a_failing_job_and_reports(synth_root, tmp_path):
     out = sweep(tmp_path, synth_root, "loss=ce,focal", "scheduler=step,cosine",
-                "optimizer.lr=0.001,not_a_number")
+                "optimizer.lr=0.001,not_a_number", "allow_failures=true")
     table = pd.read_csv(out / "summary.csv")
     assert len(table) == 8
     done, failed = table[table["status"] == "done"], table[table["status"] == "failed"]
     assert len(done) == 4 and len(failed) == 4
     assert (failed["optimizer.lr"] == "not_a_number").all()
-    assert failed["error"].str.contains("TypeError").all()
+    assert failed["error"].str.contains("ConfigError: optimizer.lr must be > 0").all()
     for job in failed["job"]:
         failure = json.loads((out / str(job) / "failure.json").read_text())
         assert "Traceback" in failure["traceback"]
@@ -49,6 +52,12 @@ def test_grid_sweep_survives_a_failing_job_and_reports(synth_root, tmp_path):
     md = (out / "summary.md").read_text()
     assert "4 done, 4 failed" in md
     assert (out / "summary.png").stat().st_size > 10_000
+
+
+def test_a_sweep_with_a_failed_job_reports_then_exits_non_zero(synth_root, tmp_path):
+    out = sweep(tmp_path, synth_root, "optimizer.lr=0.001,-1", returncode=1)
+    assert "1 done, 1 failed" in (out / "summary.md").read_text()
+    assert "optimizer.lr must be > 0" in (out / "1" / "failure.json").read_text()
 
 
 def test_kfold_cv_rows_and_out_of_fold_score(synth_root, tmp_path):

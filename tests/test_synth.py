@@ -89,4 +89,6 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(synth, "_write_person", boom)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path / "x", SynthConfig(persons=2, eval_persons=0), workers=1)
-    assert list(tmp_path.iterdir()) == []
+    # nothing but the (empty) lock file: no tree, no temporary folder
+    assert [p.name for p in tmp_path.iterdir()] == [".x.lock"]
+    assert (tmp_path / ".x.lock").stat().st_size == 0

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskcls.data.transforms import AugmentConfig
+from maskcls.errors import ConfigError
 
 # torchvision's greyscale weights (rgb_to_grayscale), used by contrast and saturation.
 GREY = (0.2989, 0.587, 0.114)
@@ -54,8 +55,8 @@ class BatchTransform(nn.Module):
         mean_t = torch.tensor([float(v) for v in mean], dtype=torch.float64)
         std_t = torch.tensor([float(v) for v in std], dtype=torch.float64)
         if mean_t.shape != (3,) or std_t.shape != (3,) or bool((std_t <= 0).any()):
-            raise ValueError(f"normalisation needs three means and three positive stds, got "
-                             f"mean={list(mean)} std={list(std)}")
+            raise ConfigError(f"data.normalize needs three means and three positive stds, got "
+                              f"mean={list(mean)} std={list(std)}")
         self.mean, self.std = mean_t, std_t
         # Normalised values of pixels 0 and 255: the clamp bounds after the colour ops.
         self.register_buffer("low", (-mean_t / std_t).float().view(1, 3, 1, 1), persistent=False)

@@ -20,8 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from filelock import FileLock
 
+from maskcls import atomic
 from maskcls.data.dataset import decode_all
+from maskcls.errors import NotEnoughMemoryError
 
 log = logging.getLogger(__name__)
 GiB = 2**30
@@ -48,7 +51,7 @@ def check_ram(n_images: int, image_size: Sequence[int], share: float = 0.8) -> i
     available memory."""
     need, have = cache_bytes(n_images, image_size), available_memory()
     if need > share * have:
-        raise MemoryError(
+        raise NotEnoughMemoryError(
             f"data.cache=ram needs {need / GiB:.1f} GiB for {n_images} images at "
             f"{image_size[0]}x{image_size[1]}, but only {have / GiB:.1f} GiB of RAM is available."
             " Use data.cache=disk (memory-mapped), data.cache=none, or a smaller data.image_size.")
@@ -73,18 +76,27 @@ def disk_cache(paths: Sequence[str], image_size: Sequence[int], base: Callable,
                num_workers: int, cache_dir: str | os.PathLike, variant: str = "") -> torch.Tensor:
     """Row-aligned uint8 pixels of ``paths`` from (and kept up to date in) ``cache_dir``.
 
-    ``variant`` names anything else the pixels depend on (the face crop), so different
-    pipelines never share rows.
+    ``variant`` names anything else the pixels depend on (the data root, the face crop), so
+    different pipelines never share rows. Several processes may share ``cache_dir``: a file
+    lock lets one decode while the others wait and then read its finished file.
     """
     h, w = int(image_size[0]), int(image_size[1])
     tag = hashlib.sha1(f"{h}x{w}|{variant}".encode()).hexdigest()[:12]
     folder = Path(cache_dir).expanduser() / f"{h}x{w}-{tag}"
     folder.mkdir(parents=True, exist_ok=True)
+    # An OS lock: the kernel releases it when its holder dies, so it never goes stale.
+    with FileLock(folder / ".lock"):
+        return _disk_cache_locked(folder, paths, (h, w), base, num_workers)
+
+
+def _disk_cache_locked(folder: Path, paths: Sequence[str], size: tuple[int, int],
+                       base: Callable, num_workers: int) -> torch.Tensor:
+    h, w = size
     index_path = folder / "index.csv"
     want = _stats(paths)
 
     # index.csv names its pixel file and is replaced last, so a kill mid-update leaves the
-    # previous (index, pixels) pair intact.
+    # previous (index, pixels) pair intact and the new pixel file an orphan, removed below.
     have = pd.read_csv(index_path) if index_path.exists() else None
     old = None
     if have is not None and (folder / have["file"].iat[0]).exists():
@@ -95,6 +107,7 @@ def disk_cache(paths: Sequence[str], image_size: Sequence[int], base: Callable,
         if merged["row"].notna().all() and len(have) == len(want) and \
                 (merged["row"].to_numpy() == np.arange(len(want))).all():
             log.info("disk cache hit: %d images from %s", len(want), folder)
+            _remove_other_pixel_files(folder, keep=old_path.name)
             return torch.from_numpy(np.memmap(old_path, dtype=np.uint8, mode="c",
                                               shape=(len(want), 3, h, w)))
         reuse = merged["row"].notna().to_numpy()
@@ -110,19 +123,23 @@ def disk_cache(paths: Sequence[str], image_size: Sequence[int], base: Callable,
         if reuse.any():
             new[np.flatnonzero(reuse)] = old[merged.loc[reuse, "row"].astype(np.int64).to_numpy()]
         if len(todo):
-            new[todo] = decode_all([paths[i] for i in todo], base, image_size,
+            new[todo] = decode_all([paths[i] for i in todo], base, (h, w),
                                    num_workers).numpy()
         new.flush()
         del new
-        tmp_index = folder / f".index.{os.getpid()}.tmp"
-        want.assign(row=np.arange(len(want)), file=name).to_csv(tmp_index, index=False)
-        os.replace(tmp_index, index_path)
+        atomic.write_csv(want.assign(row=np.arange(len(want)), file=name), index_path)
     except BaseException:
         new_path.unlink(missing_ok=True)
         raise
     del old
-    for stale in folder.glob("pixels-*.u8"):
-        if stale.name != name:
-            stale.unlink(missing_ok=True)
+    _remove_other_pixel_files(folder, keep=name)
     return torch.from_numpy(np.memmap(new_path, dtype=np.uint8, mode="c",
                                       shape=(len(want), 3, h, w)))
+
+
+def _remove_other_pixel_files(folder: Path, keep: str) -> None:
+    """Pixel files the index does not name: earlier versions, or a killed builder's. A run
+    still reading one keeps its memory map (POSIX unlinks the name, not the open file)."""
+    for stale in folder.glob("pixels-*.u8"):
+        if stale.name != keep:
+            stale.unlink(missing_ok=True)

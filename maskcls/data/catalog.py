@@ -25,18 +25,22 @@ import numpy as np
 import pandas as pd
 
 from maskcls import labels
+from maskcls.errors import DataLayoutError
+
+__all__ = ["DataLayoutError", "scan_train", "scan_eval", "apply_corrections",
+           "train_csv_disagreements", "summarise"]
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png"}
 SHOTS_PER_PERSON = len(labels.IMAGE_STEMS)
 # <id>_<gender>_<race>_<age>; ids are 6 digits, some with a -1/-2 suffix (000600-1).
-FOLDER_RE = re.compile(r"^(?P<id>\d+(?:-\d+)?)_(?P<gender>[^_]+)_(?P<race>.+)_(?P<age>[^_]+)$")
+# Plain ASCII digits only: str.isdigit() and \d also accept "²" or Arabic-Indic digits.
+FOLDER_RE = re.compile(
+    r"^(?P<id>[0-9]+(?:-[0-9]+)?)_(?P<gender>[^_]+)_(?P<race>.+)_(?P<age>[^_]+)$")
+ID_RE = re.compile(r"^[0-9]+(?:-[0-9]+)?$")
+MAX_AGE = 120
 TRAIN_COLUMNS = [
     "path", "folder", "person_id", "gender", "race", "age", "stem", "mask", "age_group", "label",
 ]
-
-
-class DataLayoutError(ValueError):
-    """The data tree does not have the competition layout; the message says where and why."""
 
 
 def _parse_folder(folder: str, images_dir: Path) -> tuple[str, str, str, int]:
@@ -52,11 +56,39 @@ def _parse_folder(folder: str, images_dir: Path) -> tuple[str, str, str, int]:
             f"{images_dir / folder}: unknown gender {m['gender']!r}; "
             f"expected one of {labels.GENDER_NAMES}."
         )
-    if not m["age"].isdigit():
+    age = _age(m["age"])
+    if age is None:
         raise DataLayoutError(
-            f"{images_dir / folder}: age {m['age']!r} is not a whole number of years."
+            f"{images_dir / folder}: age {m['age']!r} is not a whole number of years in "
+            f"0..{MAX_AGE}. Fix the folder name, or move it out of train/images."
         )
-    return m["id"], gender, m["race"], int(m["age"])
+    return m["id"], gender, m["race"], age
+
+
+def _age(text: str) -> int | None:
+    """Age in whole years from plain ASCII digits, or None if it is not one in 0..MAX_AGE."""
+    text = str(text).strip()
+    if not re.fullmatch(r"[0-9]{1,3}", text) or int(text) > MAX_AGE:
+        return None
+    return int(text)
+
+
+def _read_table(path: Path, what: str, columns: Sequence[str]) -> pd.DataFrame:
+    """A CSV with the given header, as strings; an empty file or a missing column is a
+    ``DataLayoutError`` naming the file."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DataLayoutError(f"{path} is empty; {what} needs the header "
+                              f"{','.join(columns)} and one row per entry") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataLayoutError(f"{path} is not a readable CSV ({str(e).splitlines()[0][:200]})"
+                              ) from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataLayoutError(f"{path}: no {', '.join(missing)} column (found "
+                              f"{list(table.columns)}); expected the header {','.join(columns)}")
+    return table
 
 
 def _is_image(name: str) -> bool:
@@ -142,11 +174,12 @@ def train_csv_disagreements(root: str | os.PathLike, catalog: pd.DataFrame) -> p
     cols = ["folder", "field", "folder_value", "csv_value"]
     if not csv_path.exists():
         return pd.DataFrame(columns=cols)
-    csv = pd.read_csv(csv_path, dtype=str)
-    missing = {"id", "gender", "age", "path"} - set(csv.columns)
-    if missing:
-        raise DataLayoutError(f"{csv_path}: missing column(s) {sorted(missing)}; expected "
-                              "id,gender,race,age,path.")
+    csv = _read_table(csv_path, "train/train.csv", ["id", "gender", "race", "age", "path"])
+    bad = [(i + 2, v) for i, v in enumerate(csv["id"]) if not ID_RE.match(str(v).strip())]
+    if bad:
+        raise DataLayoutError(f"{csv_path}: id {bad[0][1]!r} on line {bad[0][0]} is not a plain "
+                              f"decimal number ({len(bad)} such row(s)); ids look like 000123 "
+                              "or 001498-1")
     people = catalog.drop_duplicates("folder")[["folder", "person_id", "gender", "age"]]
     people = people.assign(key=people["person_id"].map(_normalise_id),
                            age=people["age"].astype(str))
@@ -174,7 +207,7 @@ def train_csv_disagreements(root: str | os.PathLike, catalog: pd.DataFrame) -> p
 
 
 def _normalise_id(raw: str) -> str:
-    head, _, suffix = str(raw).partition("-")
+    head, _, suffix = str(raw).strip().partition("-")
     return f"{int(head)}-{suffix}" if suffix else str(int(head))
 
 
@@ -191,11 +224,7 @@ def apply_corrections(catalog: pd.DataFrame, csv_path: str | os.PathLike,
     csv_path = Path(csv_path)
     if not csv_path.exists():
         raise DataLayoutError(f"data.corrections: {csv_path} does not exist")
-    fixes = pd.read_csv(csv_path, dtype=str)
-    missing = {"person_id", "field", "value"} - set(fixes.columns)
-    if missing:
-        raise DataLayoutError(f"{csv_path}: missing column(s) {sorted(missing)}; expected "
-                              "person_id,field,value")
+    fixes = _read_table(csv_path, "data.corrections", ["person_id", "field", "value"])
     df = catalog.copy()
     known = df["person_id"].map(_normalise_id)
     unknown = []
@@ -209,9 +238,12 @@ def apply_corrections(catalog: pd.DataFrame, csv_path: str | os.PathLike,
             if value not in labels.GENDER_CODES:
                 raise DataLayoutError(f"{csv_path}: gender {row.value!r} for person "
                                       f"{row.person_id} is not one of {labels.GENDER_NAMES}")
-        elif not value.isdigit():
+        elif _age(value) is None:
             raise DataLayoutError(f"{csv_path}: age {row.value!r} for person {row.person_id} is "
-                                  "not a whole number of years")
+                                  f"not a whole number of years in 0..{MAX_AGE}")
+        if not ID_RE.match(str(row.person_id).strip()):
+            raise DataLayoutError(f"{csv_path}: person_id {row.person_id!r} is not a plain "
+                                  "decimal id such as 000123 or 001498-1")
         hit = known == _normalise_id(row.person_id)
         if not hit.any():
             unknown.append(str(row.person_id))
@@ -232,12 +264,18 @@ def scan_eval(root: str | os.PathLike) -> pd.DataFrame:
             f"{info_path} does not exist: the eval set needs eval/info.csv (ImageID,ans) "
             "beside eval/images/. Check data.root."
         )
-    info = pd.read_csv(info_path, dtype={"ImageID": str})
-    if "ImageID" not in info.columns:
-        raise DataLayoutError(
-            f"{info_path}: no ImageID column (found {list(info.columns)}); the competition "
-            "file has the header ImageID,ans."
-        )
+    info = _read_table(info_path, "eval/info.csv", ["ImageID"])
+    if info.empty:
+        raise DataLayoutError(f"{info_path} lists no images (a header and no rows); the eval set "
+                              "needs one row per image in eval/images")
+    blank = np.flatnonzero(info["ImageID"].str.strip() == "")
+    if len(blank):
+        raise DataLayoutError(f"{info_path}: {len(blank)} row(s) with a blank ImageID (first on "
+                              f"line {blank[0] + 2}); every row names an image file")
+    dup = info["ImageID"][info["ImageID"].duplicated()].unique()
+    if len(dup):
+        raise DataLayoutError(f"{info_path}: {len(dup)} ImageID(s) listed more than once: "
+                              + ", ".join(dup[:5]) + ". Each eval image is listed once.")
     images_dir = root / "eval" / "images"
     present = set(os.listdir(images_dir)) if images_dir.is_dir() else set()
     missing = [i for i in info["ImageID"] if i not in present]

@@ -34,7 +34,8 @@ from maskcls.data.transforms import (
     check_image_size,
     mean_std,
 )
-from maskcls.reliability import seed_rngs
+from maskcls.errors import ConfigError
+from maskcls.seeding import seed_rngs
 from maskcls.synth import SynthConfig, ensure_synthetic
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def _workers(value: int | str, cache: str) -> int:
     from the model; decoding full images, or feeding a GPU, needs workers."""
     if value != "auto":
         if not isinstance(value, int) or value < 0:
-            raise ValueError(f"data.num_workers must be 'auto' or an integer >= 0, got {value!r}")
+            raise ConfigError(f"data.num_workers must be 'auto' or an integer >= 0, got {value!r}")
         return value
     if cache != "none" and not torch.cuda.is_available():
         return 0
@@ -110,9 +111,9 @@ class MaskDataModule(pl.LightningDataModule):
         self.synthetic = SynthConfig(**synthetic) if synthetic else None
         self.image_size = check_image_size(image_size)
         if cache not in CACHE_MODES:
-            raise ValueError(f"data.cache must be one of {CACHE_MODES}, got {cache!r}")
+            raise ConfigError(f"data.cache must be one of {CACHE_MODES}, got {cache!r}")
         if isinstance(normalize, str) and normalize not in ("imagenet", "dataset"):
-            raise ValueError("data.normalize must be 'imagenet', 'dataset' or {mean, std}, "
+            raise ConfigError("data.normalize must be 'imagenet', 'dataset' or {mean, std}, "
                              f"got {normalize!r}")
         labels.check_age_bounds(age_bounds)
         self.batch_size = batch_size
@@ -140,8 +141,11 @@ class MaskDataModule(pl.LightningDataModule):
 
     # ----------------------------------------------------------------------------- set-up
     def prepare_data(self) -> None:
-        if self.synthetic is not None and not (self.root / "train" / "images").is_dir():
-            log.info("generating the synthetic dataset at %s", self.root)
+        """Generate the synthetic tree on first use (one process generates, others wait); an
+        existing tree must have been generated with the same settings."""
+        if self.synthetic is not None:
+            if not (self.root / "train" / "images").is_dir():
+                log.info("generating the synthetic dataset at %s", self.root)
             ensure_synthetic(self.root, self.synthetic)
 
     def setup(self, stage: str | None = None) -> None:
@@ -168,7 +172,8 @@ class MaskDataModule(pl.LightningDataModule):
             self._cache = ram_cache(paths, self.image_size, base, workers)
         elif self.cache_mode == "disk":
             self._cache = disk_cache(paths, self.image_size, base, workers,
-                                     self.cache_dir, variant=str(self.augment.center_crop))
+                                     self.cache_dir,
+                                     variant=f"{self.root}|{self.augment.center_crop}")
         # One dataset of uint8 pixels serves both stages; the batch transforms differ.
         self.dataset = ImageDataset(paths, self.catalog["label"].to_numpy(), base, self._cache)
         self._set_normalisation()
@@ -229,7 +234,7 @@ class MaskDataModule(pl.LightningDataModule):
         to the next trains it on the next fold's validation people."""
         saved = state.get("split")
         if saved is not None and saved != self._split_id():
-            raise ValueError(f"the checkpoint was trained on split {saved}, this run uses "
+            raise ConfigError(f"the checkpoint was trained on split {saved}, this run uses "
                              f"{self._split_id()}; a fold must start from fresh weights. "
                              "Drop ckpt_path, or resume with the checkpoint's own split.")
         self.mean, self.std = list(state["mean"]), list(state["std"])

@@ -6,45 +6,67 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as F
 
+from maskcls.errors import ImageReadError
 
-class ImageReadError(RuntimeError):
-    """An image file could not be decoded; the message names it."""
-
-
-JPEG_SUFFIXES = (".jpg", ".jpeg")
+# Larger than any phone photo (a 50 MP camera); a bigger image is refused before it is
+# decoded, since a small file can claim gigabytes of pixels (a "decompression bomb").
+MAX_IMAGE_PIXELS = 50_000_000
+EXIF_ORIENTATION = 0x0112
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # rotated by 90 degrees: width and height swap
 
 
 def read_rgb(path: str, min_size: Sequence[int] | None = None) -> torch.Tensor:
-    """uint8 CHW RGB tensor. Greyscale, RGBA, palette and CMYK files are converted to RGB.
+    """uint8 CHW RGB tensor, upright: EXIF orientation is applied, as phone photos need.
+
+    Greyscale, 16-bit, RGBA, palette (with or without transparency), CMYK files are converted
+    to 8-bit RGB; of an animated or multi-frame file, the first frame is used. Images over
+    ``MAX_IMAGE_PIXELS`` are refused unread.
 
     With ``min_size`` ``(h, w)``, a JPEG is decoded at the smallest of its 1/1, 1/2, 1/4, 1/8
     scales that is still at least that large (libjpeg scales in the DCT domain): a 384x512
     photo meant for 96x72 decodes at 96x128, several times faster than decoding it whole.
     """
-    if min_size is not None and path.lower().endswith(JPEG_SUFFIXES):
-        try:
-            with Image.open(path) as im:
-                im.draft("RGB", (int(min_size[1]), int(min_size[0])))
-                return F.pil_to_tensor(im.convert("RGB"))
-        except Exception:  # noqa: BLE001, S110 - the full decode below reports the problem
-            pass
-    try:
-        return decode_image(path, mode=ImageReadMode.RGB)
-    except Exception:  # noqa: BLE001 - torchvision's decoders miss some variants; PIL decides
-        pass
     try:
         with Image.open(path) as im:
-            return F.pil_to_tensor(im.convert("RGB"))
-    except Exception as e:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise ImageReadError(
+                    f"{path}: {im.width}x{im.height} pixels is over the limit of "
+                    f"{MAX_IMAGE_PIXELS:,} (maskcls.data.dataset.MAX_IMAGE_PIXELS); shrink the "
+                    "image, or remove it")
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)
+            orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+            if min_size is not None and im.format == "JPEG":
+                h, w = int(min_size[0]), int(min_size[1])
+                if orientation in TRANSPOSING_ORIENTATIONS:
+                    h, w = w, h
+                im.draft("RGB", (w, h))
+            upright = ImageOps.exif_transpose(im) if orientation in range(2, 9) else im
+            return F.pil_to_tensor(_to_rgb(upright))
+    except ImageReadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the decoder says, name the file
         raise ImageReadError(
             f"{path}: cannot decode image ({type(e).__name__}: {e}). Replace or remove the file "
             "(data.verify=true lists every unreadable file before training)."
         ) from e
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB of any PIL mode."""
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # 16/32-bit greyscale: PIL's convert("RGB") clips to 255 (a white image); scale instead
+        values = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or values.max() > 255 else 255.0
+        grey = np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if im.mode in ("P", "PA", "LA", "La") or "transparency" in im.info:
+        return im.convert("RGBA").convert("RGB")
+    return im.convert("RGB")
 
 
 class ImageDataset(Dataset):

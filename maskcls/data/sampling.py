@@ -18,14 +18,16 @@ import pandas as pd
 import torch
 from torch.utils.data import Sampler, WeightedRandomSampler
 
+from maskcls.errors import ConfigError
+
 OVERSAMPLE_MODES = ("none", "weighted", "repeat")
 
 
 def check_sampling_args(keep_masked: int, oversample: str) -> None:
     if not 1 <= keep_masked <= 5:
-        raise ValueError(f"data.undersample.keep_masked must be in 1..5, got {keep_masked}")
+        raise ConfigError(f"data.undersample.keep_masked must be in 1..5, got {keep_masked}")
     if oversample not in OVERSAMPLE_MODES:
-        raise ValueError(f"data.oversample must be one of {OVERSAMPLE_MODES}, got {oversample!r}")
+        raise ConfigError(f"data.oversample must be one of {OVERSAMPLE_MODES}, got {oversample!r}")
 
 
 class TrainSampler(Sampler[int]):

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from maskcls.errors import ConfigError
+
 
 def people_table(catalog: pd.DataFrame) -> pd.DataFrame:
     """One row per person id with its stratum (gender x age group, 0..5), sorted by id so the
@@ -35,11 +37,11 @@ def check_split_args(val_ratio: float, n_folds: int | None, fold: int) -> None:
     """The split settings' own checks, usable before any data is read."""
     if n_folds:
         if n_folds < 2:
-            raise ValueError(f"data.n_folds must be at least 2 for k-fold, got {n_folds}")
+            raise ConfigError(f"data.n_folds must be at least 2 for k-fold, got {n_folds}")
         if not 0 <= fold < n_folds:
-            raise ValueError(f"data.fold must be in 0..{n_folds - 1}, got {fold}")
+            raise ConfigError(f"data.fold must be in 0..{n_folds - 1}, got {fold}")
     elif not 0.0 < val_ratio < 1.0:
-        raise ValueError(f"data.val_ratio must be between 0 and 1 (exclusive), got {val_ratio}")
+        raise ConfigError(f"data.val_ratio must be between 0 and 1 (exclusive), got {val_ratio}")
 
 
 def holdout_split(catalog: pd.DataFrame, val_ratio: float, seed: int) -> tuple[set, set]:
@@ -48,7 +50,7 @@ def holdout_split(catalog: pd.DataFrame, val_ratio: float, seed: int) -> tuple[s
     people = people_table(catalog)
     n_val = int(round(val_ratio * len(people)))
     if not 0 < n_val < len(people):
-        raise ValueError(f"data.val_ratio={val_ratio} leaves no people on one side of the split "
+        raise ConfigError(f"data.val_ratio={val_ratio} leaves no people on one side of the split "
                          f"({len(people)} people in all); use a ratio nearer 0.2")
     strata = _stratify_or_none(people["stratum"].to_numpy(), 2)
     train, val = train_test_split(people["person_id"].to_numpy(), test_size=n_val,
@@ -59,11 +61,11 @@ def holdout_split(catalog: pd.DataFrame, val_ratio: float, seed: int) -> tuple[s
 def kfold_split(catalog: pd.DataFrame, n_folds: int, fold: int, seed: int) -> tuple[set, set]:
     """(train person ids, val person ids) of fold ``fold`` out of ``n_folds``."""
     if n_folds < 2:
-        raise ValueError(f"data.n_folds must be at least 2 for k-fold, got {n_folds}")
+        raise ConfigError(f"data.n_folds must be at least 2 for k-fold, got {n_folds}")
     check_split_args(0.5, n_folds, fold)
     people = people_table(catalog)
     if len(people) < n_folds:
-        raise ValueError(f"{n_folds} folds need at least {n_folds} people, found {len(people)}")
+        raise ConfigError(f"{n_folds} folds need at least {n_folds} people, found {len(people)}")
     ids = people["person_id"].to_numpy()
     strata = _stratify_or_none(people["stratum"].to_numpy(), n_folds)
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)

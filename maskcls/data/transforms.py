@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from torchvision.transforms import v2
 
+from maskcls.errors import ConfigError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -45,7 +47,7 @@ class AugmentConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) \
                     or not 0 <= value <= top:
-                raise ValueError(f"augment.{name} must be a number in [0, {top}], got {value!r}")
+                raise ConfigError(f"augment.{name} must be a number in [0, {top}], got {value!r}")
 
 
 def check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
@@ -54,7 +56,7 @@ def check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
           and len(image_size) == 2
           and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size))
     if not ok:
-        raise ValueError(
+        raise ConfigError(
             f"data.image_size must be two positive integers [height, width], got {image_size!r}; "
             "e.g. data.image_size=[128,96]"
         )
@@ -85,7 +87,8 @@ class _FractionCenterCrop(v2.Transform):
         super().__init__()
         fh, fw = (float(fraction[0]), float(fraction[1]))
         if not (0 < fh <= 1 and 0 < fw <= 1):
-            raise ValueError(f"augment.center_crop must be two fractions in (0, 1], got {fraction}")
+            raise ConfigError(
+                f"augment.center_crop must be two fractions in (0, 1], got {fraction}")
         self.fraction = (fh, fw)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
@@ -108,7 +111,7 @@ def mean_std(images: torch.Tensor | Sequence[torch.Tensor]) -> tuple[list[float]
         total_sq += (x * x).sum(1)
         count += x.shape[1]
     if count == 0:
-        raise ValueError("cannot compute normalisation statistics from zero images")
+        raise ConfigError("cannot compute normalisation statistics from zero images")
     mean = total / count
     std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
     return mean.tolist(), std.tolist()

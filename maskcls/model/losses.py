@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
+from maskcls.errors import ConfigError
+
 
 def inverse_frequency_weights(class_counts: Sequence[int]) -> torch.Tensor:
     """``w_c = N / (C * n_c)`` (sklearn's "balanced"); unseen classes get weight 0."""
@@ -26,7 +28,7 @@ class _Weighted(nn.Module):
     def __init__(self, weighted: bool, class_counts: Sequence[int] | None) -> None:
         super().__init__()
         if weighted and class_counts is None:
-            raise ValueError("a class-weighted loss needs the training class counts")
+            raise ConfigError("a class-weighted loss needs the training class counts")
         weight = inverse_frequency_weights(class_counts) if weighted else None
         self.register_buffer("weight", weight, persistent=False)
 
@@ -58,9 +60,9 @@ class FocalLoss(_Weighted):
                  class_counts: Sequence[int] | None = None) -> None:
         super().__init__(weighted, class_counts)
         if gamma < 0:
-            raise ValueError(f"loss.gamma must be >= 0, got {gamma}")
+            raise ConfigError(f"loss.gamma must be >= 0, got {gamma}")
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"loss.label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise ConfigError(f"loss.label_smoothing must be in [0, 1), got {label_smoothing}")
         self.gamma, self.label_smoothing = gamma, label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

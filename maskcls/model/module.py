@@ -13,6 +13,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LinearLR, ReduceLROnPlateau, SequentialLR
 
 from maskcls import labels
+from maskcls.errors import ConfigError
 from maskcls.model.metrics import StageMetrics
 
 
@@ -22,7 +23,7 @@ def create_backbone(name: str, pretrained: bool = False, num_classes: int = labe
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(f"model.backbone={name!r} is not a timm model.{hint} "
+        raise ConfigError(f"model.backbone={name!r} is not a timm model.{hint} "
                          "`python -c \"import timm; print(timm.list_models('resnet*'))\"` lists "
                          "the available names.")
     return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
@@ -135,7 +136,7 @@ class MaskClassifier(pl.LightningModule):
     # ------------------------------------------------------------------------ optimiser
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
-            raise ValueError("no optimizer configured: choose one with optimizer=adamw|adam|sgd")
+            raise ConfigError("no optimizer configured: choose one with optimizer=adamw|adam|sgd")
         opt = self.optimizer_factory(params=self.parameters())
         if not self.scheduler_cfg or self.scheduler_cfg.get("scheduler") is None:
             return opt
@@ -144,7 +145,7 @@ class MaskClassifier(pl.LightningModule):
         monitor = self.scheduler_cfg.get("monitor")
         if isinstance(sched, ReduceLROnPlateau):
             if warmup:
-                raise ValueError("scheduler.warmup_epochs is not supported with scheduler=plateau;"
+                raise ConfigError("scheduler.warmup_epochs is not supported with scheduler=plateau;"
                                  " set scheduler.warmup_epochs=0")
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch",
                                                        "monitor": monitor or "val/f1"}}

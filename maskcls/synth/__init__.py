@@ -12,21 +12,25 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
 from maskcls import labels
+from maskcls.errors import ConfigError
 from maskcls.synth.faces import PersonLook, render
 from maskcls.synth.population import sample_people
 
-__all__ = ["SynthConfig", "generate"]
+__all__ = ["SynthConfig", "generate", "ensure_synthetic"]
+SETTINGS_FILE = "synthetic.json"  # the settings a tree was generated with, at its root
 
 # Share of real people whose shots are .png / .jpeg instead of .jpg.
 EXTENSION_SHARES = {".jpg": 0.953, ".png": 0.027, ".jpeg": 0.017, "mixed": 0.003}
@@ -79,14 +83,32 @@ def generate(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(),
     """Write a complete competition tree to ``out`` (which must not exist yet).
 
     The tree is built in a temporary sibling folder and renamed into place at the end, so an
-    interrupted run never leaves a half-written tree behind.
+    interrupted run never leaves a half-written tree behind. A lock beside ``out`` lets one
+    process build while others asking for the same tree wait (``ensure_synthetic``).
     """
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(out):
+        _build(out, cfg, workers)
+    return out
+
+
+def _build_lock(out: Path) -> FileLock:
+    """An OS file lock (released by the kernel if its holder dies, so it never goes stale)."""
+    return FileLock(out.parent / f".{out.name}.lock")
+
+
+def _build(out: Path, cfg: SynthConfig, workers: int | None) -> None:
+    """Build ``out``; the caller holds its lock."""
+    if cfg.persons < 1 or cfg.eval_persons < 0:
+        raise ConfigError("--persons must be >= 1 and --eval-persons >= 0 (data.synthetic.persons"
+                          " and data.synthetic.eval_persons)")
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new --out or delete it first")
-    if cfg.persons < 1 or cfg.eval_persons < 0:
-        raise ValueError("--persons must be >= 1 and --eval-persons >= 0")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    # Temporary folders of builders that died mid-way (only a lock holder creates them).
+    for stale in out.parent.glob(f".{out.name}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         _generate_into(tmp, cfg, workers)
@@ -94,7 +116,6 @@ def generate(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(),
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
 
 
 def _generate_into(root: Path, cfg: SynthConfig, workers: int | None) -> None:
@@ -136,13 +157,36 @@ def _generate_into(root: Path, cfg: SynthConfig, workers: int | None) -> None:
     ans = pd.DataFrame([answers[i] for i in order], columns=["ImageID", "ans"])
     ans.to_csv(root / "eval" / "answers.csv", index=False)
     ans.assign(ans=0).to_csv(root / "eval" / "info.csv", index=False)
+    (root / SETTINGS_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
 
 def ensure_synthetic(root: str | os.PathLike, cfg: SynthConfig = SynthConfig()) -> bool:
     """Generate the synthetic tree at ``root`` unless it is already there. Returns True if it
-    generated one."""
+    generated one. Safe when several processes ask at once (parallel sweep jobs, DDP ranks):
+    one generates, the others wait for it and use its tree. A tree generated with other
+    settings is refused, never silently used."""
     root = Path(root)
-    if (root / "train" / "images").is_dir():
-        return False
-    generate(root, cfg)
-    return True
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(root):
+        if not (root / "train" / "images").is_dir():
+            _build(root, cfg, None)
+            return True
+    check_settings(root, cfg)
+    return False
+
+
+def check_settings(root: Path, cfg: SynthConfig) -> None:
+    """The tree at ``root`` was generated with ``cfg`` (trees without a record are accepted)."""
+    record = root / SETTINGS_FILE
+    if not record.exists():
+        return
+    saved = json.loads(record.read_text())
+    differ = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
+    if differ:
+        asked = ", ".join(f"{k}={new}" for k, (_, new) in differ.items())
+        have = ", ".join(f"{k}={old}" for k, (old, _) in differ.items())
+        flags = " ".join(f"--{k.replace('_', '-')} {new}" for k, (_, new) in differ.items())
+        raise ConfigError(
+            f"data.root={root} holds a synthetic tree generated with {have}, but data.synthetic "
+            f"asks for {asked}. Delete {root} to generate it anew, or generate a second tree "
+            f"with `python -m maskcls.synth --out DIR {flags}` and train with data.root=DIR.")

@@ -1,0 +1,56 @@
+"""All-or-nothing file writes: write a temporary file beside the target, then rename it.
+
+A crash or kill mid-write leaves the previous file (or none), never half a file. Files get
+ordinary permissions (``0666`` less the umask, usually ``0644``), not ``mkstemp``'s ``0600``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, exclusive: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; what was written there replaces ``path`` when
+    the block ends without an exception, and is removed otherwise.
+
+    ``exclusive``: fail with ``FileExistsError`` instead of replacing an existing ``path``
+    (the check and the rename are one atomic step).
+    """
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        if exclusive:
+            os.link(tmp, path)  # raises FileExistsError if another writer got there first
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str, exclusive: bool = False) -> None:
+    with atomic_path(path, exclusive) as tmp:
+        tmp.write_text(text)
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike, **to_csv_kwargs: object) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, **to_csv_kwargs)

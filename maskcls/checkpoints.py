@@ -1,0 +1,68 @@
+"""Every checkpoint the project reads goes through ``load_checkpoint``.
+
+A ``.ckpt`` is a pickle, and unpickling can run code. ``torch.load(weights_only=True)`` only
+rebuilds tensors and plain containers, so a checkpoint from a stranger cannot run anything.
+Remote paths (``http://``, ``s3://`` ...) are refused: Lightning would fetch them with full
+unpickling. ``SafeCheckpointIO`` routes Lightning's own loads (``ckpt_path=``, the final
+validation of ``best.ckpt``) through the same function; Lightning's saving is already
+atomic (it writes through a temporary file).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from maskcls.errors import CheckpointError
+
+
+def _local_path(path: str | os.PathLike, what: str) -> Path:
+    text = str(path)
+    if "://" in text and not text.startswith("file://"):
+        raise CheckpointError(f"{what}={text}: remote checkpoints are not loaded (unpickling a "
+                              "downloaded file can run code). Download it, check where it comes "
+                              "from, and give the local path.")
+    return Path(text.removeprefix("file://")).expanduser()
+
+
+def load_checkpoint(path: str | os.PathLike, what: str = "ckpt") -> dict[str, Any]:
+    """The checkpoint at ``path``, read without executing code; ``what`` names the option
+    that gave the path, for the error message."""
+    import torch
+
+    local = _local_path(path, what)
+    if not local.is_file():
+        raise CheckpointError(f"{what}={path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(local, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means the file is not usable
+        first = (str(e).splitlines() or [""])[0][:300]
+        raise CheckpointError(
+            f"{local}: not a loadable checkpoint ({type(e).__name__}: {first}). It may be "
+            "truncated (a full disk, a copy cut short), or hold pickled objects, which are refused "
+            "(checkpoints are read with weights_only=True).") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{local}: not a Lightning checkpoint (no state_dict)")
+    return ckpt
+
+
+def check_resumable(path: str | os.PathLike, what: str = "ckpt_path") -> dict[str, Any]:
+    """A checkpoint training can continue from: it holds the optimiser state, not weights only
+    (``best.ckpt`` is weights only; ``last.ckpt`` is complete)."""
+    ckpt = load_checkpoint(path, what)
+    if "optimizer_states" not in ckpt or "loops" not in ckpt:
+        raise CheckpointError(f"{what}={path}: holds weights only (no optimiser or loop state), so "
+                              "training cannot continue from it; use the run's "
+                              "checkpoints/last.ckpt")
+    return ckpt
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO, loading only through ``load_checkpoint``."""
+
+    def load_checkpoint(self, path: str | os.PathLike, map_location: Any = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        return load_checkpoint(path, "ckpt_path")

@@ -1,0 +1,135 @@
+"""Type and range checks of the composed config, before any data is read.
+
+Hydra passes a command-line value through as whatever it parses to: ``data.batch_size=abc`` is a
+string, ``tta=no`` a (truthy) string. Each value is checked here against what the option
+means, and a wrong one stops the run with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from maskcls.errors import ConfigError
+
+# Options that are booleans wherever they appear in the config tree (matched by leaf name).
+BOOLEAN_KEYS = frozenset({
+    "pretrained", "channels_last", "sync_batchnorm", "nesterov", "weighted",
+    "resample_each_epoch", "verify", "tta", "save_probs", "allow_failures", "benchmark",
+    "enable_progress_bar", "enable_model_summary", "inference_mode", "use_distributed_sampler",
+})
+
+# key: (kind, low, high, optional). kind "int" or "number"; low/high inclusive unless the
+# bound is given as ("open", value).
+RANGES: dict[str, tuple[str, Any, Any, bool]] = {
+    "seed": ("int", 0, 2**32 - 1, False),
+    "data.batch_size": ("int", 1, None, False),
+    "data.n_folds": ("int", 2, None, True),
+    "data.fold": ("int", 0, None, False),
+    "data.split_seed": ("int", 0, 2**32 - 1, False),
+    "data.val_ratio": ("number", ("open", 0), ("open", 1), False),
+    "data.undersample.keep_masked": ("int", 1, 5, False),
+    "trainer.max_epochs": ("int", 1, None, False),
+    "trainer.accumulate_grad_batches": ("int", 1, None, False),
+    "trainer.gradient_clip_val": ("number", 0, None, True),
+    "trainer.check_val_every_n_epoch": ("int", 1, None, True),
+    "trainer.log_every_n_steps": ("int", 1, None, True),
+    "optimizer.lr": ("number", ("open", 0), None, False),
+    "optimizer.weight_decay": ("number", 0, None, True),
+    "optimizer.momentum": ("number", 0, ("open", 1), True),
+    "scheduler.warmup_epochs": ("int", 0, None, True),
+    "model.drop_rate": ("number", 0, ("open", 1), True),
+    "loss.gamma": ("number", 0, None, True),
+    "loss.label_smoothing": ("number", 0, ("open", 1), True),
+    # predict.py
+    "batch_size": ("int", 1, None, False),
+    "num_workers": ("int", 0, None, False),
+}
+
+
+def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(node, DictConfig):
+        for key in node:
+            if str(key).startswith("_"):
+                continue
+            try:
+                child = node[key]
+            except Exception:  # noqa: BLE001 - missing, or resolvable only inside a Hydra run
+                continue
+            yield from _leaves(child, f"{prefix}{key}.")
+    elif not isinstance(node, ListConfig):
+        yield prefix[:-1], node
+
+
+def _fmt(bound: Any) -> tuple[float, bool]:
+    if isinstance(bound, tuple):
+        return bound[1], False
+    return bound, True
+
+
+def check_value(key: str, value: Any, kind: str, low: Any = None, high: Any = None,
+                optional: bool = False) -> None:
+    """``value`` of option ``key`` is an ``int`` / ``number`` within ``[low, high]`` (a bound
+    written ``("open", v)`` excludes ``v``); None only when ``optional``."""
+    if value is None and optional:
+        return
+    types = (int,) if kind == "int" else (int, float)
+    what = "an integer" if kind == "int" else "a number"
+    lo, lo_closed = _fmt(low) if low is not None else (-math.inf, True)
+    hi, hi_closed = _fmt(high) if high is not None else (math.inf, True)
+    ok = isinstance(value, types) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= lo if lo_closed else value > lo)
+    ok = ok and (value <= hi if hi_closed else value < hi)
+    if not ok:
+        if high is None:
+            span = f">= {lo}" if lo_closed else f"> {lo}"
+        elif kind == "int" and lo_closed and hi_closed:
+            span = f"in {lo}..{hi}"
+        else:
+            span = "in " + ("[" if lo_closed else "(") + f"{lo}, {hi}" + ("]" if hi_closed else ")")
+        none = " or null" if optional else ""
+        raise ConfigError(f"{key} must be {span} ({what}{none}), got {value!r}")
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Check every known option present in ``cfg`` (train or predict config)."""
+    for key, (kind, low, high, optional) in RANGES.items():
+        node = OmegaConf.select(cfg, key, default="<absent>", throw_on_missing=False)
+        if isinstance(node, str) and node == "<absent>":
+            continue
+        check_value(key, node, kind, low, high, optional)
+    for key, value in _leaves(cfg):
+        if key.rsplit(".", 1)[-1] in BOOLEAN_KEYS and not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+    deterministic = OmegaConf.select(cfg, "trainer.deterministic", default=None)
+    if deterministic is not None and not isinstance(deterministic, bool) \
+            and deterministic != "warn":
+        raise ConfigError(f"trainer.deterministic must be true, false or warn, got "
+                          f"{deterministic!r}")
+    mode = OmegaConf.select(cfg, "monitor_mode", default="max")
+    if mode not in ("max", "min"):
+        raise ConfigError(f"monitor_mode must be max or min, got {mode!r}")
+
+
+def check_accelerator(accelerator: Any, devices: Any = 1, key: str = "trainer.accelerator"
+                      ) -> None:
+    """A GPU asked for must be there, in the number asked for."""
+    import torch
+
+    if accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{key}={accelerator} but no CUDA GPU is visible to PyTorch "
+                              "(torch.cuda.is_available() is False); use "
+                              f"{key}=auto (CPU here) or {key}=cpu")
+        if isinstance(devices, int) and not isinstance(devices, bool) \
+                and devices > torch.cuda.device_count():
+            raise ConfigError(f"trainer.devices={devices} but only {torch.cuda.device_count()} "
+                              "GPU(s) are visible")
+    elif accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{key}=mps but the Apple GPU (MPS) is not available; use {key}=auto")
+    elif accelerator not in ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu", None) \
+            and not isinstance(accelerator, str):
+        raise ConfigError(f"{key} must be auto, cpu or gpu, got {accelerator!r}")
