@@ -96,6 +96,12 @@ def check_value(key: str, value: Any, kind: str, low: Any = None, high: Any = No
 
 def check_values(cfg: DictConfig) -> None:
     """Check every known option present in ``cfg`` (train or predict config)."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        hints = {"data.root": "data.root=/path/to/data (the folder holding train/ and eval/)",
+                 "ckpt": "ckpt=outputs/<date>/<time> (a run, a multirun folder or a .ckpt)"}
+        raise ConfigError(f"{', '.join(missing)} must be given on the command line, e.g. "
+                          + "; ".join(hints.get(k, f"{k}=...") for k in missing))
     for key, (kind, low, high, optional) in RANGES.items():
         node = OmegaConf.select(cfg, key, default="<absent>", throw_on_missing=False)
         if isinstance(node, str) and node == "<absent>":

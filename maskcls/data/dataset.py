@@ -50,9 +50,10 @@ def read_rgb(path: str, min_size: Sequence[int] | None = None) -> torch.Tensor:
     except ImageReadError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever the decoder says, name the file
+        reason = str(e).replace(repr(str(path)), "").replace(str(path), "").strip()
         raise ImageReadError(
-            f"{path}: cannot decode image ({type(e).__name__}: {e}). Replace or remove the file "
-            "(data.verify=true lists every unreadable file before training)."
+            f"{path}: cannot decode image ({type(e).__name__}: {reason}). Replace or remove the "
+            "file (data.verify=true lists every unreadable file before training)."
         ) from e
 
 
