@@ -25,11 +25,15 @@ def test_ddp_run_writes_one_folder_with_synchronised_metrics(synth_root, tmp_pat
     cmd = [sys.executable, "train.py", "trainer=ddp", "trainer.accelerator=cpu",
            "trainer.devices=2", f"data.root={synth_root}", "data.synthetic=null",
            "data.image_size=[32,24]", "data.batch_size=8", "trainer.max_epochs=2",
-           "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={out}"]
+           "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={out}",
+           "data.cache=disk", f"data.cache_dir={tmp_path / 'cache'}"]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
-    assert "distributed_backend=gloo" in res.stderr + res.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no second run folder
+    log = res.stderr + res.stdout
+    assert "distributed_backend=gloo" in log
+    # the shared disk cache is decoded once; the other rank reads the finished file
+    assert log.count("decoding 280 of 280 images") == 1 and log.count("disk cache hit") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "run"]  # one run folder
     metrics = json.loads((out / "metrics.json").read_text())
     preds = pd.read_csv(out / "val_predictions.csv")
     assert preds["path"].is_unique and len(preds) == metrics["val_images"]
