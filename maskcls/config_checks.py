@@ -115,9 +115,37 @@ def check_values(cfg: DictConfig) -> None:
             and deterministic != "warn":
         raise ConfigError(f"trainer.deterministic must be true, false or warn, got "
                           f"{deterministic!r}")
+    _check_trainer(cfg)
     mode = OmegaConf.select(cfg, "monitor_mode", default="max")
     if mode not in ("max", "min"):
         raise ConfigError(f"monitor_mode must be max or min, got {mode!r}")
+
+
+PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true",
+              "64", "32", "16", "bf16", "transformer-engine", "transformer-engine-float16")
+
+
+def _check_trainer(cfg: DictConfig) -> None:
+    """The Trainer options Lightning would only reject when it is built, after the data."""
+    if OmegaConf.select(cfg, "trainer", default=None) is None:
+        return
+    precision = cfg.trainer.get("precision")
+    if precision is not None and str(precision) not in PRECISIONS:
+        raise ConfigError(f"trainer.precision must be one of {', '.join(PRECISIONS[:6])} (or "
+                          f"{', '.join(PRECISIONS[6:])}), got {precision!r}")
+    fast = cfg.trainer.get("fast_dev_run", False)
+    if not isinstance(fast, bool):
+        check_value("trainer.fast_dev_run", fast, "int", 0)
+    devices = cfg.trainer.get("devices", "auto")
+    ok = devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool)
+                               and (devices >= 1 or devices == -1))
+    ok = ok or (isinstance(devices, ListConfig | list) and len(devices) > 0
+                and all(isinstance(d, int) and not isinstance(d, bool) for d in devices))
+    ok = ok or (isinstance(devices, str) and all(p.strip().isascii() and p.strip().isdigit()
+                                                 for p in devices.split(",")))
+    if not ok:
+        raise ConfigError(f"trainer.devices must be auto, a count >= 1 (-1: all) or a list of "
+                          f"device ids, got {devices!r}")
 
 
 def check_accelerator(accelerator: Any, devices: Any = 1, key: str = "trainer.accelerator"

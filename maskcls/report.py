@@ -226,6 +226,15 @@ class SweepReport(Callback):
     then make the sweep exit non-zero if any job failed, so scripts and schedulers see it
     (``allow_failures=true`` keeps exit code 0)."""
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A sweep never writes into another sweep's folder (its jobs would refuse their
+        folders one by one, and the report would mix two sweeps)."""
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir() and find_jobs(sweep_dir):
+            raise SystemExit(f"error: hydra.sweep.dir={sweep_dir} already holds another sweep's "
+                             "jobs; a sweep never writes over another. Choose a new "
+                             "hydra.sweep.dir, or leave it to the default (a new time stamp).")
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():

@@ -9,6 +9,7 @@ import os
 import time
 import traceback
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import timm
 import torch
+from filelock import FileLock, Timeout
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
@@ -63,7 +65,11 @@ def check_config(cfg: DictConfig) -> None:
                           "scheduler.warmup_epochs=0")
     _check_data_root(cfg)
     if cfg.get("ckpt_path"):
-        check_resumable(cfg.ckpt_path)
+        done = int(check_resumable(cfg.ckpt_path)["epoch"]) + 1
+        if cfg.trainer.max_epochs < done:
+            raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs}, but {cfg.ckpt_path} "
+                              f"has already trained {done} epoch(s); give trainer.max_epochs "
+                              f">= {done}")
 
 
 def _check_data_root(cfg: DictConfig) -> None:
@@ -198,10 +204,16 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> float
     started = time.perf_counter()
     out = Path(cfg.paths.output_dir)
     check_config(cfg)
-    resuming = bool(cfg.get("ckpt_path")) and Path(str(cfg.ckpt_path)).absolute() == \
-        (out / "checkpoints" / "last.ckpt").absolute()
-    if _is_main_process():
-        claim_run_folder(out, OmegaConf.to_yaml(cfg, resolve=True), resuming)
+    resuming = _resumes_in(cfg, out)
+    with ExitStack() as held:
+        if _is_main_process():
+            lock = claim_run_folder(out, OmegaConf.to_yaml(cfg, resolve=True), resuming)
+            held.callback(lock.release)
+        return _fit_and_report(cfg, out, started, extra_callbacks)
+
+
+def _fit_and_report(cfg: DictConfig, out: Path, started: float,
+                    extra_callbacks: Sequence[pl.Callback]) -> float:
     pl.seed_everything(cfg.seed, workers=True)
 
     dm, model = build(cfg)
@@ -212,7 +224,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> float
                                       plugins=[SafeCheckpointIO()])
 
     ckpt_path = cfg.get("ckpt_path")
-    earlier = _earlier_metrics(out, ckpt_path) if resuming else None
+    earlier = _earlier_metrics(out, ckpt_path) if _resumes_in(cfg, out) else None
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - t0
@@ -238,25 +250,50 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> float
     return float(metrics["val"].get(cfg.monitor.split("/", 1)[-1], float("nan")))
 
 
+def _resumes_in(cfg: DictConfig, out: Path) -> bool:
+    """The run continues from its own folder's ``last.ckpt`` (``resume=``)."""
+    return bool(cfg.get("ckpt_path")) and Path(str(cfg.ckpt_path)).absolute() == \
+        (out / "checkpoints" / "last.ckpt").absolute()
+
+
 def _is_main_process() -> bool:
     """Rank 0 of rank 0's node (DDP ranks re-run this script with the same folder)."""
     return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
 
 
-# What Hydra itself writes into a run folder before the run starts.
+# What Hydra itself writes into a run folder before the run starts, and the run's lock.
 HYDRA_FILES = (".hydra", "train.log", "train.py.log")
+RUN_LOCK = ".run.lock"
 
 
-def claim_run_folder(out: Path, config_yaml: str, resuming: bool) -> None:
-    """Make ``out`` this run's: it must be new (or hold only Hydra's own files) unless the run
-    resumes in it. ``config.yaml`` is created only if it does not exist, in one atomic step,
-    so of two runs handed the same folder exactly one goes on."""
+def claim_run_folder(out: Path, config_yaml: str, resuming: bool) -> FileLock:
+    """Make ``out`` this run's and return its lock, held (release it when the run ends).
+
+    The folder must be new (or hold only Hydra's own files) unless the run resumes in it, and
+    no running process may hold it (a resume of a run that is still training is refused).
+    ``config.yaml`` is created only if it does not exist, in one atomic step, so of two runs
+    handed the same folder exactly one goes on."""
     out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out / RUN_LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RunFolderError(f"run folder {out} is in use by a running process; wait for it to "
+                             "end (or stop it) before resuming it or writing there") from None
+    try:
+        _claim(out, config_yaml, resuming)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _claim(out: Path, config_yaml: str, resuming: bool) -> None:
     if resuming:
         atomic.write_text(out / "config.yaml", config_yaml)
         return
     others = sorted(p.name for p in out.iterdir()
-                    if p.name not in HYDRA_FILES and not p.name.endswith(".log"))
+                    if p.name not in (*HYDRA_FILES, RUN_LOCK) and not p.name.endswith(".log"))
     if others:
         raise RunFolderError(
             f"run folder {out} already holds another run's files ({', '.join(others[:5])}); "

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,40 @@ def test_a_run_never_writes_into_another_runs_folder(fold_runs, synth_root, tmp_
         {p: t for p, t in before.items() if ".hydra" not in p.parts}
 
 
+def test_a_running_run_cannot_be_resumed_or_joined(synth_root, tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), f"data.root={synth_root}",
+                             *TINY_RUN, "trainer.max_epochs=30", f"hydra.run.dir={run}"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        last = run / "checkpoints" / "last.ckpt"
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline and not (
+                last.exists() and torch.load(last, weights_only=True)["epoch"] >= 1):
+            time.sleep(0.1)
+        assert proc.poll() is None, "the run ended before the test could resume it"
+        assert_one_line_error(cli(f"resume={run}"), "is in use by a running process")
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    # once it is gone, its lock goes with it (the kernel releases it): resume works
+    done = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] + 1
+    assert_one_line_error(cli(f"resume={run}", f"trainer.max_epochs={done - 1}"),
+                          f"has already trained {done} epoch(s)")
+    res = cli(f"resume={run}", f"trainer.max_epochs={done + 1}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == done + 1
+
+
+def test_a_sweep_never_writes_into_another_sweeps_folder(fold_runs, synth_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(fold_runs, sweep)
+    before = sorted(p.relative_to(sweep) for p in sweep.rglob("*"))
+    res = cli("-m", f"data.root={synth_root}", *TINY_RUN, "seed=1,2", f"hydra.sweep.dir={sweep}")
+    assert_one_line_error(res, "already holds another sweep's jobs")
+    assert sorted(p.relative_to(sweep) for p in sweep.rglob("*")) == before
+
+
 def test_only_one_of_two_claims_on_a_folder_wins(tmp_path):
     atomic.write_text(tmp_path / "config.yaml", "a: 1\n", exclusive=True)
     with pytest.raises(FileExistsError):
@@ -283,6 +318,11 @@ def test_the_default_synthetic_location_is_generated_and_checked(tmp_path):
     ("data.verify=1", "data.verify must be true or false, got 1"),
     ("loss.weighted=no", "loss.weighted must be true or false, got 'no'"),
     ("trainer.accelerator=gpu", "no CUDA GPU is visible"),
+    ("trainer.precision=17", "trainer.precision must be one of"),
+    ("trainer.devices=abc", "trainer.devices must be auto"),
+    ("+trainer.fast_dev_run=no", "trainer.fast_dev_run must be >= 0"),
+    ("data.undersample.resample_each_epoch=off", "resample_each_epoch must be true or false"),
+    ("trainer.deterministic=maybe", "trainer.deterministic must be true, false or warn"),
 ])
 def test_bad_option_values_are_named_before_data_is_read(synth_root, tmp_path, override,
                                                          message):
