@@ -249,6 +249,8 @@ def test_outputs_have_ordinary_permissions(fold_runs, synth_root, tmp_path):
     finally:
         os.umask(old)
     for path in (res["submission"], res["probs"], tmp_path / "x.json",
+                 fold_runs / "0" / "checkpoints" / "best.ckpt",
+                 fold_runs / "0" / "checkpoints" / "last.ckpt",
                  fold_runs / "0" / "metrics.json", fold_runs / "0" / "config.yaml",
                  fold_runs / "0" / "val_predictions.csv"):
         assert oct(path.stat().st_mode & 0o777) == oct(0o644), path

@@ -73,8 +73,11 @@ def test_a_run_folder_says_everything(synth_root, tmp_path):
     assert metrics["val"]["acc"] == pytest.approx((preds["pred"] == preds["label"]).mean())
     ckpt = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
     assert ckpt["epoch"] == metrics["best_epoch"]
-    assert "checkpoint_callback_best" not in ckpt  # chosen by val/f1, recorded by the callback
-    assert any("val/f1" in str(v) for v in ckpt["callbacks"].values())
+    assert "optimizer_states" not in ckpt  # best.ckpt: weights only
+    # chosen by val/f1, as the callback state in the complete last.ckpt records
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    best_cb = next(v for k, v in last["callbacks"].items() if "'monitor': 'val/f1'" in k)
+    assert best_cb["best_model_path"] == str(tmp_path / "checkpoints" / "best.ckpt")
 
 
 @pytest.mark.parametrize("fold", range(5))
