@@ -38,10 +38,12 @@ def main(argv: list[str] | None = None) -> None:
 
     from hydra import compose, initialize_config_dir
 
+    from maskcls.checkpoints import load_checkpoint
     from maskcls.data import catalog as cat
     from maskcls.data.dataset import decode_all
-    from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD, base_transform
-    from maskcls.inference import find_checkpoints, load_checkpoint, load_model, predict
+    from maskcls.data.pipeline import Pipeline
+    from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from maskcls.inference import find_checkpoints, load_model, predict
     from maskcls.synth import SynthConfig, generate
     from maskcls.training import train
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     ckpt_path = find_checkpoints(run)[0][0].ckpt
     model = load_model(load_checkpoint(ckpt_path), ckpt_path)
     paths = cat.scan_eval(data)["path"].tolist()
-    pixels = decode_all(paths, base_transform([h, w]), [h, w], num_workers=2)
+    pixels = decode_all(paths, Pipeline((h, w)), num_workers=2)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     x = (pixels.float() / 255 - mean) / std

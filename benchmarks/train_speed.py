@@ -187,7 +187,7 @@ def measure_loader_maskcls(args, root, size) -> dict[str, Any]:
     times = []
     for _ in range(args.epochs):
         t0 = time.perf_counter()
-        for x, _y in dm.train_dataloader():
+        for x, _y, _index in dm.train_dataloader():
             dm.train_transform(x)  # what on_after_batch_transfer does in training
         times.append(time.perf_counter() - t0)
     return {"epoch_s": times, "train_images": len(dm.train_rows), "val_images": 0}

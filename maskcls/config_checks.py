@@ -23,15 +23,12 @@ BOOLEAN_KEYS = frozenset({
 })
 
 # key: (kind, low, high, optional). kind "int" or "number"; low/high inclusive unless the
-# bound is given as ("open", value).
+# bound is given as ("open", value). Options whose own module checks them (the split, the
+# sampler, the losses, the augmentation, the image size) are not repeated here.
 RANGES: dict[str, tuple[str, Any, Any, bool]] = {
     "seed": ("int", 0, 2**32 - 1, False),
     "data.batch_size": ("int", 1, None, False),
-    "data.n_folds": ("int", 2, None, True),
-    "data.fold": ("int", 0, None, False),
     "data.split_seed": ("int", 0, 2**32 - 1, False),
-    "data.val_ratio": ("number", ("open", 0), ("open", 1), False),
-    "data.undersample.keep_masked": ("int", 1, 5, False),
     "trainer.max_epochs": ("int", 1, None, False),
     "trainer.accumulate_grad_batches": ("int", 1, None, False),
     "trainer.gradient_clip_val": ("number", 0, None, True),
@@ -42,8 +39,6 @@ RANGES: dict[str, tuple[str, Any, Any, bool]] = {
     "optimizer.momentum": ("number", 0, ("open", 1), True),
     "scheduler.warmup_epochs": ("int", 0, None, True),
     "model.drop_rate": ("number", 0, ("open", 1), True),
-    "loss.gamma": ("number", 0, None, True),
-    "loss.label_smoothing": ("number", 0, ("open", 1), True),
     # predict.py
     "batch_size": ("int", 1, None, False),
     "num_workers": ("int", 0, None, False),
@@ -91,7 +86,7 @@ def check_value(key: str, value: Any, kind: str, low: Any = None, high: Any = No
         else:
             span = "in " + ("[" if lo_closed else "(") + f"{lo}, {hi}" + ("]" if hi_closed else ")")
         none = " or null" if optional else ""
-        raise ConfigError(f"{key} must be {span} ({what}{none}), got {value!r}")
+        raise ConfigError(f"{key} must be {span}, got {value!r} (expected {what}{none})")
 
 
 def check_values(cfg: DictConfig) -> None:

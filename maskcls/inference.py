@@ -21,18 +21,20 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
-from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from maskcls import atomic, labels
 from maskcls.checkpoints import load_checkpoint
 from maskcls.data import catalog as cat
 from maskcls.data.batch_transforms import BatchTransform
+from maskcls.data.datamodule import MaskDataModule
 from maskcls.data.dataset import ImageDataset
-from maskcls.data.transforms import base_transform
+from maskcls.data.pipeline import Pipeline
 from maskcls.errors import CheckpointError, ConfigError
+from maskcls.model.metrics import score
 from maskcls.model.module import MaskClassifier
 
-DATAMODULE_KEY = "MaskDataModule"
+# Lightning stores the datamodule's state under its class name.
+DATAMODULE_KEY = MaskDataModule.__qualname__
 
 
 @dataclass
@@ -90,13 +92,13 @@ def load_model(ckpt: dict[str, Any], path: Path) -> MaskClassifier:
     return model.eval()
 
 
-def eval_pipeline(ckpt: dict[str, Any], path: Path) -> tuple[Any, Any]:
+def eval_pipeline(ckpt: dict[str, Any], path: Path) -> Pipeline:
+    """The pipeline the checkpoint's run evaluated with (recorded by its datamodule)."""
     state = ckpt.get(DATAMODULE_KEY)
     if not state:
         raise CheckpointError(f"{path}: the checkpoint does not record its eval pipeline "
                               f"(no '{DATAMODULE_KEY}' entry); retrain with this version")
-    return (base_transform(state["image_size"], state.get("center_crop")),
-            BatchTransform(None, state["mean"], state["std"]))
+    return Pipeline.from_state(state)
 
 
 def trained_data_root(member: Member) -> str | None:
@@ -139,22 +141,20 @@ def predict_probs(members: Sequence[Member], data_root: str | os.PathLike, tta: 
 
     Members that read images the same way (image size and face crop) share one pass over the
     eval set: each image is decoded once for all of them (a k-fold ensemble decodes once)."""
-    groups: dict[tuple, list[tuple[int, MaskClassifier, BatchTransform]]] = {}
-    bases = {}
+    groups: dict[str, list[tuple[int, MaskClassifier, BatchTransform]]] = {}
+    pipelines: dict[str, Pipeline] = {}
     for i, m in enumerate(members):  # check every checkpoint, then the data, before predicting
         ckpt = load_checkpoint(m.ckpt)
         model = load_model(ckpt, m.ckpt)
-        base, normalise = eval_pipeline(ckpt, m.ckpt)
-        state = ckpt[DATAMODULE_KEY]
-        key = (tuple(state["image_size"]), tuple(state.get("center_crop") or ()))
-        bases[key] = base
-        groups.setdefault(key, []).append((i, model, normalise))
+        pipeline = eval_pipeline(ckpt, m.ckpt)
+        pipelines.setdefault(pipeline.pixels_key, pipeline)
+        groups.setdefault(pipeline.pixels_key, []).append((i, model, pipeline.normaliser()))
     eval_df = cat.scan_eval(data_root)
     trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False,
                          enable_checkpointing=False, enable_model_summary=False)
     out: list[np.ndarray | None] = [None] * len(members)
     for key, group in groups.items():
-        ds = ImageDataset(eval_df["path"].tolist(), None, bases[key])
+        ds = ImageDataset(eval_df["path"].tolist(), None, pipelines[key])
         loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers,
                             persistent_workers=False, pin_memory=torch.cuda.is_available())
         ensemble = _Ensemble([g[1] for g in group], [g[2] for g in group], tta)
@@ -162,17 +162,6 @@ def predict_probs(members: Sequence[Member], data_root: str | os.PathLike, tta: 
         for (i, _, _), p in zip(group, probs, strict=True):
             out[i] = p
     return eval_df, out
-
-
-def score(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Macro-F1 (the competition metric), accuracy and per-task macro-F1."""
-    p, t = torch.tensor(np.asarray(pred)), torch.tensor(np.asarray(truth))
-    res = {"f1": multiclass_f1_score(p, t, labels.NUM_CLASSES, average="macro").item(),
-           "acc": multiclass_accuracy(p, t, labels.NUM_CLASSES, average="micro").item()}
-    for (task, names), pp, tt in zip(labels.TASKS.items(), labels.decode(p), labels.decode(t),
-                                     strict=True):
-        res[f"f1_{task}"] = multiclass_f1_score(pp, tt, len(names), average="macro").item()
-    return res
 
 
 def check_output(path: Path, inputs: Sequence[Path], data_root: Path) -> None:

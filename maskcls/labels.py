@@ -36,7 +36,11 @@ MASK_BY_STEM = {
     "normal": 2,
 }
 IMAGE_STEMS = tuple(MASK_BY_STEM)
+SHOTS_PER_PERSON = len(IMAGE_STEMS)
+WEAR, INCORRECT, NOT_WORN = range(len(MASK_NAMES))
+MASKED_SHOTS = sum(code == WEAR for code in MASK_BY_STEM.values())  # mask1..mask5
 GENDER_CODES = {name: code for code, name in enumerate(GENDER_NAMES)}
+FEMALE = GENDER_CODES["female"]
 
 TASKS = {"mask": MASK_NAMES, "gender": GENDER_NAMES, "age": AGE_GROUP_NAMES}
 
@@ -72,6 +76,12 @@ def gender_code(gender: Any) -> Any:
 def encode(mask: Any, gender: Any, age_grp: Any) -> Any:
     """(mask, gender, age_group) codes -> class id in 0..17."""
     return 6 * mask + 3 * gender + age_grp
+
+
+def person_group(gender: Any, age_grp: Any) -> Any:
+    """(gender, age_group) codes -> a person's group in 0..5: the 18 classes without the mask,
+    which all seven shots of a person share (splits stratify on it)."""
+    return encode(WEAR, gender, age_grp)
 
 
 def decode(label: Any) -> tuple[Any, Any, Any]:

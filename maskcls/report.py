@@ -26,8 +26,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from maskcls import labels
-from maskcls.inference import score
+from maskcls.errors import MaskclsError, RunFolderError
+from maskcls.model.metrics import score
 from maskcls.plots import confusion_matrix_png
 
 FOLD_KEY = "data.fold"
@@ -99,11 +99,9 @@ def cv_table(sweep_dir: Path, jobs: pd.DataFrame, varying: Sequence[str]) -> pd.
                    acc_mean=done["acc"].mean(), acc_std=done["acc"].std(ddof=0))
         oof = out_of_fold_predictions([sweep_dir / j for j in done["job"]])
         if len(oof):
-            s = score(oof["pred"].to_numpy(), oof["label"].to_numpy())
+            s = score(oof["pred"].to_numpy(), oof["label"].to_numpy(), detail=True)
             row.update(oof_f1=s["f1"], oof_acc=s["acc"], oof_images=len(oof))
-            cm = np.zeros((labels.NUM_CLASSES, labels.NUM_CLASSES), dtype=np.int64)
-            np.add.at(cm, (oof["label"].to_numpy(), oof["pred"].to_numpy()), 1)
-            confusion_matrix_png(cm, sweep_dir / f"oof_confusion_{n}.png",
+            confusion_matrix_png(s["confusion_matrix"], sweep_dir / f"oof_confusion_{n}.png",
                                  title=f"out-of-fold confusion, config {n} "
                                        f"(macro-F1 {s['f1']:.3f})")
         rows.append(row)
@@ -120,9 +118,9 @@ def out_of_fold_predictions(job_dirs: Sequence[Path]) -> pd.DataFrame:
     oof = pd.concat(parts, ignore_index=True)
     dup = oof["path"].duplicated()
     if dup.any():
-        raise ValueError(f"{dup.sum()} image(s) are in the validation set of more than one fold "
-                         f"(e.g. {oof.loc[dup, 'path'].iloc[0]}): these jobs are not the folds "
-                         "of one split")
+        raise RunFolderError(f"{dup.sum()} image(s) are in the validation set of more than one "
+                             f"fold (e.g. {oof.loc[dup, 'path'].iloc[0]}): these jobs are not "
+                             "the folds of one split")
     return oof
 
 
@@ -148,12 +146,12 @@ def write_report(sweep_dir: str | Path) -> dict[str, Path]:
     """Write the summary files into ``sweep_dir``; works on a half-finished sweep."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
-        raise FileNotFoundError(f"{sweep_dir} is not a folder; give a multirun folder such as "
-                                "outputs/multirun/<date>/<time>")
+        raise RunFolderError(f"{sweep_dir} is not a folder; give a multirun folder such as "
+                             "outputs/multirun/<date>/<time>")
     jobs, varying = job_table(sweep_dir)
     if jobs.empty:
-        raise FileNotFoundError(f"{sweep_dir}: no job folders (with .hydra/ or config.yaml) "
-                                "found; is it a multirun folder?")
+        raise RunFolderError(f"{sweep_dir}: no job folders (with .hydra/ or config.yaml) "
+                             "found; is it a multirun folder?")
     cols = ["job", *varying, "status", *METRIC_COLUMNS, "best_epoch", "wall_s", "error"]
     table = jobs[cols].sort_values("f1", ascending=False, na_position="last")
     table.insert(0, "best", "")
@@ -257,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     try:
         files = write_report(args.sweep_dir)
-    except (FileNotFoundError, ValueError) as e:
+    except MaskclsError as e:
         raise SystemExit(f"error: {e}") from None
     print(files["md"].read_text())
     print("wrote " + ", ".join(str(f) for f in files.values()))

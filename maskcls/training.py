@@ -30,7 +30,7 @@ from maskcls.checkpoints import SafeCheckpointIO, check_resumable
 from maskcls.config_checks import check_accelerator, check_values
 from maskcls.data.datamodule import MaskDataModule
 from maskcls.errors import ConfigError, RunFolderError
-from maskcls.model.module import MaskClassifier, create_backbone
+from maskcls.model.module import MaskClassifier, check_schedule, create_backbone
 from maskcls.plots import confusion_matrix_png
 
 log = logging.getLogger(__name__)
@@ -47,22 +47,20 @@ def _build(node: Any, **kwargs: Any) -> Any:
         raise
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Catch configuration mistakes before any data is read or model is built."""
+def check_config(cfg: DictConfig) -> MaskDataModule:
+    """Catch configuration mistakes before any data is read or model is built. Returns the
+    datamodule, constructed (its settings checked) but not set up: no data read yet."""
     check_values(cfg)
     check_accelerator(cfg.trainer.get("accelerator"), cfg.trainer.get("devices", 1))
     name = cfg.model.backbone
     if not timm.is_model(name):
         create_backbone(name)  # raises the error with suggestions
-    # Constructing these reads no data: it only checks their settings (image size, split,
-    # sampling, cache, normalisation; loss parameters).
-    _build(cfg.data, _convert_="all")
+    # Constructing the datamodule reads no data: it checks its settings (image size, split,
+    # sampling, cache, normalisation). The loss is built for real once the class counts are
+    # known; this trial build checks its parameters now.
+    dm: MaskDataModule = _build(cfg.data, _convert_="all")
     _build(cfg.loss, class_counts=[1] * labels.NUM_CLASSES)
-    sched = cfg.get("scheduler") or {}
-    if sched.get("warmup_epochs") and "ReduceLROnPlateau" in str(
-            (sched.get("scheduler") or {}).get("_target_", "")):
-        raise ConfigError("scheduler.warmup_epochs is not supported with scheduler=plateau; set "
-                          "scheduler.warmup_epochs=0")
+    check_schedule(instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None)
     _check_data_root(cfg)
     if cfg.get("ckpt_path"):
         done = int(check_resumable(cfg.ckpt_path)["epoch"]) + 1
@@ -70,6 +68,7 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs}, but {cfg.ckpt_path} "
                               f"has already trained {done} epoch(s); give trainer.max_epochs "
                               f">= {done}")
+    return dm
 
 
 def _check_data_root(cfg: DictConfig) -> None:
@@ -90,15 +89,17 @@ def _check_data_root(cfg: DictConfig) -> None:
                       f"exist. Point data.root at the folder holding train/ and eval/{hint}.")
 
 
-def build(cfg: DictConfig) -> tuple[MaskDataModule, MaskClassifier]:
-    dm: MaskDataModule = _build(cfg.data, _convert_="all")
+def build(cfg: DictConfig, dm: MaskDataModule | None = None
+          ) -> tuple[MaskDataModule, MaskClassifier]:
+    """Set up the data (``dm``, or one built from ``cfg.data``) and build the model."""
+    dm = dm if dm is not None else _build(cfg.data, _convert_="all")
     dm.prepare_data()
     dm.setup("fit")
     loss = _build(cfg.loss, class_counts=dm.class_counts)
     model: MaskClassifier = _build(
         cfg.model, loss=loss, optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler, _convert_="all"))
-    _check_input_size(model, dm.image_size)
+    _check_input_size(model, dm.pipeline.image_size)
     return dm, model
 
 
@@ -203,20 +204,20 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> float
     ``extra_callbacks`` join the configured ones (benchmarks and tests use it)."""
     started = time.perf_counter()
     out = Path(cfg.paths.output_dir)
-    check_config(cfg)
+    dm = check_config(cfg)
     resuming = _resumes_in(cfg, out)
     with ExitStack() as held:
         if _is_main_process():
             lock = claim_run_folder(out, OmegaConf.to_yaml(cfg, resolve=True), resuming)
             held.callback(lock.release)
-        return _fit_and_report(cfg, out, started, extra_callbacks)
+        return _fit_and_report(cfg, dm, out, started, extra_callbacks)
 
 
-def _fit_and_report(cfg: DictConfig, out: Path, started: float,
+def _fit_and_report(cfg: DictConfig, dm: MaskDataModule, out: Path, started: float,
                     extra_callbacks: Sequence[pl.Callback]) -> float:
     pl.seed_everything(cfg.seed, workers=True)
 
-    dm, model = build(cfg)
+    dm, model = build(cfg, dm)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     callbacks += list(extra_callbacks)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]

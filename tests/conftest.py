@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from maskcls.synth import SynthConfig, generate
@@ -75,3 +77,23 @@ def fold_runs(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         train(make_cfg(synth_root, multi / str(fold), "data.n_folds=2", f"data.fold={fold}",
                        "trainer.max_epochs=2"))
     return multi
+
+
+class _Payload:
+    """Unpickling this touches ``marker``: the proof that a checkpoint ran code."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(_Payload.marker),))
+
+
+def evil_checkpoint(source: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of checkpoint ``source`` with a pickled payload; returns (checkpoint, marker)."""
+    marker = tmp_path / "pwned"
+    _Payload.marker = str(marker)
+    ckpt = torch.load(source, weights_only=True)
+    ckpt["hyper_parameters"]["evil"] = _Payload()
+    path = tmp_path / "evil.ckpt"
+    torch.save(ckpt, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    return path, marker

@@ -70,8 +70,8 @@ def test_dataset_normalisation_is_computed_on_training_pixels(synth_root):
 
     dm = _dm(synth_root, "ram", normalize="dataset")
     expect = mean_std(dm._cache[torch.as_tensor(dm.train_rows)])
-    assert (dm.mean, dm.std) == expect
-    x, _ = dm.dataset[int(dm.train_rows[0])]
+    assert (list(dm.pipeline.mean), list(dm.pipeline.std)) == expect
+    x, _, _ = dm.dataset[int(dm.train_rows[0])]
     seen = dm.eval_transform(x[None])[0]
     mean, std = torch.tensor(expect[0]).view(3, 1, 1), torch.tensor(expect[1]).view(3, 1, 1)
     assert torch.allclose(seen, (x / 255 - mean) / std, atol=1e-5)

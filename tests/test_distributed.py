@@ -13,9 +13,11 @@ from hydra.utils import instantiate
 from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
 from omegaconf import OmegaConf
 
+from maskcls.checkpoints import load_checkpoint
 from maskcls.data import catalog as cat
 from maskcls.data.sampling import TrainSampler
-from maskcls.inference import load_checkpoint, load_model, score
+from maskcls.inference import load_model
+from maskcls.model.metrics import score
 
 ROOT = Path(__file__).parents[1]
 
@@ -44,7 +46,8 @@ def test_ddp_run_writes_one_folder_with_synchronised_metrics(synth_root, tmp_pat
     dm.setup("fit")
     model = load_model(load_checkpoint(out / "checkpoints" / "best.ckpt"), out)
     with torch.inference_mode():
-        probs = torch.cat([model(dm.eval_transform(x)).softmax(1) for x, _ in dm.val_dataloader()])
+        probs = torch.cat([model(dm.eval_transform(x)).softmax(1)
+                           for x, _, _ in dm.val_dataloader()])
     truth = dm.val_catalog["label"].to_numpy()
     single = score(probs.argmax(1).numpy(), truth)
     assert single["f1"] == pytest.approx(metrics["val"]["f1"], abs=1e-6)

@@ -1,6 +1,5 @@
 """predict.py: every kind of ckpt= input, TTA, probabilities, scores, and each error."""
 
-import pickle
 import subprocess
 import sys
 import zipfile
@@ -10,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import evil_checkpoint
 from PIL import Image
 
 from maskcls.data.catalog import DataLayoutError
@@ -119,18 +119,8 @@ def test_other_class_count_is_refused_before_any_work(fold_runs, synth_root, tmp
     assert not (tmp_path / "x.csv").exists()
 
 
-class _Payload:
-    def __reduce__(self):
-        return (Path.touch, (Path(_Payload.marker),))
-
-
 def test_malicious_pickle_is_refused_without_running(fold_runs, synth_root, tmp_path):
-    marker = tmp_path / "pwned"
-    _Payload.marker = str(marker)
-    ckpt = torch.load(fold_runs / "0" / "checkpoints" / "best.ckpt", weights_only=True)
-    ckpt["hyper_parameters"]["evil"] = _Payload()
-    path = tmp_path / "evil.ckpt"
-    torch.save(ckpt, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    path, marker = evil_checkpoint(fold_runs / "0" / "checkpoints" / "best.ckpt", tmp_path)
     assert zipfile.is_zipfile(path)
     with pytest.raises(CheckpointError, match="weights_only=True"):
         predict(str(path), data_root=str(synth_root), output=str(tmp_path / "x.csv"))
@@ -152,14 +142,14 @@ def test_data_errors_stop_before_work(fold_runs, synth_copy, tmp_path):
 
 
 def test_fold_ensemble_decodes_each_eval_image_once(fold_runs, synth_root, monkeypatch):
-    from maskcls.data import dataset
+    from maskcls.data import pipeline
     from maskcls.inference import predict_probs
 
     members, _ = find_checkpoints(fold_runs)
     alone = [predict_probs([m], synth_root, num_workers=0)[1][0] for m in members]
     reads = []
-    real_read = dataset.read_rgb
-    monkeypatch.setattr(dataset, "read_rgb", lambda path, *a: reads.append(path) or
+    real_read = pipeline.read_rgb
+    monkeypatch.setattr(pipeline, "read_rgb", lambda path, *a: reads.append(path) or
                         real_read(path, *a))
     eval_df, together = predict_probs(members, synth_root, num_workers=0)
     assert len(members) == 2 and sorted(reads) == sorted(eval_df["path"])  # one pass for both

@@ -28,9 +28,11 @@ def _train_cmd(synth_root: Path, *extra: str) -> list[str]:
 
 
 # Augmentation draws in the main process, so worker processes (decoding only) do not change it.
-@pytest.mark.parametrize("loading", [("data.num_workers=0",),
-                                     ("data.cache=none", "data.num_workers=2")],
-                         ids=["main-process", "two-workers"])
+# (The two-worker run is slow: the main-process run checks the same resume in the default suite.)
+@pytest.mark.parametrize("loading", [
+    ("data.num_workers=0",),
+    pytest.param(("data.cache=none", "data.num_workers=2"), marks=pytest.mark.slow),
+], ids=["main-process", "two-workers"])
 def test_killed_run_resumes_to_the_same_result(synth_root, tmp_path, loading):
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     done = subprocess.run(_train_cmd(synth_root, f"hydra.run.dir={ref}", *loading), cwd=ROOT,

@@ -4,7 +4,6 @@ silently, a flag meaning its opposite; and bad input ends in one line naming the
 import http.server
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY, make_cfg
+from conftest import TINY, evil_checkpoint, make_cfg
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -56,21 +55,8 @@ def assert_one_line_error(res: subprocess.CompletedProcess, *needles: str) -> st
     return last
 
 
-class _Payload:
-    marker = ""
-
-    def __reduce__(self):
-        return (Path.touch, (Path(_Payload.marker),))
-
-
 def _evil_checkpoint(fold_runs: Path, tmp_path: Path) -> tuple[Path, Path]:
-    marker = tmp_path / "pwned"
-    _Payload.marker = str(marker)
-    ckpt = torch.load(fold_runs / "0" / "checkpoints" / "last.ckpt", weights_only=True)
-    ckpt["hyper_parameters"]["evil"] = _Payload()
-    path = tmp_path / "evil.ckpt"
-    torch.save(ckpt, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
-    return path, marker
+    return evil_checkpoint(fold_runs / "0" / "checkpoints" / "last.ckpt", tmp_path)
 
 
 # ------------------------------------------------------------------ code from a checkpoint
@@ -305,17 +291,20 @@ def test_the_default_synthetic_location_is_generated_and_checked(tmp_path):
 
 # --------------------------------------------------------------------- typed options
 @pytest.mark.parametrize(("override", "message"), [
-    ("data.batch_size=abc", "data.batch_size must be >= 1 (an integer), got 'abc'"),
+    ("data.batch_size=abc", "data.batch_size must be >= 1, got 'abc' (expected an integer)"),
     ("data.batch_size=0", "data.batch_size must be >= 1"),
     ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches must be >= 1"),
     ("optimizer.lr=-1", "optimizer.lr must be > 0"),
-    ("optimizer.lr=abc", "optimizer.lr must be > 0 (a number), got 'abc'"),
-    ("seed=abc", "seed must be in 0..4294967295 (an integer), got 'abc'"),
+    ("optimizer.lr=abc", "optimizer.lr must be > 0, got 'abc' (expected a number)"),
+    ("seed=abc", "seed must be in 0..4294967295, got 'abc'"),
     ("scheduler.warmup_epochs=-1", "scheduler.warmup_epochs must be >= 0"),
-    ("data.n_folds=0", "data.n_folds must be >= 2"),
-    ("data.n_folds=1", "data.n_folds must be >= 2"),
+    ("data.n_folds=0", "data.n_folds must be at least 2"),
+    ("data.n_folds=1", "data.n_folds must be at least 2"),
     ("trainer.max_epochs=0", "trainer.max_epochs must be >= 1"),
     ("data.val_ratio=1.5", "data.val_ratio must be in (0, 1)"),
+    ("data.n_folds=abc", "data.n_folds must be >= 2, got 'abc'"),
+    ("data.undersample.keep_masked=abc", "keep_masked must be in 1..5, got 'abc'"),
+    ("loss=focal loss.gamma=abc", "loss.gamma must be >= 0, got 'abc'"),
     ("model.pretrained=yes", "model.pretrained must be true or false, got 'yes'"),
     ("data.verify=1", "data.verify must be true or false, got 1"),
     ("loss.weighted=no", "loss.weighted must be true or false, got 'no'"),
@@ -330,7 +319,7 @@ def test_bad_option_values_are_named_before_data_is_read(synth_root, tmp_path, o
                                                          message):
     if override == "trainer.accelerator=gpu" and torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    cfg = make_cfg(synth_root, tmp_path / "run", override)
+    cfg = make_cfg(synth_root, tmp_path / "run", *override.split())
     with pytest.raises(ConfigError) as e:
         train(cfg)
     assert message in str(e.value)

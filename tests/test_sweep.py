@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
+from maskcls.errors import RunFolderError
 from maskcls.report import main as report_main
 from maskcls.report import write_report
 
@@ -95,7 +96,7 @@ def test_report_on_a_half_finished_sweep(synth_root, tmp_path, capsys):
     with pytest.raises(SystemExit, match="not a folder"):
         report_main([str(tmp_path / "missing")])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no job folders"):
+    with pytest.raises(RunFolderError, match="no job folders"):
         write_report(tmp_path / "empty")
 
 

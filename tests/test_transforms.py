@@ -4,12 +4,8 @@ import torch
 from PIL import Image
 
 from maskcls.data.dataset import ImageReadError, read_rgb
-from maskcls.data.transforms import (
-    AugmentConfig,
-    base_transform,
-    check_image_size,
-    mean_std,
-)
+from maskcls.data.pipeline import Pipeline, check_image_size
+from maskcls.data.transforms import AugmentConfig, mean_std
 
 
 def test_mean_std_pools_pixels_not_per_image_stds():
@@ -33,10 +29,12 @@ def test_image_size_must_be_two_positive_ints(bad):
 
 def test_base_gives_the_configured_size_in_uint8():
     img = torch.randint(0, 256, (3, 512, 384), dtype=torch.uint8)
-    base = base_transform([96, 72], center_crop=[0.8, 0.8])
-    small = base(img)
+    pipeline = Pipeline([96, 72], center_crop=[0.8, 0.8])
+    small = pipeline.resize(img)
     assert small.shape == (3, 96, 72) and small.dtype == torch.uint8
-    assert torch.equal(small, base(img))
+    assert torch.equal(small, pipeline.resize(img))
+    assert pipeline.decode_size == (120, 90)  # the crop still resizes down
+    assert Pipeline.from_state(pipeline.to_state()) == pipeline
 
 
 @pytest.mark.parametrize(("key", "value"), [("hflip", 1.5), ("rotation", -5), ("hue", 0.7),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from filelock import FileLock
 
 from maskcls import atomic
 from maskcls.data.dataset import decode_all
+from maskcls.data.pipeline import Pipeline
 from maskcls.errors import NotEnoughMemoryError
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,11 @@ def check_ram(n_images: int, image_size: Sequence[int], share: float = 0.8) -> i
     return need
 
 
-def ram_cache(paths: Sequence[str], image_size: Sequence[int], base: Callable,
-              num_workers: int) -> torch.Tensor:
-    need = check_ram(len(paths), image_size)
-    log.info("caching %d decoded images at %sx%s in RAM (%.0f MiB)", len(paths), *image_size,
-             need / 2**20)
-    return decode_all(paths, base, image_size, num_workers)
+def ram_cache(paths: Sequence[str], pipeline: Pipeline, num_workers: int) -> torch.Tensor:
+    need = check_ram(len(paths), pipeline.image_size)
+    log.info("caching %d decoded images at %sx%s in RAM (%.0f MiB)", len(paths),
+             *pipeline.image_size, need / 2**20)
+    return decode_all(paths, pipeline, num_workers)
 
 
 def _stats(paths: Sequence[str]) -> pd.DataFrame:
@@ -72,26 +72,27 @@ def _stats(paths: Sequence[str]) -> pd.DataFrame:
                          "mtime_ns": [s.st_mtime_ns for s in st]})
 
 
-def disk_cache(paths: Sequence[str], image_size: Sequence[int], base: Callable,
-               num_workers: int, cache_dir: str | os.PathLike, variant: str = "") -> torch.Tensor:
+def disk_cache(paths: Sequence[str], pipeline: Pipeline, num_workers: int,
+               cache_dir: str | os.PathLike, variant: str = "") -> torch.Tensor:
     """Row-aligned uint8 pixels of ``paths`` from (and kept up to date in) ``cache_dir``.
 
-    ``variant`` names anything else the pixels depend on (the data root, the face crop), so
-    different pipelines never share rows. Several processes may share ``cache_dir``: a file
-    lock lets one decode while the others wait and then read its finished file.
+    The folder is keyed by the pipeline's pixel settings (size, face crop) and ``variant``
+    (the data root), so different pipelines or data never share rows. Several processes may
+    share ``cache_dir``: a file lock lets one decode while the others wait and then read its
+    finished file.
     """
-    h, w = int(image_size[0]), int(image_size[1])
-    tag = hashlib.sha1(f"{h}x{w}|{variant}".encode()).hexdigest()[:12]
+    h, w = pipeline.image_size
+    tag = hashlib.sha1(f"{pipeline.pixels_key}|{variant}".encode()).hexdigest()[:12]
     folder = Path(cache_dir).expanduser() / f"{h}x{w}-{tag}"
     folder.mkdir(parents=True, exist_ok=True)
     # An OS lock: the kernel releases it when its holder dies, so it never goes stale.
     with FileLock(folder / ".lock"):
-        return _disk_cache_locked(folder, paths, (h, w), base, num_workers)
+        return _disk_cache_locked(folder, paths, pipeline, num_workers)
 
 
-def _disk_cache_locked(folder: Path, paths: Sequence[str], size: tuple[int, int],
-                       base: Callable, num_workers: int) -> torch.Tensor:
-    h, w = size
+def _disk_cache_locked(folder: Path, paths: Sequence[str], pipeline: Pipeline,
+                       num_workers: int) -> torch.Tensor:
+    h, w = pipeline.image_size
     index_path = folder / "index.csv"
     want = _stats(paths)
 
@@ -123,8 +124,7 @@ def _disk_cache_locked(folder: Path, paths: Sequence[str], size: tuple[int, int]
         if reuse.any():
             new[np.flatnonzero(reuse)] = old[merged.loc[reuse, "row"].astype(np.int64).to_numpy()]
         if len(todo):
-            new[todo] = decode_all([paths[i] for i in todo], base, (h, w),
-                                   num_workers).numpy()
+            new[todo] = decode_all([paths[i] for i in todo], pipeline, num_workers).numpy()
         new.flush()
         del new
         atomic.write_csv(want.assign(row=np.arange(len(want)), file=name), index_path)

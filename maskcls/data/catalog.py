@@ -31,7 +31,7 @@ __all__ = ["DataLayoutError", "scan_train", "scan_eval", "apply_corrections",
            "train_csv_disagreements", "summarise"]
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png"}
-SHOTS_PER_PERSON = len(labels.IMAGE_STEMS)
+SHOTS_PER_PERSON = labels.SHOTS_PER_PERSON
 # <id>_<gender>_<race>_<age>; ids are 6 digits, some with a -1/-2 suffix (000600-1).
 # Plain ASCII digits only: str.isdigit() and \d also accept "²" or Arabic-Indic digits.
 FOLDER_RE = re.compile(

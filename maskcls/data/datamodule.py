@@ -24,16 +24,10 @@ from maskcls.data.dataset import (
     ImageReadError,
     unreadable_images,
 )
+from maskcls.data.pipeline import Pipeline
 from maskcls.data.sampling import TrainSampler, check_sampling_args
 from maskcls.data.splits import check_split_args, holdout_split, kfold_split
-from maskcls.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    AugmentConfig,
-    base_transform,
-    check_image_size,
-    mean_std,
-)
+from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, mean_std
 from maskcls.errors import ConfigError
 from maskcls.seeding import seed_rngs
 from maskcls.synth import SynthConfig, ensure_synthetic
@@ -109,7 +103,6 @@ class MaskDataModule(pl.LightningDataModule):
         super().__init__()
         self.root = Path(os.path.expanduser(str(root))).absolute()
         self.synthetic = SynthConfig(**synthetic) if synthetic else None
-        self.image_size = check_image_size(image_size)
         if cache not in CACHE_MODES:
             raise ConfigError(f"data.cache must be one of {CACHE_MODES}, got {cache!r}")
         if isinstance(normalize, str) and normalize not in ("imagenet", "dataset"):
@@ -125,6 +118,10 @@ class MaskDataModule(pl.LightningDataModule):
         check_sampling_args(self.undersample["keep_masked"], oversample)
         self.oversample = oversample
         self.augment = AugmentConfig(**(augment or {}))
+        given = (normalize["mean"], normalize["std"]) if isinstance(normalize, Mapping) \
+            else (IMAGENET_MEAN, IMAGENET_STD)
+        # image size, face crop and normalisation: checked here, before any data is read
+        self.pipeline = Pipeline(image_size, self.augment.center_crop, *given)
         self.normalize, self.cache_mode = normalize, cache
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root / ".maskcls_cache"
         self.corrections, self.age_bounds = corrections, tuple(age_bounds)
@@ -134,8 +131,6 @@ class MaskDataModule(pl.LightningDataModule):
         self.catalog: pd.DataFrame | None = None
         self.train_rows: np.ndarray | None = None
         self.val_rows: np.ndarray | None = None
-        self.mean: list[float] = list(IMAGENET_MEAN)
-        self.std: list[float] = list(IMAGENET_STD)
         self._cache: torch.Tensor | None = None
         self._build_batch_transforms()
 
@@ -165,17 +160,16 @@ class MaskDataModule(pl.LightningDataModule):
             self._verify(self.catalog["path"].tolist())
         self.train_rows = np.flatnonzero(self.catalog["person_id"].isin(train_ids).to_numpy())
         self.val_rows = np.flatnonzero(self.catalog["person_id"].isin(val_ids).to_numpy())
-        base = base_transform(self.image_size, self.augment.center_crop)
         paths = self.catalog["path"].tolist()
         workers = self._decode_workers(len(paths))
         if self.cache_mode == "ram":
-            self._cache = ram_cache(paths, self.image_size, base, workers)
+            self._cache = ram_cache(paths, self.pipeline, workers)
         elif self.cache_mode == "disk":
-            self._cache = disk_cache(paths, self.image_size, base, workers,
-                                     self.cache_dir,
-                                     variant=f"{self.root}|{self.augment.center_crop}")
+            self._cache = disk_cache(paths, self.pipeline, workers, self.cache_dir,
+                                     variant=str(self.root))
         # One dataset of uint8 pixels serves both stages; the batch transforms differ.
-        self.dataset = ImageDataset(paths, self.catalog["label"].to_numpy(), base, self._cache)
+        self.dataset = ImageDataset(paths, self.catalog["label"].to_numpy(), self.pipeline,
+                                    self._cache)
         self._set_normalisation()
 
     def _decode_workers(self, n_images: int) -> int:
@@ -195,39 +189,38 @@ class MaskDataModule(pl.LightningDataModule):
         log.info("verified: all %d images decode", len(paths))
 
     def _set_normalisation(self) -> None:
-        if isinstance(self.normalize, Mapping):
-            self.mean, self.std = list(self.normalize["mean"]), list(self.normalize["std"])
-        elif self.normalize == "dataset":
+        if self.normalize == "dataset":
             rows = self.train_rows
             if self._cache is not None:
-                self.mean, self.std = mean_std(self._cache[torch.as_tensor(rows)])
+                mean, std = mean_std(self._cache[torch.as_tensor(rows)])
             else:  # a fixed sample of 512 training images is plenty for three numbers
                 rng = np.random.default_rng(self.split_seed)
                 pick = rng.choice(rows, size=min(512, len(rows)), replace=False)
-                self.mean, self.std = mean_std(self.dataset.pixels(i) for i in pick)
+                mean, std = mean_std(self.dataset.pixels(i) for i in pick)
+            self.pipeline = self.pipeline.with_normalisation(mean, std)
             log.info("normalisation from the training split: mean=%s std=%s",
-                     [round(v, 4) for v in self.mean], [round(v, 4) for v in self.std])
+                     [round(v, 4) for v in mean], [round(v, 4) for v in std])
         self._build_batch_transforms()
 
     def _build_batch_transforms(self) -> None:
-        self.train_transform = BatchTransform(self.augment, self.mean, self.std)
-        self.eval_transform = BatchTransform(None, self.mean, self.std)
+        self.train_transform = BatchTransform(self.augment, self.pipeline.mean,
+                                              self.pipeline.std)
+        self.eval_transform = self.pipeline.normaliser()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Augment (training) or only normalise (validation) the uint8 batch, on the device
         the model runs on."""
-        x, y = batch
+        x, y, index = batch
         training = self.trainer is not None and self.trainer.training
         tf = self.train_transform if training else self.eval_transform
-        return tf.to(x.device)(x), y
+        return tf.to(x.device)(x), y, index
 
     # ------------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint, so prediction rebuilds the exact eval pipeline (the
         normalisation may have been computed from the training split)."""
-        return {"image_size": list(self.image_size), "center_crop": self.augment.center_crop,
-                "mean": list(self.mean), "std": list(self.std),
-                "age_bounds": list(self.age_bounds), "split": self._split_id()}
+        return {**self.pipeline.to_state(), "age_bounds": list(self.age_bounds),
+                "split": self._split_id()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """On resume: refuse weights trained on another split. Carrying a model from one fold
@@ -237,7 +230,7 @@ class MaskDataModule(pl.LightningDataModule):
             raise ConfigError(f"the checkpoint was trained on split {saved}, this run uses "
                              f"{self._split_id()}; a fold must start from fresh weights. "
                              "Drop ckpt_path, or resume with the checkpoint's own split.")
-        self.mean, self.std = list(state["mean"]), list(state["std"])
+        self.pipeline = self.pipeline.with_normalisation(state["mean"], state["std"])
         self._build_batch_transforms()
 
     def _split_id(self) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,32 +72,34 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 
 class ImageDataset(Dataset):
-    """Items ``(uint8 image, target)`` for every row of ``paths``; ``targets`` -1 means
-    unlabelled. Augmentation and normalisation run later, on whole batches on the training
+    """Items ``(uint8 image, target, index)`` for every row of ``paths``; ``targets`` -1 means
+    unlabelled, and the index lets outputs gathered from several processes be put back in
+    dataset order. Augmentation and normalisation run later, on whole batches on the training
     device (``maskcls.data.batch_transforms``), so workers pass 4x fewer bytes.
 
-    With ``cache`` (uint8 NCHW, row-aligned with ``paths``) the ``base`` stage is skipped.
+    ``pipeline`` (a ``maskcls.data.pipeline.Pipeline``) reads each file; with ``cache``
+    (uint8 NCHW, row-aligned with ``paths``) files are not read at all.
     """
 
     def __init__(self, paths: Sequence[str], targets: Sequence[int] | None,
-                 base: Callable, cache: torch.Tensor | None = None) -> None:
+                 pipeline: Any, cache: torch.Tensor | None = None) -> None:
         self.paths = list(paths)
         self.targets = (np.asarray(targets, dtype=np.int64) if targets is not None
                         else np.full(len(self.paths), -1, dtype=np.int64))
-        self.base = base
+        self.pipeline = pipeline
         self.cache = cache
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def pixels(self, i: int) -> torch.Tensor:
-        """uint8 image after the deterministic ``base`` stage."""
+        """uint8 image after the deterministic, per-image part of the pipeline."""
         if self.cache is not None:
             return self.cache[i]
-        return self.base(read_rgb(self.paths[i], getattr(self.base, "decode_size", None)))
+        return self.pipeline.read(self.paths[i])
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.pixels(i), int(self.targets[i])
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        return self.pixels(i), int(self.targets[i]), i
 
 
 class _Readable(Dataset):
@@ -122,15 +125,15 @@ def unreadable_images(paths: Sequence[str], num_workers: int = 0) -> list[tuple[
     return [(p, r) for p, r in zip(paths, reasons, strict=True) if r]
 
 
-def decode_all(paths: Sequence[str], base: Callable, image_size: Sequence[int],
-               num_workers: int = 0, batch_size: int = 64) -> torch.Tensor:
-    """Decode and ``base``-transform every image once into one preallocated uint8 NCHW
-    tensor."""
-    out = torch.empty(len(paths), 3, int(image_size[0]), int(image_size[1]), dtype=torch.uint8)
-    loader = DataLoader(ImageDataset(paths, None, base), batch_size=batch_size,
+def decode_all(paths: Sequence[str], pipeline: Any, num_workers: int = 0,
+               batch_size: int = 64) -> torch.Tensor:
+    """Read every image once through ``pipeline`` into one preallocated uint8 NCHW tensor."""
+    h, w = pipeline.image_size
+    out = torch.empty(len(paths), 3, h, w, dtype=torch.uint8)
+    loader = DataLoader(ImageDataset(paths, None, pipeline), batch_size=batch_size,
                         num_workers=num_workers)
     pos = 0
-    for batch, _ in loader:
+    for batch, _, _ in loader:
         out[pos:pos + len(batch)] = batch
         pos += len(batch)
     return out

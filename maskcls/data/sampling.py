@@ -18,14 +18,15 @@ import pandas as pd
 import torch
 from torch.utils.data import Sampler, WeightedRandomSampler
 
+from maskcls import labels
+from maskcls.config_checks import check_value
 from maskcls.errors import ConfigError
 
 OVERSAMPLE_MODES = ("none", "weighted", "repeat")
 
 
 def check_sampling_args(keep_masked: int, oversample: str) -> None:
-    if not 1 <= keep_masked <= 5:
-        raise ConfigError(f"data.undersample.keep_masked must be in 1..5, got {keep_masked}")
+    check_value("data.undersample.keep_masked", keep_masked, "int", 1, labels.MASKED_SHOTS)
     if oversample not in OVERSAMPLE_MODES:
         raise ConfigError(f"data.oversample must be one of {OVERSAMPLE_MODES}, got {oversample!r}")
 
@@ -55,7 +56,7 @@ class TrainSampler(Sampler[int]):
         check_sampling_args(keep_masked, oversample)
         self.rows = np.asarray(catalog.index, dtype=np.int64)
         self.labels = catalog["label"].to_numpy()
-        self.masked = (catalog["mask"] == 0).to_numpy()
+        self.masked = (catalog["mask"] == labels.WEAR).to_numpy()
         # Group key per row: the person's folder (one folder = one photo session).
         self.group = pd.factorize(catalog["folder"])[0]
         self.keep_masked = keep_masked
@@ -75,7 +76,7 @@ class TrainSampler(Sampler[int]):
     def _kept(self, rng: np.random.Generator) -> np.ndarray:
         """Positions (into self.rows) of the shots kept this epoch: every unmasked shot plus
         ``keep_masked`` masked shots per person, chosen by a random key."""
-        if self.keep_masked >= 5:
+        if self.keep_masked >= labels.MASKED_SHOTS:
             return np.arange(len(self.rows))
         keep = ~self.masked
         m = np.flatnonzero(self.masked)

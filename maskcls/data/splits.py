@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from maskcls import labels
+from maskcls.config_checks import check_value
 from maskcls.errors import ConfigError
 
 
@@ -19,10 +21,10 @@ def people_table(catalog: pd.DataFrame) -> pd.DataFrame:
     """One row per person id with its stratum (gender x age group, 0..5), sorted by id so the
     split does not depend on scan order."""
     people = catalog.drop_duplicates("person_id").sort_values("person_id")
-    gender = (people["gender"] == "female").astype(int)
     return pd.DataFrame({
         "person_id": people["person_id"].to_numpy(),
-        "stratum": (3 * gender + people["age_group"]).to_numpy(),
+        "stratum": labels.person_group(labels.gender_code(people["gender"]),
+                                       people["age_group"].to_numpy()),
     })
 
 
@@ -35,13 +37,14 @@ def _stratify_or_none(strata: np.ndarray, n_splits: int) -> np.ndarray | None:
 
 def check_split_args(val_ratio: float, n_folds: int | None, fold: int) -> None:
     """The split settings' own checks, usable before any data is read."""
-    if n_folds:
-        if n_folds < 2:
-            raise ConfigError(f"data.n_folds must be at least 2 for k-fold, got {n_folds}")
-        if not 0 <= fold < n_folds:
-            raise ConfigError(f"data.fold must be in 0..{n_folds - 1}, got {fold}")
-    elif not 0.0 < val_ratio < 1.0:
-        raise ConfigError(f"data.val_ratio must be between 0 and 1 (exclusive), got {val_ratio}")
+    if n_folds is not None:
+        if isinstance(n_folds, int) and n_folds < 2:
+            raise ConfigError(f"data.n_folds must be at least 2 for k-fold (null: a holdout of "
+                              f"data.val_ratio), got {n_folds}")
+        check_value("data.n_folds", n_folds, "int", 2, optional=True)
+        check_value("data.fold", fold, "int", 0, n_folds - 1)
+    else:
+        check_value("data.val_ratio", val_ratio, "number", ("open", 0), ("open", 1))
 
 
 def holdout_split(catalog: pd.DataFrame, val_ratio: float, seed: int) -> tuple[set, set]:

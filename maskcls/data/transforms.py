@@ -1,12 +1,13 @@
-"""Image pipelines, in two stages so the deterministic part can be cached:
+"""Augmentation settings, the face crop and normalisation statistics.
 
-1. ``base`` (here): full-size uint8 image -> optional centre (face) crop -> resize to
-   ``image_size``. Per image, deterministic, so its output can be decoded once and cached.
-2. ``BatchTransform`` (``maskcls.data.batch_transforms``): a uint8 batch on the training device
-   -> (training only) random rotation, flip, colour and sharpness jitter, erasing ->
-   normalised float.
+Images travel in two stages so the deterministic part can be cached:
 
-Validation and prediction use ``base`` and the normalising ``BatchTransform`` only.
+1. per image (``maskcls.data.pipeline``): decode -> optional centre (face) crop -> resize to
+   ``image_size``; deterministic, so its uint8 output is decoded once and cached.
+2. per batch (``maskcls.data.batch_transforms``): a uint8 batch on the training device ->
+   (training only) random rotation, flip, colour and sharpness jitter, erasing -> normalised.
+
+Validation and prediction use stage 1 and the normalisation of stage 2 only.
 """
 
 from __future__ import annotations
@@ -50,36 +51,7 @@ class AugmentConfig:
                 raise ConfigError(f"augment.{name} must be a number in [0, {top}], got {value!r}")
 
 
-def check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
-    """``[H, W]`` of two positive integers, else a ValueError naming ``data.image_size``."""
-    ok = (isinstance(image_size, Sequence) and not isinstance(image_size, str)
-          and len(image_size) == 2
-          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size))
-    if not ok:
-        raise ConfigError(
-            f"data.image_size must be two positive integers [height, width], got {image_size!r}; "
-            "e.g. data.image_size=[128,96]"
-        )
-    return int(image_size[0]), int(image_size[1])
-
-
-def base_transform(image_size: Sequence[int], center_crop: Sequence[float] | None = None
-                   ) -> v2.Transform:
-    h, w = check_image_size(image_size)
-    ops: list[v2.Transform] = []
-    fh, fw = 1.0, 1.0
-    if center_crop:
-        crop = _FractionCenterCrop(center_crop)
-        ops.append(crop)
-        fh, fw = crop.fraction
-    ops.append(v2.Resize((h, w), antialias=True))
-    pipeline = v2.Compose(ops)
-    # The smallest source size that still crops and resizes down (see dataset.read_rgb).
-    pipeline.decode_size = (math.ceil(h / fh), math.ceil(w / fw))
-    return pipeline
-
-
-class _FractionCenterCrop(v2.Transform):
+class FractionCenterCrop(v2.Transform):
     """Centre crop keeping a fraction of height and width (faces sit in the middle of the
     competition photos), so it works for any input size."""
 

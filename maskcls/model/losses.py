@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
+from maskcls.config_checks import check_value
 from maskcls.errors import ConfigError
 
 
@@ -40,6 +41,7 @@ class CrossEntropy(_Weighted):
     def __init__(self, weighted: bool = False, label_smoothing: float = 0.0,
                  class_counts: Sequence[int] | None = None) -> None:
         super().__init__(weighted, class_counts)
+        check_value("loss.label_smoothing", label_smoothing, "number", 0, ("open", 1))
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -59,10 +61,8 @@ class FocalLoss(_Weighted):
     def __init__(self, gamma: float = 2.0, label_smoothing: float = 0.0, weighted: bool = False,
                  class_counts: Sequence[int] | None = None) -> None:
         super().__init__(weighted, class_counts)
-        if gamma < 0:
-            raise ConfigError(f"loss.gamma must be >= 0, got {gamma}")
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ConfigError(f"loss.label_smoothing must be in [0, 1), got {label_smoothing}")
+        check_value("loss.gamma", gamma, "number", 0)
+        check_value("loss.label_smoothing", label_smoothing, "number", 0, ("open", 1))
         self.gamma, self.label_smoothing = gamma, label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,15 @@
 """torchmetrics for one stage: the competition's macro-F1, accuracy, per-class F1, per-task
-macro-F1 (mask / gender / age decoded from the 18-class prediction) and the confusion matrix."""
+macro-F1 (mask / gender / age decoded from the 18-class prediction) and the confusion matrix.
+
+``StageMetrics`` accumulates them batch by batch in training and validation; ``score`` computes
+the same figures, with the same objects, for whole arrays (submissions, out-of-fold sweeps).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
@@ -60,3 +67,15 @@ class StageMetrics(nn.Module):
         self.summary.reset()
         for m in [*self.tasks.values(), *self.detail.values()]:
             m.reset()
+
+
+def score(pred: Any, truth: Any, detail: bool = False) -> dict[str, Any]:
+    """Macro-F1 (the competition metric), accuracy and per-task macro-F1 of class-id arrays;
+    with ``detail``, also ``f1_per_class`` and ``confusion_matrix`` (truth rows, prediction
+    columns)."""
+    metrics = StageMetrics("", detail=detail)
+    metrics.update(torch.tensor(np.asarray(pred)), torch.tensor(np.asarray(truth)))
+    out: dict[str, Any] = {k: float(v) for k, v in metrics.logged().items()}
+    if detail:
+        out.update(metrics.details())
+    return out

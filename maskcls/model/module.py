@@ -29,6 +29,16 @@ def create_backbone(name: str, pretrained: bool = False, num_classes: int = labe
     return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
 
 
+def check_schedule(scheduler: Mapping[str, Any] | None) -> None:
+    """``conf/scheduler`` settings that cannot work together: a linear warm-up is chained
+    before an epoch-stepped schedule, which ReduceLROnPlateau (stepped on a metric) is not."""
+    sched = (scheduler or {}).get("scheduler")
+    if (scheduler or {}).get("warmup_epochs") and \
+            getattr(sched, "func", sched) is ReduceLROnPlateau:
+        raise ConfigError("scheduler.warmup_epochs is not supported with scheduler=plateau; set "
+                          "scheduler.warmup_epochs=0")
+
+
 class MaskClassifier(pl.LightningModule):
     """Args:
         backbone: timm model name (``resnet18``, ``densenet161``, ``efficientnet_b0`` ...).
@@ -59,6 +69,7 @@ class MaskClassifier(pl.LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         self.criterion = loss if loss is not None else nn.CrossEntropyLoss()
         self.optimizer_factory = optimizer
+        check_schedule(scheduler)
         self.scheduler_cfg = scheduler
         self.train_metrics = StageMetrics("train/", num_classes, detail=False)
         self.val_metrics = StageMetrics("val/", num_classes)
@@ -72,8 +83,8 @@ class MaskClassifier(pl.LightningModule):
         return self.net(x)
 
     # ---------------------------------------------------------------------------- steps
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
-        x, y = batch
+    def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
+        x, y, _index = batch
         logits = self(x)
         loss = self.criterion(logits, y)
         self.train_metrics.update(logits.argmax(1), y)
@@ -85,13 +96,13 @@ class MaskClassifier(pl.LightningModule):
         self.log_dict(self.train_metrics.logged(), sync_dist=False)
         self.train_metrics.reset()
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
-        x, y = batch
+    def validation_step(self, batch: tuple[torch.Tensor, ...], _: int) -> None:
+        x, y, index = batch
         logits = self(x)
         self.log("val/loss", self.criterion(logits, y), on_epoch=True, sync_dist=True,
                  batch_size=len(y))
         self.val_metrics.update(logits.argmax(1), y)
-        self._val_outputs.append((logits.float().softmax(1).cpu(), y.cpu()))
+        self._val_outputs.append((logits.float().softmax(1), y, index))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # which epoch's weights were loaded (the run's final validation loads best.ckpt)
@@ -104,34 +115,30 @@ class MaskClassifier(pl.LightningModule):
         details = self.val_metrics.details()
         self.val_metrics.reset()
         if self._val_outputs:
-            probs, targets = (torch.cat(t) for t in zip(*self._val_outputs, strict=True))
-            if self.trainer.world_size > 1:
-                probs, targets = self._gather_in_order(probs, targets)
-            details.update(probs=probs, targets=targets)
+            probs, targets, index = (torch.cat(t) for t in zip(*self._val_outputs, strict=True))
+            probs, targets = self._in_dataset_order(probs, targets, index)
+            details.update(probs=probs.cpu(), targets=targets.cpu())
         self._val_outputs.clear()
         details.update({k: float(v) for k, v in logged.items()})
         self.val_details = details
 
-    def _gather_in_order(self, probs: torch.Tensor, targets: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All ranks' validation outputs in dataset order. The unrepeated distributed sampler
-        gives rank r the items r, r + W, r + 2W, ...; ranks differ in length by at most one."""
-        world = self.trainer.world_size
-        n = torch.tensor([len(targets)], device=self.device)
-        counts = self.all_gather(n).reshape(world).tolist()
-        width = max(counts)
-        pad = width - len(targets)
-        probs_p = torch.cat([probs, probs.new_zeros(pad, probs.shape[1])]).to(self.device)
-        targets_p = torch.cat([targets, targets.new_full((pad,), -1)]).to(self.device)
-        all_probs = self.all_gather(probs_p).reshape(world, width, -1).cpu()
-        all_targets = self.all_gather(targets_p).reshape(world, width).cpu()
-        order_p, order_t = [], []
-        for i in range(width):  # interleave back: item k sits on rank k % W at position k // W
-            for r in range(world):
-                if i < counts[r]:
-                    order_p.append(all_probs[r, i])
-                    order_t.append(all_targets[r, i])
-        return torch.stack(order_p), torch.stack(order_t)
+    def _in_dataset_order(self, probs: torch.Tensor, targets: torch.Tensor,
+                          index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every process's validation outputs, sorted by dataset index (each image is on
+        exactly one rank; ranks may hold one item more or less, so pad to gather)."""
+        if self.trainer.world_size > 1:
+            n = len(index)
+            width = int(self.all_gather(torch.tensor(n, device=self.device)).max())
+            pad = width - n
+            probs = torch.cat([probs, probs.new_zeros(pad, probs.shape[1])])
+            targets = torch.cat([targets, targets.new_zeros(pad)])
+            index = torch.cat([index, index.new_full((pad,), -1)])
+            probs, targets, index = (self.all_gather(t).flatten(0, 1)
+                                     for t in (probs, targets, index))
+            keep = index >= 0
+            probs, targets, index = probs[keep], targets[keep], index[keep]
+        order = torch.argsort(index)
+        return probs[order], targets[order]
 
     # ------------------------------------------------------------------------ optimiser
     def configure_optimizers(self) -> Any:
@@ -144,9 +151,6 @@ class MaskClassifier(pl.LightningModule):
         warmup = int(self.scheduler_cfg.get("warmup_epochs") or 0)
         monitor = self.scheduler_cfg.get("monitor")
         if isinstance(sched, ReduceLROnPlateau):
-            if warmup:
-                raise ConfigError("scheduler.warmup_epochs is not supported with scheduler=plateau;"
-                                 " set scheduler.warmup_epochs=0")
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch",
                                                        "monitor": monitor or "val/f1"}}
         if warmup:

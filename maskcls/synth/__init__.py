@@ -140,7 +140,7 @@ def _generate_into(root: Path, cfg: SynthConfig, workers: int | None) -> None:
 
     eval_dir = root / "eval" / "images"
     eval_dir.mkdir(parents=True)
-    names = iter(_eval_name(cfg.seed, i) for i in range(7 * cfg.eval_persons))
+    names = iter(_eval_name(cfg.seed, i) for i in range(labels.SHOTS_PER_PERSON * cfg.eval_persons))
     for p in eval_people:
         jobs.append((p, eval_dir, cfg, [next(names) for _ in labels.IMAGE_STEMS],
                      [".jpg"] * len(labels.IMAGE_STEMS)))

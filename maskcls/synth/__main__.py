@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from maskcls import labels
 from maskcls.synth import SynthConfig, generate
 
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         out = generate(a.out, cfg, workers=a.workers)
     except (FileExistsError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    n = 7 * (cfg.persons + cfg.eval_persons)
+    n = labels.SHOTS_PER_PERSON * (cfg.persons + cfg.eval_persons)
     dt = time.perf_counter() - t0
     print(f"wrote {n} images ({cfg.persons} train + {cfg.eval_persons} eval people) to {out} "
           f"in {dt:.1f}s ({n / dt:.0f} images/s)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
+from maskcls import labels
 from maskcls.synth.population import Person
 
 SKIN_TONES = np.array([[255, 224, 196], [241, 194, 161], [224, 172, 135], [198, 143, 104],
@@ -42,7 +43,7 @@ class PersonLook:
 
     def __init__(self, person: Person, difficulty: float) -> None:
         rng = np.random.default_rng(person.seed)
-        female = person.gender == "female"
+        female = labels.gender_code(person.gender) == labels.FEMALE
         flip = 0.05 * difficulty  # share of people whose hair goes against the usual
         self.long_hair = (rng.random() > flip) if female else (rng.random() < flip)
         self.beard = (not female) and rng.random() < 0.35
@@ -128,7 +129,7 @@ def render(look: PersonLook, mask: int, rng: np.random.Generator, width: int, he
     # The mask.
     if mask != 2:
         colour = MASK_COLOURS[rng.integers(len(MASK_COLOURS))]
-        if mask == 0:  # over nose and mouth
+        if mask == labels.WEAR:  # over nose and mouth
             y0 = cy + rng.uniform(-0.04, 0.02) * fh
         elif rng.random() < 0.5:  # below the nose
             y0 = cy + rng.uniform(0.15, 0.2) * fh

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from maskcls import labels
+
 AGES = np.arange(18, 61)
 # People per age 18..60 in the real training set.
 REAL_AGE_COUNTS = {
@@ -40,7 +42,7 @@ def sample_people(n: int, rng: np.random.Generator, difficulty: float, first_id:
     With ``id_quirks`` about 1.5% of ids carry a ``-1`` suffix and one id is used by two
     folders, as in the real tree.
     """
-    joint = np.array([REAL_AGE_COUNTS["male"], REAL_AGE_COUNTS["female"]], dtype=float)
+    joint = np.array([REAL_AGE_COUNTS[g] for g in labels.GENDER_NAMES], dtype=float)
     flat = rng.choice(joint.size, size=n, p=(joint / joint.sum()).ravel())
     genders, age_idx = np.divmod(flat, len(AGES))
     ids = first_id + np.arange(n) + rng.integers(0, 3, size=n).cumsum()  # gappy, like the real ids
@@ -54,7 +56,7 @@ def sample_people(n: int, rng: np.random.Generator, difficulty: float, first_id:
         pid = f"{ids[i]:06d}"
         if id_quirks and i > 0 and rng.random() < 0.015:
             pid = f"{ids[i - 1]:06d}-1"  # a second person filed under a neighbour's id
-        people.append(Person(pid, ("male", "female")[genders[i]], "Asian", age,
+        people.append(Person(pid, labels.GENDER_NAMES[genders[i]], "Asian", age,
                              float(apparent), int(rng.integers(2**31))))
     if id_quirks:
         # One id in two folders (the real 003397 is filed at ages 19 and 20): a person gets the

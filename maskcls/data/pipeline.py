@@ -1,0 +1,101 @@
+"""The evaluation pipeline: how a photo becomes the model's input, augmentation aside.
+
+decode (``read_rgb``) -> optional centre (face) crop -> resize to ``image_size`` -> uint8
+pixels (cacheable) -> normalise with ``mean`` / ``std`` on the batch (``BatchTransform``).
+
+One ``Pipeline`` object owns these settings. The datamodule builds it from the config, the
+caches key their files by it, every checkpoint records it (``to_state``), and prediction
+rebuilds it from there (``from_state``), so training and prediction read an image the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torchvision.transforms import v2
+
+from maskcls.data.batch_transforms import BatchTransform
+from maskcls.data.dataset import read_rgb
+from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD, FractionCenterCrop
+from maskcls.errors import ConfigError
+
+
+def check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
+    """``[H, W]`` of two positive integers, else an error naming ``data.image_size``."""
+    ok = (isinstance(image_size, Sequence) and not isinstance(image_size, str)
+          and len(image_size) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size))
+    if not ok:
+        raise ConfigError(
+            f"data.image_size must be two positive integers [height, width], got {image_size!r}; "
+            "e.g. data.image_size=[128,96]"
+        )
+    return int(image_size[0]), int(image_size[1])
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """``image_size`` ``(H, W)``; ``center_crop`` the ``(h, w)`` fractions kept before resizing;
+    ``mean`` / ``std`` of the normalisation."""
+
+    image_size: tuple[int, int]
+    center_crop: tuple[float, float] | None = None
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_size", check_image_size(self.image_size))
+        if self.center_crop:
+            crop = FractionCenterCrop(self.center_crop)  # checks the fractions
+            object.__setattr__(self, "center_crop", crop.fraction)
+        else:
+            object.__setattr__(self, "center_crop", None)
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        BatchTransform(None, self.mean, self.std)  # checks the normalisation
+        resize = [v2.Resize(self.image_size, antialias=True)]
+        crop = [FractionCenterCrop(self.center_crop)] if self.center_crop else []
+        object.__setattr__(self, "_resize", v2.Compose(crop + resize))
+
+    # ---------------------------------------------------------------- per image (cacheable)
+    @property
+    def decode_size(self) -> tuple[int, int]:
+        """The smallest source size that still crops and resizes down (JPEGs are decoded at
+        the smallest DCT scale that covers it, see ``read_rgb``)."""
+        fh, fw = self.center_crop or (1.0, 1.0)
+        return math.ceil(self.image_size[0] / fh), math.ceil(self.image_size[1] / fw)
+
+    def resize(self, image: torch.Tensor) -> torch.Tensor:
+        """A decoded uint8 image -> cropped and resized uint8 pixels."""
+        return self._resize(image)
+
+    def read(self, path: str) -> torch.Tensor:
+        """The uint8 pixels of one file, as the model's input before normalisation."""
+        return self.resize(read_rgb(path, self.decode_size))
+
+    @property
+    def pixels_key(self) -> str:
+        """What the uint8 pixels depend on (the caches' key; normalisation is not part of it)."""
+        return f"{self.image_size[0]}x{self.image_size[1]}|crop={self.center_crop}"
+
+    # --------------------------------------------------------------------- per batch
+    def normaliser(self) -> BatchTransform:
+        return BatchTransform(None, self.mean, self.std)
+
+    def with_normalisation(self, mean: Sequence[float], std: Sequence[float]) -> Pipeline:
+        return replace(self, mean=tuple(mean), std=tuple(std))
+
+    # ------------------------------------------------------------------ checkpoints
+    def to_state(self) -> dict[str, Any]:
+        return {"image_size": list(self.image_size),
+                "center_crop": list(self.center_crop) if self.center_crop else None,
+                "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Pipeline:
+        return cls(tuple(state["image_size"]), state.get("center_crop"),
+                   tuple(state["mean"]), tuple(state["std"]))
