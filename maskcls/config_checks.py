@@ -59,7 +59,8 @@ def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix[:-1], node
 
 
-def _fmt(bound: Any) -> tuple[float, bool]:
+def _bound(bound: Any) -> tuple[float, bool]:
+    """(value, closed) of a bound written ``v`` (closed) or ``("open", v)``."""
     if isinstance(bound, tuple):
         return bound[1], False
     return bound, True
@@ -73,8 +74,8 @@ def check_value(key: str, value: Any, kind: str, low: Any = None, high: Any = No
         return
     types = (int,) if kind == "int" else (int, float)
     what = "an integer" if kind == "int" else "a number"
-    lo, lo_closed = _fmt(low) if low is not None else (-math.inf, True)
-    hi, hi_closed = _fmt(high) if high is not None else (math.inf, True)
+    lo, lo_closed = _bound(low) if low is not None else (-math.inf, True)
+    hi, hi_closed = _bound(high) if high is not None else (math.inf, True)
     ok = isinstance(value, types) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value >= lo if lo_closed else value > lo)
     ok = ok and (value <= hi if hi_closed else value < hi)
@@ -159,6 +160,5 @@ def check_accelerator(accelerator: Any, devices: Any = 1, key: str = "trainer.ac
                               "GPU(s) are visible")
     elif accelerator == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"{key}=mps but the Apple GPU (MPS) is not available; use {key}=auto")
-    elif accelerator not in ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu", None) \
-            and not isinstance(accelerator, str):
+    elif not isinstance(accelerator, str):
         raise ConfigError(f"{key} must be auto, cpu or gpu, got {accelerator!r}")

@@ -47,9 +47,10 @@ def _build(node: Any, **kwargs: Any) -> Any:
         raise
 
 
-def check_config(cfg: DictConfig) -> MaskDataModule:
+def check_config(cfg: DictConfig) -> tuple[MaskDataModule, int | None]:
     """Catch configuration mistakes before any data is read or model is built. Returns the
-    datamodule, constructed (its settings checked) but not set up: no data read yet."""
+    datamodule, constructed (its settings checked) but not set up, and the global step of
+    ``ckpt_path`` (None without one): the checkpoint is read once, here."""
     check_values(cfg)
     check_accelerator(cfg.trainer.get("accelerator"), cfg.trainer.get("devices", 1))
     name = cfg.model.backbone
@@ -62,13 +63,15 @@ def check_config(cfg: DictConfig) -> MaskDataModule:
     _build(cfg.loss, class_counts=[1] * labels.NUM_CLASSES)
     check_schedule(instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None)
     _check_data_root(cfg)
-    if cfg.get("ckpt_path"):
-        done = int(check_resumable(cfg.ckpt_path)["epoch"]) + 1
-        if cfg.trainer.max_epochs < done:
-            raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs}, but {cfg.ckpt_path} "
-                              f"has already trained {done} epoch(s); give trainer.max_epochs "
-                              f">= {done}")
-    return dm
+    if not cfg.get("ckpt_path"):
+        return dm, None
+    ckpt = check_resumable(cfg.ckpt_path)
+    done = int(ckpt["epoch"]) + 1
+    if cfg.trainer.max_epochs < done:
+        raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs}, but {cfg.ckpt_path} "
+                          f"has already trained {done} epoch(s); give trainer.max_epochs "
+                          f">= {done}")
+    return dm, int(ckpt["global_step"])
 
 
 def _check_data_root(cfg: DictConfig) -> None:
@@ -204,17 +207,19 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> float
     ``extra_callbacks`` join the configured ones (benchmarks and tests use it)."""
     started = time.perf_counter()
     out = Path(cfg.paths.output_dir)
-    dm = check_config(cfg)
+    dm, resume_step = check_config(cfg)
     resuming = _resumes_in(cfg, out)
     with ExitStack() as held:
         if _is_main_process():
             lock = claim_run_folder(out, OmegaConf.to_yaml(cfg, resolve=True), resuming)
             held.callback(lock.release)
-        return _fit_and_report(cfg, dm, out, started, extra_callbacks)
+        return _fit_and_report(cfg, dm, out, started, extra_callbacks,
+                               resume_step if resuming else None)
 
 
 def _fit_and_report(cfg: DictConfig, dm: MaskDataModule, out: Path, started: float,
-                    extra_callbacks: Sequence[pl.Callback]) -> float:
+                    extra_callbacks: Sequence[pl.Callback], resume_step: int | None) -> float:
+    """``resume_step``: the global step of ``last.ckpt`` when resuming in ``out``."""
     pl.seed_everything(cfg.seed, workers=True)
 
     dm, model = build(cfg, dm)
@@ -225,7 +230,7 @@ def _fit_and_report(cfg: DictConfig, dm: MaskDataModule, out: Path, started: flo
                                       plugins=[SafeCheckpointIO()])
 
     ckpt_path = cfg.get("ckpt_path")
-    earlier = _earlier_metrics(out, ckpt_path) if _resumes_in(cfg, out) else None
+    earlier = _earlier_metrics(out, resume_step) if resume_step is not None else None
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - t0
@@ -262,9 +267,9 @@ def _is_main_process() -> bool:
     return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
 
 
-# What Hydra itself writes into a run folder before the run starts, and the run's lock.
-HYDRA_FILES = (".hydra", "train.log", "train.py.log")
-RUN_LOCK = ".run.lock"
+# Hydra's own record of a run (written before the run starts; its log ends in .log) and the
+# run's lock: a folder holding only these is still free.
+HYDRA_DIR, RUN_LOCK = ".hydra", ".run.lock"
 
 
 def claim_run_folder(out: Path, config_yaml: str, resuming: bool) -> FileLock:
@@ -294,7 +299,7 @@ def _claim(out: Path, config_yaml: str, resuming: bool) -> None:
         atomic.write_text(out / "config.yaml", config_yaml)
         return
     others = sorted(p.name for p in out.iterdir()
-                    if p.name not in (*HYDRA_FILES, RUN_LOCK) and not p.name.endswith(".log"))
+                    if p.name not in (HYDRA_DIR, RUN_LOCK) and not p.name.endswith(".log"))
     if others:
         raise RunFolderError(
             f"run folder {out} already holds another run's files ({', '.join(others[:5])}); "
@@ -307,13 +312,13 @@ def _claim(out: Path, config_yaml: str, resuming: bool) -> None:
                              "time; start this one again (it gets a new folder)") from None
 
 
-def _earlier_metrics(out: Path, ckpt_path: str | None) -> tuple[pd.DataFrame, int] | None:
-    """Before resuming in the same folder: the logged rows of the steps the checkpoint holds
-    (Lightning's CSV logger starts metrics.csv afresh). Kept beside it until merged back."""
+def _earlier_metrics(out: Path, done_steps: int) -> tuple[pd.DataFrame, int] | None:
+    """Before resuming in the same folder: the logged rows of the ``done_steps`` steps the
+    checkpoint holds (Lightning's CSV logger starts metrics.csv afresh). Kept beside it until
+    merged back."""
     metrics_csv = out / "metrics.csv"
-    if not ckpt_path or not metrics_csv.exists():
+    if not metrics_csv.exists():
         return None
-    done_steps = int(check_resumable(ckpt_path)["global_step"])
     rows = _read_csv_text(metrics_csv)
     # every row has a step (learning-rate rows have no epoch); the rows logged at the
     # checkpoint's last step belong to the epoch that ended there

@@ -42,6 +42,17 @@ _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114],
 _CPU_SLICE_BYTES = 4 << 20
 
 
+def check_normalisation(mean: Sequence[float], std: Sequence[float]
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three means and three positive stds, as float64 tensors."""
+    mean_t = torch.tensor([float(v) for v in mean], dtype=torch.float64)
+    std_t = torch.tensor([float(v) for v in std], dtype=torch.float64)
+    if mean_t.shape != (3,) or std_t.shape != (3,) or bool((std_t <= 0).any()):
+        raise ConfigError(f"data.normalize needs three means and three positive stds, got "
+                          f"mean={list(mean)} std={list(std)}")
+    return mean_t, std_t
+
+
 class BatchTransform(nn.Module):
     """uint8 ``(B, 3, H, W)`` -> normalised float32, augmented per image when ``augment`` is set.
 
@@ -52,11 +63,7 @@ class BatchTransform(nn.Module):
                  std: Sequence[float]) -> None:
         super().__init__()
         self.cfg = augment if augment is not None else AugmentConfig(rotation=0, hflip=0)
-        mean_t = torch.tensor([float(v) for v in mean], dtype=torch.float64)
-        std_t = torch.tensor([float(v) for v in std], dtype=torch.float64)
-        if mean_t.shape != (3,) or std_t.shape != (3,) or bool((std_t <= 0).any()):
-            raise ConfigError(f"data.normalize needs three means and three positive stds, got "
-                              f"mean={list(mean)} std={list(std)}")
+        mean_t, std_t = check_normalisation(mean, std)
         self.mean, self.std = mean_t, std_t
         # Normalised values of pixels 0 and 255: the clamp bounds after the colour ops.
         self.register_buffer("low", (-mean_t / std_t).float().view(1, 3, 1, 1), persistent=False)

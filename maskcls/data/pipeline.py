@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from maskcls.data.batch_transforms import BatchTransform
+from maskcls.data.batch_transforms import BatchTransform, check_normalisation
 from maskcls.data.dataset import read_rgb
 from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD, FractionCenterCrop
 from maskcls.errors import ConfigError
@@ -49,17 +49,13 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", check_image_size(self.image_size))
-        if self.center_crop:
-            crop = FractionCenterCrop(self.center_crop)  # checks the fractions
-            object.__setattr__(self, "center_crop", crop.fraction)
-        else:
-            object.__setattr__(self, "center_crop", None)
+        crop = [FractionCenterCrop(self.center_crop)] if self.center_crop else []  # checked
+        object.__setattr__(self, "center_crop", crop[0].fraction if crop else None)
+        check_normalisation(self.mean, self.std)
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-        BatchTransform(None, self.mean, self.std)  # checks the normalisation
-        resize = [v2.Resize(self.image_size, antialias=True)]
-        crop = [FractionCenterCrop(self.center_crop)] if self.center_crop else []
-        object.__setattr__(self, "_resize", v2.Compose(crop + resize))
+        resize = v2.Resize(self.image_size, antialias=True)
+        object.__setattr__(self, "_resize", v2.Compose([*crop, resize]))
 
     # ---------------------------------------------------------------- per image (cacheable)
     @property
