@@ -24,17 +24,19 @@ def main(cfg: DictConfig) -> None:
         check_values(cfg)
         check_accelerator(cfg.accelerator, key="accelerator")
         res = predict(str(cfg.ckpt), cfg.data.root, cfg.output, cfg.tta, cfg.save_probs,
-                      cfg.batch_size, cfg.num_workers, cfg.accelerator)
+                      cfg.batch_size, cfg.num_workers, cfg.accelerator, cfg.calibrate)
     except MaskclsError as e:
         raise SystemExit(f"error: {e}") from None
     print(f"wrote {res['submission']} ({res['rows']} rows, {res['members']} model(s)"
-          f"{', tta' if cfg.tta else ''})")
+          f"{', tta' if cfg.tta else ''}{', calibrated' if cfg.calibrate else ''})")
     if "probs" in res:
         print(f"wrote {res['probs']}")
     if "score" in res:
         s = res["score"]
         print(f"score against eval/answers.csv: macro-F1 {s['f1']:.4f}  accuracy {s['acc']:.4f}  "
               f"F1 mask {s['f1_mask']:.3f}  gender {s['f1_gender']:.3f}  age {s['f1_age']:.3f}")
+    if "uncalibrated_score" in res:
+        print(f"  without calibration: macro-F1 {res['uncalibrated_score']['f1']:.4f}")
     if "member_scores" in res:
         f1s = [m["f1"] for m in res["member_scores"]]
         print("members' macro-F1: " + ", ".join(f"{v:.4f}" for v in f1s)

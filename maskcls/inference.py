@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-from maskcls import atomic, labels
+from maskcls import atomic, calibration, labels
 from maskcls.checkpoints import load_checkpoint
 from maskcls.data import catalog as cat
 from maskcls.data.batch_transforms import BatchTransform
@@ -80,15 +80,18 @@ def load_model(ckpt: dict[str, Any], path: Path) -> MaskClassifier:
         raise CheckpointError(f"{path}: no backbone in the checkpoint's hyper-parameters; was it "
                               "written by maskcls?")
     n = int(hp.get("num_classes", labels.NUM_CLASSES))
-    head = [v for k, v in ckpt["state_dict"].items() if k.endswith(".weight") and v.ndim == 2]
-    if n != labels.NUM_CLASSES or (head and head[-1].shape[0] != labels.NUM_CLASSES):
-        got = head[-1].shape[0] if head else n
-        raise CheckpointError(f"{path}: the model predicts {got} classes, the competition has "
+    head = hp.get("head", "single")  # checkpoints record their head: no flag needed here
+    if n != labels.NUM_CLASSES:
+        raise CheckpointError(f"{path}: the model predicts {n} classes, the competition has "
                               f"{labels.NUM_CLASSES}")
-    model = MaskClassifier(backbone=hp["backbone"], pretrained=False,
+    model = MaskClassifier(backbone=hp["backbone"], pretrained=False, head=head,
                            drop_rate=hp.get("drop_rate", 0.0),
                            channels_last=hp.get("channels_last", False))
-    model.load_state_dict(ckpt["state_dict"], strict=True)
+    try:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: its weights do not fit a {hp['backbone']} with a "
+                              f"{head} head ({str(e).splitlines()[0][:200]})") from None
     return model.eval()
 
 
@@ -164,6 +167,17 @@ def predict_probs(members: Sequence[Member], data_root: str | os.PathLike, tta: 
     return eval_df, out
 
 
+def _member_offsets(members: Sequence[Member]) -> dict[str, list[float]]:
+    """Every member's calibration offsets (checked before predicting), averaged."""
+    parts = []
+    for m in members:
+        if m.run_dir is None:
+            raise CheckpointError(f"calibrate=true: {m.ckpt} is not inside a run folder, so its "
+                                  "calibration.json is unknown; give the run folder as ckpt=")
+        parts.append(calibration.load(m.run_dir))
+    return calibration.mean_offsets(parts)
+
+
 def check_output(path: Path, inputs: Sequence[Path], data_root: Path) -> None:
     """``output=`` must be a new or earlier CSV in a writable folder: never a folder, a
     checkpoint, a config, or any file prediction reads (nothing under the data root's
@@ -190,10 +204,13 @@ def check_output(path: Path, inputs: Sequence[Path], data_root: Path) -> None:
 
 def predict(ckpt: str, data_root: str | None = None, output: str | None = None,
             tta: bool = False, save_probs: bool = False, batch_size: int = 128,
-            num_workers: int = 2, accelerator: str = "auto") -> dict[str, Any]:
+            num_workers: int = 2, accelerator: str = "auto", calibrate: bool = False
+            ) -> dict[str, Any]:
     """Write ``submission.csv`` (and optionally the probabilities); returns what was done,
-    with scores when ``eval/answers.csv`` exists."""
+    with scores when ``eval/answers.csv`` exists. ``calibrate`` applies the decision offsets
+    of each member's run (``calibration.json``; an ensemble uses their mean)."""
     members, folder = find_checkpoints(ckpt)
+    offsets = _member_offsets(members) if calibrate else None
     if data_root is None:
         roots = {trained_data_root(m) for m in members} - {None}
         if len(roots) != 1:
@@ -208,6 +225,9 @@ def predict(ckpt: str, data_root: str | None = None, output: str | None = None,
         check_output(target, inputs, Path(data_root).expanduser())
     eval_df, probs = predict_probs(members, data_root, tta, batch_size, num_workers, accelerator)
     mean = np.mean(probs, axis=0)
+    raw_pred = mean.argmax(1)
+    if offsets is not None:
+        mean = calibration.apply(mean, offsets)
     sub = pd.DataFrame({"ImageID": eval_df["ImageID"], "ans": mean.argmax(1)})
     atomic.write_csv(sub, out)
     result: dict[str, Any] = {"submission": out, "rows": len(sub), "members": len(members)}
@@ -224,6 +244,8 @@ def predict(ckpt: str, data_root: str | None = None, output: str | None = None,
         if not np.isnan(truth.astype(float)).any():
             truth = truth.astype(np.int64)
             result["score"] = score(sub["ans"].to_numpy(), truth)
+            if offsets is not None:
+                result["uncalibrated_score"] = score(raw_pred, truth)
             if len(members) > 1:
                 result["member_scores"] = [score(p.argmax(1), truth) for p in probs]
     return result

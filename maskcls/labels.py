@@ -96,3 +96,21 @@ def class_name(label: int) -> str:
 
 
 CLASS_NAMES = tuple(class_name(i) for i in range(NUM_CLASSES))
+
+
+TASK_SHAPE = tuple(len(names) for names in TASKS.values())  # (3, 2, 3): class = 6m + 3g + a
+
+
+def task_marginals(probs: Any) -> tuple[Any, Any, Any]:
+    """(..., 18) class probabilities (or counts) -> their (mask, gender, age) marginals."""
+    joint = probs.reshape(*probs.shape[:-1], *TASK_SHAPE)
+    n = joint.ndim
+    return joint.sum((n - 2, n - 1)), joint.sum((n - 3, n - 1)), joint.sum((n - 3, n - 2))
+
+
+def joint_log_probs(mask: Any, gender: Any, age: Any) -> Any:
+    """Per-task log-probabilities (..., 3), (..., 2), (..., 3) -> (..., 18) log-probabilities
+    of the classes, the tasks taken as independent: softmax of the result is the product of the
+    three softmaxes, and its arg-max decodes to the three arg-maxes."""
+    joint = mask[..., :, None, None] + gender[..., None, :, None] + age[..., None, None, :]
+    return joint.reshape(*joint.shape[:-3], NUM_CLASSES)

@@ -25,12 +25,19 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from maskcls import atomic, labels
+from maskcls import atomic, calibration, labels
 from maskcls.checkpoints import SafeCheckpointIO, check_resumable
 from maskcls.config_checks import check_accelerator, check_values
 from maskcls.data.datamodule import MaskDataModule
 from maskcls.errors import ConfigError, RunFolderError
-from maskcls.model.module import MaskClassifier, check_schedule, create_backbone
+from maskcls.model.losses import TaskLoss
+from maskcls.model.module import (
+    MaskClassifier,
+    check_head,
+    check_pretrained_file,
+    check_schedule,
+    create_backbone,
+)
 from maskcls.plots import confusion_matrix_png
 
 log = logging.getLogger(__name__)
@@ -60,7 +67,11 @@ def check_config(cfg: DictConfig) -> tuple[MaskDataModule, int | None]:
     # sampling, cache, normalisation). The loss is built for real once the class counts are
     # known; this trial build checks its parameters now.
     dm: MaskDataModule = _build(cfg.data, _convert_="all")
-    _build(cfg.loss, class_counts=[1] * labels.NUM_CLASSES)
+    check_head(cfg.model.get("head", "single"))
+    if cfg.model.get("pretrained_file"):
+        check_pretrained_file(cfg.model.pretrained_file)
+    build_loss(cfg, [1] * labels.NUM_CLASSES)
+    build_callbacks(cfg)  # their own checks (e.g. the EMA decay); they hold no data yet
     check_schedule(instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None)
     _check_data_root(cfg)
     if not cfg.get("ckpt_path"):
@@ -98,12 +109,28 @@ def build(cfg: DictConfig, dm: MaskDataModule | None = None
     dm = dm if dm is not None else _build(cfg.data, _convert_="all")
     dm.prepare_data()
     dm.setup("fit")
-    loss = _build(cfg.loss, class_counts=dm.class_counts)
+    loss = build_loss(cfg, dm.class_counts)
     model: MaskClassifier = _build(
         cfg.model, loss=loss, optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler, _convert_="all"))
     _check_input_size(model, dm.pipeline.image_size)
     return dm, model
+
+
+def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    return [_build(c) for c in (cfg.get("callbacks") or {}).values()]
+
+
+def build_loss(cfg: DictConfig, class_counts: list[int]) -> torch.nn.Module:
+    """``conf/loss`` for the configured head: one 18-class loss, or one per task."""
+    def make(counts: list[int]) -> torch.nn.Module:
+        return _build(cfg.loss, class_counts=counts)
+
+    if cfg.model.get("head", "single") == "multi":
+        weights = cfg.model.get("task_weights")
+        return TaskLoss(make, class_counts,
+                        OmegaConf.to_container(weights) if weights is not None else None)
+    return make(class_counts)
 
 
 def _check_input_size(model: MaskClassifier, image_size: tuple[int, int]) -> None:
@@ -223,8 +250,7 @@ def _fit_and_report(cfg: DictConfig, dm: MaskDataModule, out: Path, started: flo
     pl.seed_everything(cfg.seed, workers=True)
 
     dm, model = build(cfg, dm)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    callbacks += list(extra_callbacks)
+    callbacks = build_callbacks(cfg) + list(extra_callbacks)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
                                       plugins=[SafeCheckpointIO()])
@@ -375,6 +401,10 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
             prob_cols = pd.DataFrame(probs, columns=[f"prob_{c}" for c in range(probs.shape[1])])
             atomic.write_csv(pd.concat([val, prob_cols], axis=1), out / "val_predictions.csv",
                              float_format="%.6f")
+            fitted = calibration.fit(probs, details["targets"].numpy())
+            calibration.save(fitted, out)
+            metrics["calibration"] = {k: fitted[k] for k in ("f1_before", "f1_after")}
+            atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
         else:  # fast_dev_run or limit_val_batches: rows cannot be matched to images
             log.warning("val_predictions.csv not written: validation saw %d of the %d "
                         "validation images (trainer.limit_val_batches or fast_dev_run)",
@@ -383,7 +413,7 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
 
 
 RUN_FILES = ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.json", "metrics.csv",
-             "confusion_matrix.png", "val_predictions.csv", "config.yaml")
+             "confusion_matrix.png", "val_predictions.csv", "calibration.json", "config.yaml")
 
 
 def print_summary(out: Path, metrics: dict[str, Any]) -> None:
@@ -399,6 +429,9 @@ def print_summary(out: Path, metrics: dict[str, Any]) -> None:
         f"val macro-F1 {v['f1']:.4f}   accuracy {v['acc']:.4f}   "
         f"F1 mask {v['f1_mask']:.3f}  gender {v['f1_gender']:.3f}  age {v['f1_age']:.3f}",
         "weakest classes: " + ", ".join(f"{k} {s:.2f}" for k, s in worst),
+        *([f"with calibration.json offsets (fitted on these images): val macro-F1 "
+           f"{metrics['calibration']['f1_after']:.4f}; predict.py calibrate=true applies them"]
+          if "calibration" in metrics else []),
         f"run folder: {out}",
         "  " + ", ".join(name for name in RUN_FILES if (out / name).exists()),
         "=" * 72,

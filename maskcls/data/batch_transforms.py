@@ -5,7 +5,8 @@ reaches the training device (the datamodule's ``on_after_batch_transfer``). On a
 then only indexes the cache; on a CPU each op is one vectorised call per batch instead of a
 chain of small calls per image. Every image still draws its own parameters:
 
-* rotation and horizontal flip: one bilinear affine resampling, corners filled with 0;
+* rotation, horizontal flip, zoom and shift: one bilinear affine resampling, uncovered
+  pixels filled with 0;
 * brightness, contrast, saturation, hue and the normalisation: folded into one 3x3 colour
   matrix and offset per image, clamped once to the valid pixel range. torchvision's
   ``ColorJitter`` clamps after each op and shuffles their order per image; here the order is
@@ -117,6 +118,14 @@ class BatchTransform(nn.Module):
             params["sharpen"] = torch.rand(n) < c.sharpness
         if c.erasing:
             params["erase"] = erasing_boxes(n, h, w, c.erasing)
+        # drawn last, so switching them on leaves every other op's draws as they were
+        if c.scale or c.translate:
+            params["zoom"] = uniform(-math.log1p(c.scale), math.log1p(c.scale)).exp()
+            params["shift"] = torch.stack([uniform(-c.translate, c.translate),
+                                           uniform(-c.translate, c.translate)], 1)
+            if "angle" not in params:
+                params["angle"] = torch.zeros(n, dtype=torch.float64)
+                params["flip"] = torch.zeros(n, dtype=torch.bool)
         return params
 
     # ------------------------------------------------------------------------------ stages
@@ -124,7 +133,8 @@ class BatchTransform(nn.Module):
         n, _, h, w = x.shape
         pixels = x  # uint8, or float 0..255 after resampling
         if "angle" in p:
-            pixels = affine_resample(x.float(), p["angle"], p["flip"])
+            pixels = affine_resample(x.float(), p["angle"], p["flip"], p.get("zoom"),
+                                     p.get("shift"))
         if self.colour:
             # float32 sums (MPS has no float64); their rounding is far below one grey level
             sums = pixels.sum((2, 3), dtype=torch.float32).cpu().double()
@@ -176,19 +186,26 @@ def colour_matrix(channel_means: torch.Tensor, brightness: torch.Tensor, contras
     return matrix.float(), offset.float()
 
 
-def affine_resample(x: torch.Tensor, angles: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+def affine_resample(x: torch.Tensor, angles: torch.Tensor, flips: torch.Tensor,
+                    zoom: torch.Tensor | None = None, shift: torch.Tensor | None = None
+                    ) -> torch.Tensor:
     """Rotate each float image by ``angles`` degrees counter-clockwise about its centre
-    (as ``torchvision...rotate``), after mirroring it left-right where ``flips``; bilinear,
-    zero fill, one ``grid_sample`` for the batch."""
+    (as ``torchvision...rotate``), after mirroring it left-right where ``flips``; then magnify
+    it by ``zoom`` and move its content by ``shift`` (x, y fractions of the width and height);
+    bilinear, zero fill, one ``grid_sample`` for the batch."""
     n, _, h, w = x.shape
     a = torch.deg2rad(angles.double())
     sign = 1.0 - 2.0 * flips.double()
     cos, sin = a.cos(), a.sin()
-    zero = torch.zeros_like(a)
+    inv = 1.0 / zoom.double() if zoom is not None else torch.ones_like(a)
+    tx, ty = ((-2.0 * shift.double()).unbind(1) if shift is not None
+              else (torch.zeros_like(a), torch.zeros_like(a)))
     # Output pixel -> input pixel, in grid_sample's [-1, 1] coordinates (x spans w, y spans h):
-    # an inverse rotation in pixel units, then the mirror of the input's x.
-    theta = torch.stack([torch.stack([sign * cos, -sign * sin * h / w, zero], 1),
-                         torch.stack([sin * w / h, cos, zero], 1)], 1)
+    # undo the shift and the zoom, an inverse rotation in pixel units, the mirror of x.
+    theta = torch.stack([torch.stack([sign * cos * inv, -sign * sin * h / w * inv,
+                                      sign * (cos * tx - sin * h / w * ty) * inv], 1),
+                         torch.stack([sin * w / h * inv, cos * inv,
+                                      (sin * w / h * tx + cos * ty) * inv], 1)], 1)
     grid = F.affine_grid(theta.to(x.device, torch.float32), [n, 3, h, w], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 

@@ -24,6 +24,7 @@ from maskcls.data.dataset import (
     ImageReadError,
     unreadable_images,
 )
+from maskcls.data.mixing import MixBatch
 from maskcls.data.pipeline import Pipeline
 from maskcls.data.sampling import TrainSampler, check_sampling_args
 from maskcls.data.splits import check_split_args, holdout_split, kfold_split
@@ -206,14 +207,18 @@ class MaskDataModule(pl.LightningDataModule):
         self.train_transform = BatchTransform(self.augment, self.pipeline.mean,
                                               self.pipeline.std)
         self.eval_transform = self.pipeline.normaliser()
+        self.mix = MixBatch.from_config(self.augment)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Augment (training) or only normalise (validation) the uint8 batch, on the device
-        the model runs on."""
+        """Augment (training: then mixup / cutmix, targets become class probabilities) or
+        only normalise (validation) the uint8 batch, on the device the model runs on."""
         x, y, index = batch
-        training = self.trainer is not None and self.trainer.training
-        tf = self.train_transform if training else self.eval_transform
-        return tf.to(x.device)(x), y, index
+        if self.trainer is None or not self.trainer.training:
+            return self.eval_transform.to(x.device)(x), y, index
+        x = self.train_transform.to(x.device)(x)
+        if self.mix is not None:
+            x, y = self.mix(x, y)
+        return x, y, index
 
     # ------------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:

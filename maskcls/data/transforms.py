@@ -37,13 +37,20 @@ class AugmentConfig:
     sharpness: float = 0.0  # probability of a random sharpness change
     hflip: float = 0.5  # probability
     erasing: float = 0.0  # probability of random erasing
+    scale: float = 0.0  # zoom in or out by up to this fraction (0.2: x0.83..x1.2)
+    translate: float = 0.0  # shift by up to this fraction of the width and height
+    mixup: float = 0.0  # mixup's Beta(alpha, alpha); 0 = off
+    cutmix: float = 0.0  # cutmix's Beta(alpha, alpha); 0 = off
+    mix_prob: float = 1.0  # share of batches mixed (when mixup or cutmix is on)
+    mix_switch: float = 0.5  # with both on: share of mixed batches that use cutmix
     # (h, w) fraction kept by a centre crop before resizing, e.g. [0.8, 0.7]
     center_crop: Sequence[float] | None = field(default=None)
 
     def __post_init__(self) -> None:
         limits = {"rotation": 180.0, "brightness": math.inf, "contrast": math.inf,
                   "saturation": math.inf, "hue": 0.5, "sharpness": 1.0, "hflip": 1.0,
-                  "erasing": 1.0}
+                  "erasing": 1.0, "scale": 0.9, "translate": 0.5, "mixup": math.inf,
+                  "cutmix": math.inf, "mix_prob": 1.0, "mix_switch": 1.0}
         for name, top in limits.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) \

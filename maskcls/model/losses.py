@@ -1,12 +1,13 @@
 """Losses for the imbalanced 18-class task. Each is one class here plus one ``conf/loss`` yaml.
 
 Every loss takes ``class_counts`` (training images per class, given by ``train.py``) so that
-class-weighted variants need no extra wiring; losses that do not weight ignore it.
+class-weighted variants need no extra wiring; losses that do not weight ignore it. Targets are
+class ids ``(B,)`` or, after mixup / cutmix, class probabilities ``(B, C)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
+from maskcls import labels
 from maskcls.config_checks import check_value
 from maskcls.errors import ConfigError
 
@@ -23,6 +25,13 @@ def inverse_frequency_weights(class_counts: Sequence[int]) -> torch.Tensor:
     counts = torch.as_tensor(class_counts, dtype=torch.float32)
     w = counts.sum() / (len(counts) * counts.clamp_min(1))
     return torch.where(counts > 0, w, torch.zeros_like(w))
+
+
+def target_probs(target: torch.Tensor, n_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """Class ids -> one-hot rows; probability rows (mixed targets) pass through."""
+    if target.ndim == 2:
+        return target.to(dtype)
+    return F.one_hot(target, n_classes).to(dtype)
 
 
 class _Weighted(nn.Module):
@@ -45,8 +54,22 @@ class CrossEntropy(_Weighted):
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.ndim == 2 and self.weight is not None:
+            return self._weighted_soft(logits, target)
+        if target.ndim == 2:  # mixed targets: class probabilities
+            target = target.to(logits.dtype)
         return F.cross_entropy(logits, target, weight=self.weight,
                                label_smoothing=self.label_smoothing)
+
+
+    def _weighted_soft(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """PyTorch's weighted, label-smoothed cross-entropy of class ids, for probability rows:
+        normalised by the targets' weights as for ids (PyTorch divides probability targets by
+        the batch size instead), so a one-hot row gives exactly the id's loss."""
+        log_p = F.log_softmax(logits.float(), dim=1)
+        w, q, eps = self.weight.float(), target.float(), self.label_smoothing
+        per_sample = -((1 - eps) * (q * w * log_p).sum(1) + eps / q.shape[1] * (w * log_p).sum(1))
+        return per_sample.sum() / (q @ w).sum().clamp_min(1e-12)
 
 
 class FocalLoss(_Weighted):
@@ -68,12 +91,12 @@ class FocalLoss(_Weighted):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         log_p = F.log_softmax(logits.float(), dim=1)
         n_classes = log_p.shape[1]
-        q = F.one_hot(target, n_classes).to(log_p.dtype) * (1 - self.label_smoothing)
-        q = q + self.label_smoothing / n_classes
+        hard = target_probs(target, n_classes, log_p.dtype)
+        q = hard * (1 - self.label_smoothing) + self.label_smoothing / n_classes
         focal = (1 - log_p.exp()).clamp_min(0) ** self.gamma if self.gamma else 1.0
         loss = -(q * focal * log_p).sum(1)
         if self.weight is not None:
-            w = self.weight[target]
+            w = hard @ self.weight.to(hard.dtype)  # a mixed sample: the mixture of its weights
             return (loss * w).sum() / w.sum().clamp_min(1e-12)
         return loss.mean()
 
@@ -87,7 +110,7 @@ class SoftF1Loss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         prob = logits.float().softmax(dim=1)
-        onehot = F.one_hot(target, prob.shape[1]).to(prob.dtype)
+        onehot = target_probs(target, prob.shape[1], prob.dtype)
         tp = (prob * onehot).sum(0)
         fp = (prob * (1 - onehot)).sum(0)
         fn = ((1 - prob) * onehot).sum(0)
@@ -108,3 +131,34 @@ class WeightedSum(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return sum(self.weights[n] * loss(logits, target) for n, loss in self.losses.items())
+
+
+class TaskLoss(nn.Module):
+    """The loss of a per-task head (``model.head=multi``): ``sum_t weight_t * loss_t`` over
+    mask, gender and age, each ``loss_t`` the configured loss built with that task's class
+    counts. An 18-class target (ids or mixed probabilities) is split into its three task
+    targets (for probabilities, their marginals)."""
+
+    def __init__(self, make_loss: Callable[[list[int]], nn.Module], class_counts: Sequence[int],
+                 weights: Mapping[str, float] | None = None) -> None:
+        super().__init__()
+        per_task = labels.task_marginals(torch.as_tensor(class_counts, dtype=torch.float64))
+        self.losses = nn.ModuleDict({
+            task: make_loss(counts.round().long().tolist())
+            for task, counts in zip(labels.TASKS, per_task, strict=True)})
+        weights = dict(weights or {})
+        unknown = sorted(set(weights) - set(labels.TASKS))
+        if unknown:
+            raise ConfigError(f"model.task_weights: unknown task(s) {unknown}; the tasks are "
+                              f"{list(labels.TASKS)}")
+        for task, w in weights.items():
+            check_value(f"model.task_weights.{task}", w, "number", 0)
+        self.weights = {task: float(weights.get(task, 1.0)) for task in labels.TASKS}
+
+    def forward(self, logits: Mapping[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        if target.ndim == 2:
+            targets = labels.task_marginals(target.float())
+        else:
+            targets = labels.decode(target)
+        return sum(self.weights[t] * self.losses[t](logits[t], y)
+                   for t, y in zip(labels.TASKS, targets, strict=True))

@@ -1,9 +1,18 @@
-"""LightningModule: a timm backbone with an 18-way head, a loss, and per-stage metrics."""
+"""LightningModule: a timm backbone with an 18-way head or three per-task heads, a loss, and
+per-stage metrics.
+
+Both heads give the rest of maskcls the same thing: ``forward`` returns 18 class scores whose
+softmax is the class probability. The per-task head (``head="multi"``: mask 3, gender 2,
+age 3) returns the log of the product of its three softmaxes, so metrics, validation
+predictions, ensembles, TTA and ``predict.py`` work unchanged.
+"""
 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -14,19 +23,77 @@ from torch.optim.lr_scheduler import LinearLR, ReduceLROnPlateau, SequentialLR
 
 from maskcls import labels
 from maskcls.errors import ConfigError
+from maskcls.model.ema import EMA
 from maskcls.model.metrics import StageMetrics
+
+HEADS = ("single", "multi")
 
 
 def create_backbone(name: str, pretrained: bool = False, num_classes: int = labels.NUM_CLASSES,
-                    **kwargs: Any) -> nn.Module:
-    """``timm.create_model`` with a clear error for a name timm does not know."""
+                    pretrained_file: str | None = None, **kwargs: Any) -> nn.Module:
+    """``timm.create_model`` with a clear error for a name timm does not know.
+
+    ``pretrained_file``: a local weights file (``.pth``, ``.bin`` or ``.safetensors``, the
+    ImageNet weights of this architecture) loaded through timm's pretrained-config overlay,
+    so a machine without internet gets timm's usual handling (classifier dropped when the
+    class count differs, input channels adapted)."""
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ConfigError(f"model.backbone={name!r} is not a timm model.{hint} "
                          "`python -c \"import timm; print(timm.list_models('resnet*'))\"` lists "
                          "the available names.")
+    if pretrained_file:
+        path = check_pretrained_file(pretrained_file)
+        try:
+            net = timm.create_model(name, pretrained=True, num_classes=num_classes,
+                                    pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise ConfigError(f"model.pretrained_file={path} does not fit model.backbone={name} "
+                              f"({str(e).splitlines()[0][:300]}); give the weights of this "
+                              "architecture") from None
+        _check_weights_cover(net, path, name)
+        return net
     return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
+
+
+def _check_weights_cover(net: nn.Module, path: Path, name: str) -> None:
+    """timm loads a file non-strictly when the classifier is replaced; a file of another
+    architecture would then leave the backbone at random weights, silently."""
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        keys = set(load_file(str(path)))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        keys = set(state.get("state_dict", state.get("model", state)))
+    classifier = net.pretrained_cfg.get("classifier") or "fc"
+    wanted = [k for k in net.state_dict() if not k.startswith(f"{classifier}.")
+              and not k.endswith("num_batches_tracked")]
+    missing = [k for k in wanted if k not in keys]
+    if missing:
+        raise ConfigError(f"model.pretrained_file={path} does not fit model.backbone={name}: "
+                          f"{len(missing)} of its {len(wanted)} weights are not in the file "
+                          f"(e.g. {', '.join(missing[:3])}); give the weights of this "
+                          "architecture")
+
+
+def check_pretrained_file(path: str) -> Path:
+    """``model.pretrained_file`` exists and is a weights file timm reads without running code."""
+    p = Path(os.path.expanduser(str(path)))
+    if not p.is_file():
+        raise ConfigError(f"model.pretrained_file={path}: no such file. Copy the backbone's "
+                          "ImageNet weights (.pth/.bin/.safetensors) to this machine, or use "
+                          "model.pretrained=true where the network is reachable.")
+    if p.suffix.lower() not in (".pth", ".pt", ".bin", ".safetensors"):
+        raise ConfigError(f"model.pretrained_file={path}: expected a .pth, .pt, .bin or "
+                          ".safetensors weights file")
+    return p
+
+
+def check_head(head: str) -> None:
+    if head not in HEADS:
+        raise ConfigError(f"model.head must be one of {HEADS}, got {head!r}")
 
 
 def check_schedule(scheduler: Mapping[str, Any] | None) -> None:
@@ -43,8 +110,12 @@ class MaskClassifier(pl.LightningModule):
     """Args:
         backbone: timm model name (``resnet18``, ``densenet161``, ``efficientnet_b0`` ...).
         pretrained: load timm's pretrained weights (needs the network).
+        pretrained_file: or load them from this local file (offline machines).
         drop_rate: dropout before the classifier.
-        loss: the criterion (``conf/loss``).
+        head: ``single`` (one 18-way classifier) or ``multi`` (mask, gender and age heads).
+        task_weights: ``{mask, gender, age}`` weights of the per-task losses (``multi``); used
+            by ``train.py`` when it builds the loss, recorded here with the run.
+        loss: the criterion (``conf/loss``); for ``multi`` a ``TaskLoss``.
         optimizer: a partial taking the parameters (``conf/optimizer``).
         scheduler: ``{scheduler: partial taking the optimizer, warmup_epochs, monitor,
             interval}`` or None (``conf/scheduler``).
@@ -56,6 +127,9 @@ class MaskClassifier(pl.LightningModule):
         backbone: str = "resnet18",
         pretrained: bool = False,
         drop_rate: float = 0.0,
+        head: str = "single",
+        task_weights: Mapping[str, float] | None = None,
+        pretrained_file: str | None = None,
         loss: nn.Module | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Mapping[str, Any] | None = None,
@@ -63,8 +137,19 @@ class MaskClassifier(pl.LightningModule):
         num_classes: int = labels.NUM_CLASSES,
     ) -> None:
         super().__init__()
+        # plain types only: checkpoints are read back with weights_only=True
+        task_weights = {str(k): float(v) for k, v in (task_weights or {}).items()} or None
         self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"])
-        self.net = create_backbone(backbone, pretrained, num_classes, drop_rate=drop_rate)
+        check_head(head)
+        if head == "multi" and num_classes != labels.NUM_CLASSES:
+            raise ConfigError(f"model.head=multi predicts the {labels.NUM_CLASSES} competition "
+                              f"classes, not {num_classes}")
+        features = head == "multi"  # the backbone ends at its pooled features
+        self.net = create_backbone(backbone, pretrained, 0 if features else num_classes,
+                                   pretrained_file, drop_rate=drop_rate)
+        self.heads = nn.ModuleDict({
+            task: nn.Linear(self.net.num_features, len(names))
+            for task, names in labels.TASKS.items()} if features else {})
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.criterion = loss if loss is not None else nn.CrossEntropyLoss()
@@ -78,16 +163,31 @@ class MaskClassifier(pl.LightningModule):
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """18 class scores (logits, or the per-task head's joint log-probabilities)."""
+        return self.scores(self.outputs(x))
+
+    def outputs(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """What the loss takes: 18 logits, or ``{task: logits}`` for the per-task head."""
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        out = self.net(x)
+        if not self.heads:
+            return out
+        return {task: head(out) for task, head in self.heads.items()}
+
+    @staticmethod
+    def scores(outputs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        if isinstance(outputs, torch.Tensor):
+            return outputs
+        return labels.joint_log_probs(*(outputs[t].float().log_softmax(-1) for t in labels.TASKS))
 
     # ---------------------------------------------------------------------------- steps
     def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
         x, y, _index = batch
-        logits = self(x)
-        loss = self.criterion(logits, y)
-        self.train_metrics.update(logits.argmax(1), y)
+        out = self.outputs(x)
+        loss = self.criterion(out, y)
+        hard = y.argmax(1) if y.ndim == 2 else y  # mixed targets: their larger part
+        self.train_metrics.update(self.scores(out).argmax(1), hard)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=len(y))
         return loss
@@ -98,8 +198,9 @@ class MaskClassifier(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], _: int) -> None:
         x, y, index = batch
-        logits = self(x)
-        self.log("val/loss", self.criterion(logits, y), on_epoch=True, sync_dist=True,
+        out = self.outputs(x)
+        logits = self.scores(out)
+        self.log("val/loss", self.criterion(out, y), on_epoch=True, sync_dist=True,
                  batch_size=len(y))
         self.val_metrics.update(logits.argmax(1), y)
         self._val_outputs.append((logits.float().softmax(1), y, index))
@@ -107,6 +208,13 @@ class MaskClassifier(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # which epoch's weights were loaded (the run's final validation loads best.ckpt)
         self.loaded_epoch = checkpoint.get("epoch")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning lets callbacks edit only full checkpoints; a weights-only one (best.ckpt)
+        # must hold the averaged weights too.
+        for callback in self.trainer.callbacks if self._trainer is not None else ():
+            if isinstance(callback, EMA):
+                callback.put_average(checkpoint)
 
     def on_validation_epoch_end(self) -> None:
         logged = self.val_metrics.logged()

@@ -45,6 +45,7 @@ class SynthConfig:
     width: int = 384
     height: int = 512
     difficulty: float = 1.0
+    framing: float = 0.0  # 0: studio shots; 1: backdrop, distance and position vary per shot
 
 
 def _write_person(args: tuple) -> list[tuple[str, int]]:
@@ -57,7 +58,7 @@ def _write_person(args: tuple) -> list[tuple[str, int]]:
     out = []
     for stem, name, ext in zip(labels.IMAGE_STEMS, names, exts, strict=True):
         mask = labels.MASK_BY_STEM[stem]
-        img = render(look, mask, rng, cfg.width, cfg.height, cfg.difficulty)
+        img = render(look, mask, rng, cfg.width, cfg.height, cfg.difficulty, cfg.framing)
         path = folder / f"{name}{ext}"
         if ext == ".png":
             img.save(path, compress_level=1)
@@ -181,7 +182,9 @@ def check_settings(root: Path, cfg: SynthConfig) -> None:
     if not record.exists():
         return
     saved = json.loads(record.read_text())
-    differ = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
+    # a setting added after the tree was made has its default there
+    recorded = {**asdict(SynthConfig()), **saved}
+    differ = {k: (recorded.get(k), v) for k, v in asdict(cfg).items() if recorded.get(k) != v}
     if differ:
         asked = ", ".join(f"{k}={new}" for k, (_, new) in differ.items())
         have = ", ".join(f"{k}={old}" for k, (old, _) in differ.items())

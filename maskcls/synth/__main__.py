@@ -20,9 +20,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--height", type=int, default=d.height)
     p.add_argument("--difficulty", type=float, default=d.difficulty,
                    help="overlap of the visual cues: 0 = clean, 1 = default, 2 = hard")
+    p.add_argument("--framing", type=float, default=d.framing,
+                   help="0 = studio shots (default); 1 = backdrop, distance and face position "
+                        "vary from shot to shot, as in phone photos")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     a = p.parse_args(argv)
-    cfg = SynthConfig(a.persons, a.eval_persons, a.seed, a.width, a.height, a.difficulty)
+    cfg = SynthConfig(a.persons, a.eval_persons, a.seed, a.width, a.height, a.difficulty,
+                      a.framing)
     t0 = time.perf_counter()
     try:
         out = generate(a.out, cfg, workers=a.workers)

@@ -70,14 +70,43 @@ class PersonLook:
         self.shirt = tuple(int(v) for v in rng.integers(20, 240, size=3))
 
 
+def _scene(rng: np.random.Generator, background: tuple[int, int, int], width: int, height: int,
+           framing: float) -> Image.Image:
+    """The backdrop of one shot. With ``framing`` > 0 every shot is taken somewhere else, as
+    phone photos are: the wall colour shifts and a few shapes (doors, shelves, lamps) stand
+    behind the person."""
+    if not framing:
+        return Image.new("RGB", (width, height), background)
+    shift = rng.normal(0, 35 * framing, size=3)
+    wall = tuple(int(v) for v in np.clip(np.array(background, float) + shift, 0, 255))
+    img = Image.new("RGB", (width, height), wall)
+    d = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(0, 1 + round(4 * framing)))):
+        x0, y0 = rng.uniform(-0.2, 1.0) * width, rng.uniform(-0.2, 1.0) * height
+        w, h = rng.uniform(0.1, 0.6) * width, rng.uniform(0.1, 0.8) * height
+        colour = tuple(int(v) for v in rng.integers(30, 240, size=3))
+        box = [x0, y0, x0 + w, y0 + h]
+        if rng.random() < 0.5:
+            d.rectangle(box, fill=colour)
+        else:
+            d.ellipse(box, fill=colour)
+    return img
+
+
 def render(look: PersonLook, mask: int, rng: np.random.Generator, width: int, height: int,
-           difficulty: float) -> Image.Image:
-    """One shot of a person. ``mask``: 0 worn, 1 worn incorrectly, 2 none."""
-    img = Image.new("RGB", (width, height), look.background)
+           difficulty: float, framing: float = 0.0) -> Image.Image:
+    """One shot of a person. ``mask``: 0 worn, 1 worn incorrectly, 2 none. ``framing`` (0..1)
+    varies the backdrop, the distance to the camera and where the face sits in the photo from
+    shot to shot; 0 keeps the studio framing (and the exact bytes of earlier trees)."""
+    img = _scene(rng, look.background, width, height, framing)
     d = ImageDraw.Draw(img)
     s = width * rng.uniform(0.92, 1.08)
     cx = width * (0.5 + rng.uniform(-0.06, 0.06))
     cy = height * (0.45 + rng.uniform(-0.04, 0.04))
+    if framing:  # closer or further away, off-centre
+        s *= float(np.exp(rng.uniform(-0.45, 0.3) * framing))
+        cx += width * rng.uniform(-0.15, 0.15) * framing
+        cy += height * rng.uniform(-0.1, 0.1) * framing
     fw, fh = look.face_w * s, look.face_h * s
 
     # Shoulders and neck.
@@ -144,7 +173,8 @@ def render(look: PersonLook, mask: int, rng: np.random.Generator, width: int, he
                    fill=strap, width=max(1, width // 128))
     # Pose, light and camera. NEAREST rotation: 12x faster than BILINEAR, and the shapes have
     # no anti-aliasing to preserve.
-    img = img.rotate(rng.uniform(-8, 8), resample=Image.NEAREST, fillcolor=look.background)
+    img = img.rotate(rng.uniform(-8, 8), resample=Image.NEAREST,
+                     fillcolor=img.getpixel((0, 0)) if framing else look.background)
     light = 1.0 + rng.uniform(-0.25, 0.25) * min(1.0, difficulty)
     img = ImageEnhance.Brightness(img).enhance(light)
     # Sensor noise from our generator (PIL's effect_noise uses an unseeded C rand()).

@@ -1,0 +1,42 @@
+"""Mixup and CutMix of a training batch (timm's ``Mixup``), after the batch augmentation.
+
+Targets become class-probability rows ``(B, 18)``: the losses take them as they are, the
+per-task head splits them into their task marginals (a mixture of two classes is a mixture of
+their masks, genders and ages). One mixing weight per batch (timm's ``mode="batch"``): one
+blend or one box for the whole batch, a few vector ops. timm pairs image ``i`` with image
+``B-1-i`` and needs an even batch; an odd batch keeps its last image as it is. timm draws its
+parameters from numpy's global generator, which the training sampler reseeds every epoch, so
+a resumed run mixes the same way.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.data import Mixup
+
+from maskcls import labels
+from maskcls.data.transforms import AugmentConfig
+
+
+class MixBatch:
+    """``(x, y) -> (x mixed, y as class probabilities)``; None when the config mixes nothing."""
+
+    def __init__(self, cfg: AugmentConfig, num_classes: int = labels.NUM_CLASSES) -> None:
+        self.mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mix_prob,
+                           switch_prob=cfg.mix_switch if cfg.mixup and cfg.cutmix else 0.0,
+                           mode="batch", correct_lam=True, label_smoothing=0.0,
+                           num_classes=num_classes)
+
+    @classmethod
+    def from_config(cls, cfg: AugmentConfig) -> MixBatch | None:
+        return cls(cfg) if (cfg.mixup or cfg.cutmix) and cfg.mix_prob else None
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        even = len(x) - len(x) % 2
+        if even < 2:
+            return x, torch.nn.functional.one_hot(y, self.mixup.num_classes).float()
+        mixed, target = self.mixup(x[:even], y[:even])  # x is mixed in place
+        if even < len(x):
+            rest = torch.nn.functional.one_hot(y[even:], self.mixup.num_classes).float()
+            target = torch.cat([target, rest.to(target.device)])
+        return x, target

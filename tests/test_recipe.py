@@ -1,0 +1,268 @@
+"""The competition recipe's options: per-task heads, mixup / cutmix, zoom and shift, EMA,
+local pretrained weights and decision tuning for macro-F1."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+import torch
+from conftest import make_cfg
+
+from maskcls import calibration, labels
+from maskcls.data.batch_transforms import BatchTransform
+from maskcls.data.mixing import MixBatch
+from maskcls.data.transforms import AugmentConfig
+from maskcls.errors import ConfigError
+from maskcls.inference import predict
+from maskcls.model.losses import CrossEntropy, FocalLoss, SoftF1Loss, TaskLoss
+from maskcls.model.metrics import score
+from maskcls.model.module import MaskClassifier
+from maskcls.training import train
+
+
+# ------------------------------------------------------------------------------ heads
+def test_joint_probabilities_sum_to_one_and_decode_to_the_task_argmaxes():
+    torch.manual_seed(0)
+    m, g, a = (torch.randn(64, n).log_softmax(1) for n in labels.TASK_SHAPE)
+    joint = labels.joint_log_probs(m, g, a)
+    assert torch.allclose(joint.exp().sum(1), torch.ones(64), atol=1e-5)
+    mask, gender, age = labels.decode(joint.argmax(1))
+    assert torch.equal(mask, m.argmax(1)) and torch.equal(gender, g.argmax(1))
+    assert torch.equal(age, a.argmax(1))
+    # and the marginals of the joint are the tasks' own probabilities
+    for got, want in zip(labels.task_marginals(joint.exp()), (m, g, a), strict=True):
+        assert torch.allclose(got, want.exp(), atol=1e-5)
+
+
+def test_the_multi_head_model_gives_18_class_scores_from_three_heads():
+    model = MaskClassifier(head="multi").eval()
+    with torch.no_grad():
+        x = torch.randn(4, 3, 64, 48)
+        out = model.outputs(x)
+        scores = model(x)
+    assert {k: v.shape[1] for k, v in out.items()} == {"mask": 3, "gender": 2, "age": 3}
+    assert scores.shape == (4, 18)
+    assert torch.allclose(scores.softmax(1).sum(1), torch.ones(4), atol=1e-5)
+    mask, gender, age = labels.decode(scores.argmax(1))
+    assert torch.equal(mask, out["mask"].argmax(1)) and torch.equal(age, out["age"].argmax(1))
+    assert torch.equal(gender, out["gender"].argmax(1))
+    with pytest.raises(ConfigError, match="model.head must be one of"):
+        MaskClassifier(head="three")
+
+
+def test_task_loss_is_the_weighted_sum_of_per_task_losses():
+    torch.manual_seed(0)
+    logits = {t: torch.randn(8, n) for t, n in zip(labels.TASKS, labels.TASK_SHAPE, strict=True)}
+    y = torch.randint(0, 18, (8,))
+    loss = TaskLoss(lambda counts: CrossEntropy(), [1] * 18, {"age": 2.0})
+    m, g, a = labels.decode(y)
+    want = (torch.nn.functional.cross_entropy(logits["mask"], m)
+            + torch.nn.functional.cross_entropy(logits["gender"], g)
+            + 2 * torch.nn.functional.cross_entropy(logits["age"], a))
+    assert torch.allclose(loss(logits, y), want)
+    # a one-hot probability target is the same target
+    assert torch.allclose(loss(logits, torch.nn.functional.one_hot(y, 18).float()), want)
+    with pytest.raises(ConfigError, match="unknown task"):
+        TaskLoss(lambda counts: CrossEntropy(), [1] * 18, {"ages": 1.0})
+
+
+def test_task_losses_get_each_tasks_class_counts():
+    seen = []
+    counts = list(range(1, 19))
+    TaskLoss(lambda c: seen.append(c) or CrossEntropy(), counts)
+    assert seen == [list(x) for x in labels.task_marginals(np.array(counts))]
+
+
+@pytest.mark.parametrize("loss", [CrossEntropy(label_smoothing=0.1),
+                                  FocalLoss(gamma=2.0, label_smoothing=0.1),
+                                  FocalLoss(weighted=True, class_counts=list(range(1, 19))),
+                                  CrossEntropy(weighted=True, class_counts=list(range(1, 19))),
+                                  SoftF1Loss()])
+def test_every_loss_takes_probability_targets(loss):
+    torch.manual_seed(0)
+    logits, y = torch.randn(16, 18), torch.randint(0, 18, (16,))
+    onehot = torch.nn.functional.one_hot(y, 18).float()
+    assert torch.allclose(loss(logits, onehot), loss(logits, y), atol=1e-6)
+    half = 0.5 * onehot + 0.5 * onehot.flip(0)
+    assert torch.isfinite(loss(logits, half))
+
+
+def test_multi_head_runs_end_to_end_and_predict_needs_no_flag(synth_root, tmp_path):
+    out = tmp_path / "run"
+    train(make_cfg(synth_root, out, "model.head=multi", "augment.mixup=0.4",
+                   "augment.cutmix=1.0"))
+    ckpt = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["head"] == "multi"
+    val = pd.read_csv(out / "val_predictions.csv")
+    probs = val[[f"prob_{c}" for c in range(18)]].to_numpy()
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    res = predict(str(out), output=str(tmp_path / "sub.csv"), tta=True)
+    assert res["rows"] == 6 * labels.SHOTS_PER_PERSON
+
+
+# ------------------------------------------------------------------------- batch mixing
+def test_mixup_targets_are_convex_mixtures_of_the_pair():
+    np.random.seed(0)
+    mix = MixBatch(AugmentConfig(mixup=1.0))
+    x = torch.rand(6, 3, 8, 6)
+    y = torch.tensor([0, 5, 7, 17, 3, 3])
+    mixed, target = mix(x.clone(), y)
+    onehot = torch.nn.functional.one_hot(y, 18).float()
+    assert torch.allclose(target.sum(1), torch.ones(6))
+    lam = float(target[0, 0])  # image 0 mixes with image 5 (timm pairs i with B-1-i)
+    assert 0 <= lam <= 1
+    assert torch.allclose(target, lam * onehot + (1 - lam) * onehot.flip(0), atol=1e-6)
+    assert torch.allclose(mixed, lam * x + (1 - lam) * x.flip(0), atol=1e-6)
+
+
+def test_cutmix_pastes_a_box_and_weighs_targets_by_its_area():
+    np.random.seed(1)
+    mix = MixBatch(AugmentConfig(cutmix=1.0))
+    x = torch.stack([torch.zeros(3, 16, 12), torch.ones(3, 16, 12)])
+    mixed, target = mix(x.clone(), torch.tensor([0, 1]))
+    pasted = float(mixed[0].mean())  # image 0 gets a box of image 1's ones
+    assert math.isclose(float(target[0, 1]), pasted, abs_tol=1e-6)
+    assert math.isclose(float(target[0, 0]), 1 - pasted, abs_tol=1e-6)
+
+
+def test_an_odd_batch_keeps_its_last_image_unmixed():
+    np.random.seed(0)
+    x = torch.rand(5, 3, 4, 4)
+    mixed, target = MixBatch(AugmentConfig(mixup=1.0))(x.clone(), torch.arange(5))
+    assert torch.equal(mixed[4], x[4]) and float(target[4, 4]) == 1.0
+    assert MixBatch.from_config(AugmentConfig()) is None  # nothing mixes by default
+
+
+def test_zoom_and_shift_move_the_content_where_asked():
+    x = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+    x[0, :, 2, 5] = 255
+    tf = BatchTransform(AugmentConfig(rotation=0, hflip=0, scale=0.9, translate=0.25),
+                        [0, 0, 0], [1, 1, 1])
+    p = {"angle": torch.zeros(1, dtype=torch.float64), "flip": torch.zeros(1, dtype=torch.bool),
+         "zoom": torch.tensor([1.0], dtype=torch.float64),
+         "shift": torch.tensor([[0.25, 0.0]], dtype=torch.float64)}
+    out = torch.empty(1, 3, 8, 8)
+    tf._transform(x, out, p)
+    assert (out[0, 0] > 0.5).nonzero().tolist() == [[2, 7]]  # 2 pixels right
+    p.update(zoom=torch.tensor([2.0], dtype=torch.float64),
+             shift=torch.zeros(1, 2, dtype=torch.float64))
+    tf._transform(x, out, p)  # x2 about the centre (3.5, 3.5): (2, 5) -> (0.5, 6.5)
+    assert (out[0, 0] > 0.2).nonzero().tolist() == [[0, 6], [0, 7], [1, 6], [1, 7]]
+
+
+def test_zoom_and_shift_leave_the_other_augmentations_draws_alone():
+    torch.manual_seed(3)
+    base = BatchTransform(AugmentConfig(brightness=0.2), [0.5] * 3, [0.2] * 3).draw(4, 8, 8)
+    torch.manual_seed(3)
+    more = BatchTransform(AugmentConfig(brightness=0.2, scale=0.2, translate=0.1),
+                          [0.5] * 3, [0.2] * 3).draw(4, 8, 8)
+    for key, value in base.items():
+        assert torch.equal(value, more[key]), key
+
+
+# ---------------------------------------------------------------------------------- EMA
+def test_ema_weights_are_the_ones_validated_and_saved(synth_root, tmp_path):
+    out = tmp_path / "run"
+    train(make_cfg(synth_root, out, "callbacks=ema", "callbacks.ema.decay=0.5"))
+    best = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    key = "net.conv1.weight"
+    # last.ckpt: the average as state_dict, the raw weights beside it (for resuming)
+    assert not torch.equal(last["state_dict"][key], last["current_model_state"][key])
+    # best.ckpt (weights only, the same single epoch): the average, not the raw weights
+    assert torch.equal(best["state_dict"][key], last["state_dict"][key])
+    # and the run's final figures come from those weights
+    model = MaskClassifier().eval()
+    model.load_state_dict(best["state_dict"])
+    saved = json.loads((out / "metrics.json").read_text())
+    val = pd.read_csv(out / "val_predictions.csv")
+    assert math.isclose(saved["val"]["f1"], score(val["pred"], val["label"])["f1"], abs_tol=1e-6)
+
+
+def test_ema_options_are_checked(synth_root, tmp_path):
+    with pytest.raises(ValueError, match=r"callbacks.ema.decay must be in \(0, 1\)"):
+        train(make_cfg(synth_root, tmp_path, "callbacks=ema", "callbacks.ema.decay=1.5"))
+
+
+# ------------------------------------------------------------------- pretrained weights
+def test_pretrained_file_loads_local_weights(tmp_path):
+    source = timm.create_model("resnet18", num_classes=1000)
+    weights = tmp_path / "resnet18_imagenet.pth"
+    torch.save(source.state_dict(), weights)
+    for head in ("single", "multi"):
+        model = MaskClassifier(pretrained_file=str(weights), head=head)
+        assert torch.equal(model.net.conv1.weight, source.conv1.weight)
+        assert torch.equal(model.net.layer4[1].bn2.running_var, source.layer4[1].bn2.running_var)
+    fresh = MaskClassifier()
+    assert not torch.equal(fresh.net.conv1.weight, source.conv1.weight)
+
+
+def test_pretrained_file_errors_name_the_file(tmp_path, synth_root):
+    with pytest.raises(ConfigError, match="no such file"):
+        train(make_cfg(synth_root, tmp_path / "a", f"model.pretrained_file={tmp_path}/no.pth"))
+    other = tmp_path / "densenet.pth"
+    torch.save(timm.create_model("densenet121").state_dict(), other)
+    with pytest.raises(ConfigError, match="does not fit model.backbone=resnet18"):
+        MaskClassifier(pretrained_file=str(other))
+
+
+# -------------------------------------------------------------------------- calibration
+@pytest.mark.parametrize("seed", range(5))
+def test_calibration_never_lowers_the_macro_f1_it_is_fitted_on(seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(18, size=400, p=rng.dirichlet(np.ones(18)))
+    logits = rng.normal(size=(400, 18)) + 2.0 * np.eye(18)[truth] * rng.random((400, 1))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    fitted = calibration.fit(probs, truth)
+    after = calibration.apply(probs, fitted["offsets"])
+    assert np.allclose(after.sum(1), 1)
+    f1_before = score(probs.argmax(1), truth)["f1"]
+    f1_after = score(after.argmax(1), truth)["f1"]
+    assert math.isclose(fitted["f1_before"], f1_before, abs_tol=1e-6)
+    assert math.isclose(fitted["f1_after"], f1_after, abs_tol=1e-6)
+    assert f1_after >= f1_before
+
+
+def test_calibration_moves_decisions_towards_an_under_predicted_group():
+    # the model is biased against age >= 60: its probabilities are scaled down by 100
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 18, 900)
+    probs = np.full((900, 18), 0.2 / 17)
+    probs[np.arange(900), truth] = 0.8
+    old = labels.decode(np.arange(18))[2] == 2
+    probs[:, old] /= 100
+    probs /= probs.sum(1, keepdims=True)
+    fitted = calibration.fit(probs, truth)
+    assert fitted["f1_after"] > fitted["f1_before"] + 0.1
+    assert fitted["offsets"]["age"][2] > fitted["offsets"]["age"][0]
+
+
+def test_a_run_writes_calibration_and_predict_applies_it(fold_runs, tmp_path):
+    run = fold_runs / "0"
+    saved = json.loads((run / "calibration.json").read_text())
+    assert saved["f1_after"] >= saved["f1_before"]
+    plain = predict(str(run), output=str(tmp_path / "plain.csv"), save_probs=True)
+    tuned = predict(str(run), output=str(tmp_path / "tuned.csv"), save_probs=True,
+                    calibrate=True)
+    assert tuned["uncalibrated_score"] == plain["score"]
+    raw = pd.read_csv(tmp_path / "plain_probs.csv")
+    probs = raw[[f"prob_{c}" for c in range(18)]].to_numpy()
+    want = calibration.apply(probs, saved["offsets"]).argmax(1)
+    assert (pd.read_csv(tmp_path / "tuned.csv")["ans"].to_numpy() == want).all()
+    # an ensemble of folds averages its members' offsets
+    both = predict(str(fold_runs), output=str(tmp_path / "ens.csv"), calibrate=True)
+    assert both["members"] == 2
+
+
+def test_calibrate_without_a_calibration_file_says_so(fold_runs, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(fold_runs / "0", run)
+    (run / "calibration.json").unlink()
+    with pytest.raises(Exception, match="calibration.json does not exist"):
+        predict(str(run), output=str(tmp_path / "sub.csv"), calibrate=True)
+    assert not (tmp_path / "sub.csv").exists()
