@@ -24,7 +24,8 @@ def main(cfg: DictConfig) -> None:
         check_values(cfg)
         check_accelerator(cfg.accelerator, key="accelerator")
         res = predict(str(cfg.ckpt), cfg.data.root, cfg.output, cfg.tta, cfg.save_probs,
-                      cfg.batch_size, cfg.num_workers, cfg.accelerator, cfg.calibrate)
+                      cfg.batch_size, cfg.num_workers, cfg.accelerator, cfg.calibrate,
+                      cfg.face_boxes)
     except MaskclsError as e:
         raise SystemExit(f"error: {e}") from None
     print(f"wrote {res['submission']} ({res['rows']} rows, {res['members']} model(s)"

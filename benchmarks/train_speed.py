@@ -132,7 +132,7 @@ def measure_compute(args, root, size) -> dict[str, Any]:
     return {"epoch_s": times, "train_images": n_train, "val_images": n_val}
 
 
-def measure_maskcls(args, root, size) -> dict[str, Any]:
+def measure_maskcls(args, root, size, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     import pytorch_lightning as pl
     from hydra import compose, initialize_config_dir
 
@@ -147,14 +147,15 @@ def measure_maskcls(args, root, size) -> dict[str, Any]:
         def on_train_epoch_end(self, trainer, pl_module):  # after validation and checkpoint
             times.append(time.perf_counter() - self.t0)
 
-    out = Path(args.data_dir) / "bench-runs" / f"{size[0]}x{size[1]}"
+    out = Path(args.data_dir) / "bench-runs" / f"{size[0]}x{size[1]}{'-' * bool(extra)}" \
+        f"{'-'.join(e.split('=')[-1] for e in extra)}"
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[
             f"data.root={root}", "data.synthetic=null", f"data.image_size=[{size[0]},{size[1]}]",
             f"data.batch_size={args.batch}", "data.undersample.keep_masked=5",
             f"trainer.max_epochs={args.epochs}", "trainer.accelerator=cpu",
             "callbacks.progress_bar.refresh_rate=0", f"paths.output_dir={out}",
-            "model.backbone=resnet18"])
+            "model.backbone=resnet18", *extra])
     training.train(cfg, extra_callbacks=[EpochTimer()])
     metrics = json.loads((out / "metrics.json").read_text())
     return {"epoch_s": times, "train_images": metrics["train_images"],
@@ -204,9 +205,17 @@ def measure_loader_plain(args, root, size) -> dict[str, Any]:
     return {"epoch_s": times, "train_images": n_train, "val_images": 0}
 
 
+def measure_maskcls_recipe(args, root, size) -> dict[str, Any]:
+    """The per-task head with mixup and cutmix (extra batch ops, three heads)."""
+    return measure_maskcls(args, root, size, ("model.head=multi", "augment.mixup=0.2",
+                                              "augment.cutmix=1.0", "augment.scale=0.15",
+                                              "augment.translate=0.08"))
+
+
 MEASUREMENTS = {
     "compute limit": measure_compute,
     "maskcls": measure_maskcls,
+    "maskcls: head=multi mixup cutmix zoom": measure_maskcls_recipe,
     "plain reference": measure_plain,
     "loader: maskcls": measure_loader_maskcls,
     "loader: plain PIL": measure_loader_plain,

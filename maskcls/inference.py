@@ -29,7 +29,7 @@ from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.datamodule import MaskDataModule
 from maskcls.data.dataset import ImageDataset
 from maskcls.data.pipeline import Pipeline
-from maskcls.errors import CheckpointError, ConfigError
+from maskcls.errors import CheckpointError, ConfigError, DataLayoutError
 from maskcls.model.metrics import score
 from maskcls.model.module import MaskClassifier
 
@@ -95,13 +95,18 @@ def load_model(ckpt: dict[str, Any], path: Path) -> MaskClassifier:
     return model.eval()
 
 
-def eval_pipeline(ckpt: dict[str, Any], path: Path) -> Pipeline:
-    """The pipeline the checkpoint's run evaluated with (recorded by its datamodule)."""
+def eval_pipeline(ckpt: dict[str, Any], path: Path, face_boxes: str | None = None) -> Pipeline:
+    """The pipeline the checkpoint's run evaluated with (recorded by its datamodule);
+    ``face_boxes`` replaces the box file of a model trained on face crops."""
     state = ckpt.get(DATAMODULE_KEY)
     if not state:
         raise CheckpointError(f"{path}: the checkpoint does not record its eval pipeline "
                               f"(no '{DATAMODULE_KEY}' entry); retrain with this version")
-    return Pipeline.from_state(state)
+    try:
+        return Pipeline.from_state(state, face_boxes)
+    except DataLayoutError as e:
+        raise CheckpointError(f"{path} crops faces with boxes from a file it cannot use: {e}. "
+                              "Pass face_boxes=<csv with boxes of the eval images>") from None
 
 
 def trained_data_root(member: Member) -> str | None:
@@ -138,8 +143,8 @@ class _Ensemble(pl.LightningModule):
 
 
 def predict_probs(members: Sequence[Member], data_root: str | os.PathLike, tta: bool = False,
-                  batch_size: int = 128, num_workers: int = 2, accelerator: str = "auto"
-                  ) -> tuple[pd.DataFrame, list[np.ndarray]]:
+                  batch_size: int = 128, num_workers: int = 2, accelerator: str = "auto",
+                  face_boxes: str | None = None) -> tuple[pd.DataFrame, list[np.ndarray]]:
     """(eval table in info.csv order, one (N, 18) probability array per member).
 
     Members that read images the same way (image size and face crop) share one pass over the
@@ -149,10 +154,13 @@ def predict_probs(members: Sequence[Member], data_root: str | os.PathLike, tta: 
     for i, m in enumerate(members):  # check every checkpoint, then the data, before predicting
         ckpt = load_checkpoint(m.ckpt)
         model = load_model(ckpt, m.ckpt)
-        pipeline = eval_pipeline(ckpt, m.ckpt)
+        pipeline = eval_pipeline(ckpt, m.ckpt, face_boxes)
         pipelines.setdefault(pipeline.pixels_key, pipeline)
         groups.setdefault(pipeline.pixels_key, []).append((i, model, pipeline.normaliser()))
     eval_df = cat.scan_eval(data_root)
+    for pipeline in pipelines.values():
+        if pipeline.boxes is not None:
+            pipeline.boxes.check_covers(eval_df["path"].tolist())
     trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False,
                          enable_checkpointing=False, enable_model_summary=False)
     out: list[np.ndarray | None] = [None] * len(members)
@@ -204,8 +212,8 @@ def check_output(path: Path, inputs: Sequence[Path], data_root: Path) -> None:
 
 def predict(ckpt: str, data_root: str | None = None, output: str | None = None,
             tta: bool = False, save_probs: bool = False, batch_size: int = 128,
-            num_workers: int = 2, accelerator: str = "auto", calibrate: bool = False
-            ) -> dict[str, Any]:
+            num_workers: int = 2, accelerator: str = "auto", calibrate: bool = False,
+            face_boxes: str | None = None) -> dict[str, Any]:
     """Write ``submission.csv`` (and optionally the probabilities); returns what was done,
     with scores when ``eval/answers.csv`` exists. ``calibrate`` applies the decision offsets
     of each member's run (``calibration.json``; an ensemble uses their mean)."""
@@ -223,7 +231,8 @@ def predict(ckpt: str, data_root: str | None = None, output: str | None = None,
                                            if m.run_dir is not None]
     for target in (out, prob_path) if save_probs else (out,):
         check_output(target, inputs, Path(data_root).expanduser())
-    eval_df, probs = predict_probs(members, data_root, tta, batch_size, num_workers, accelerator)
+    eval_df, probs = predict_probs(members, data_root, tta, batch_size, num_workers, accelerator,
+                                   face_boxes)
     mean = np.mean(probs, axis=0)
     raw_pred = mean.argmax(1)
     if offsets is not None:

@@ -11,7 +11,8 @@ def test_train_speed_table(tmp_path, capsys):
     train_speed.main(["--sizes", "32x24", "--epochs", "4", "--persons", "8", "--batch", "16",
                       "--data-dir", str(tmp_path), "--out", str(out)])
     table = out.read_text()
-    for what in ("compute limit", "maskcls", "plain reference", "loader: maskcls",
+    for what in ("compute limit", "maskcls", "maskcls: head=multi mixup cutmix zoom",
+                 "plain reference", "loader: maskcls",
                  "loader: plain PIL"):
         assert f"| 32x24 | {what} |" in table
     row = next(ln for ln in table.splitlines() if ln.startswith("| 32x24 | compute limit |"))
@@ -27,3 +28,22 @@ def test_predict_speed_table(tmp_path):
     assert "| raw batched inference (preloaded tensors) |" in table
     assert "| maskcls predict (decode + predict + write) |" in table
     assert "28 eval images" in table
+
+
+def test_quality_table(tmp_path, capsys):
+    from benchmarks import quality
+
+    out = tmp_path / "quality.md"
+    results = quality.main([
+        "--persons", "16", "--eval-persons", "3", "--seed", "5", "--budget", "60",
+        "--only", "default,quick,quick - calibration", "--work", str(tmp_path),
+        "--out", str(out), "--override", "data.image_size=[32,24]",
+        "--override", "trainer.max_epochs=1", "--override", "data.batch_size=16"])
+    assert [r["name"] for r in results] == ["default", "quick", "quick - calibration"]
+    table = out.read_text()
+    assert "seed 5, difficulty 1.5, framing 1.0, 16 training / 3 eval people" in table
+    for r in results:
+        assert 0 <= r["f1"] <= 1 and r["epochs"] == 1
+        assert f"| {r['name']} | {r['f1']:.4f} |" in table
+    assert results[2]["wall"] is None  # calibration off: the quick run, predicted again
+    assert "wrote" in capsys.readouterr().out

@@ -266,3 +266,49 @@ def test_calibrate_without_a_calibration_file_says_so(fold_runs, tmp_path):
     with pytest.raises(Exception, match="calibration.json does not exist"):
         predict(str(run), output=str(tmp_path / "sub.csv"), calibrate=True)
     assert not (tmp_path / "sub.csv").exists()
+
+
+# ------------------------------------------------------------------------ pseudo-labels
+def _probs_csv(root, path, confident: int):
+    """A predict.py-style probabilities file: the first ``confident`` eval images sure of
+    their class, the others spread out."""
+    ans = pd.read_csv(root / "eval" / "answers.csv")
+    probs = np.full((len(ans), 18), 1 / 18)
+    probs[:confident] = 0.0
+    probs[np.arange(confident), (ans["ans"].to_numpy()[:confident] + 1) % 18] = 1.0
+    table = pd.concat([ans[["ImageID"]], pd.DataFrame(probs, columns=[f"prob_{c}" for c in
+                                                                      range(18)])], axis=1)
+    table.to_csv(path, index=False)
+    return ans
+
+
+def test_pseudo_labelled_images_train_and_never_reach_validation(synth_root, tmp_path):
+    from maskcls.training import build
+
+    ans = _probs_csv(synth_root, tmp_path / "probs.csv", confident=10)
+    cfg = make_cfg(synth_root, tmp_path / "run", f"data.pseudo_labels={tmp_path}/probs.csv",
+                   "data.pseudo_threshold=0.9")
+    dm, _ = build(cfg)
+    cat = dm.catalog
+    pseudo = cat[cat["person_id"].str.startswith("pseudo:")]
+    assert len(pseudo) == 10
+    # their label is the predicted one (here deliberately not the true one)
+    want = dict(zip(ans["ImageID"], (ans["ans"] + 1) % 18, strict=True))
+    assert all(want[p.rsplit("/", 1)[1]] == label
+               for p, label in zip(pseudo["path"], pseudo["label"], strict=True))
+    assert set(pseudo.index) <= set(dm.train_rows)
+    assert not set(pseudo.index) & set(dm.val_rows)
+    assert not dm.val_catalog["path"].str.contains("/eval/").any()
+    # validation is the same people as without pseudo-labels
+    plain, _ = build(make_cfg(synth_root, tmp_path / "run2"))
+    assert sorted(plain.val_catalog["path"]) == sorted(dm.val_catalog["path"])
+
+
+def test_pseudo_label_inputs_are_checked(synth_root, tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        train(make_cfg(synth_root, tmp_path / "a", f"data.pseudo_labels={tmp_path}/no.csv"))
+    pd.DataFrame({"ImageID": ["x.jpg"], "ans": [0]}).to_csv(tmp_path / "sub.csv", index=False)
+    with pytest.raises(Exception, match="lacks column"):
+        train(make_cfg(synth_root, tmp_path / "b", f"data.pseudo_labels={tmp_path}/sub.csv"))
+    with pytest.raises(ConfigError, match="pseudo_threshold"):
+        train(make_cfg(synth_root, tmp_path / "c", "data.pseudo_threshold=1.5"))

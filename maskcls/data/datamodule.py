@@ -26,6 +26,7 @@ from maskcls.data.dataset import (
 )
 from maskcls.data.mixing import MixBatch
 from maskcls.data.pipeline import Pipeline
+from maskcls.data.pseudo import check_pseudo_args, pseudo_rows
 from maskcls.data.sampling import TrainSampler, check_sampling_args
 from maskcls.data.splits import check_split_args, holdout_split, kfold_split
 from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, mean_std
@@ -76,6 +77,12 @@ class MaskDataModule(pl.LightningDataModule):
         age_bounds: age-group bounds, default ``[30, 60]``.
         seed: the run's seed; with ``split_seed`` it fixes which shots each epoch samples.
         verify: decode every image once before training and list all unreadable files.
+        pseudo_labels: a ``*_probs.csv`` of ``predict.py save_probs=true`` on this root's eval
+            set: its images whose top probability reaches ``pseudo_threshold`` join the
+            training rows with their predicted class (never validation).
+        face_boxes: a face-box CSV (``python -m maskcls.faces ROOT``, or any detector's in the
+            same format): every image is cropped to its box grown by ``face_margin``, in
+            training and, through the checkpoint, in prediction.
     """
 
     def __init__(
@@ -100,6 +107,10 @@ class MaskDataModule(pl.LightningDataModule):
         pin_memory: bool | None = None,
         seed: int = 0,
         verify: bool = False,
+        pseudo_labels: str | None = None,
+        pseudo_threshold: float = 0.9,
+        face_boxes: str | None = None,
+        face_margin: float = 0.25,
     ) -> None:
         super().__init__()
         self.root = Path(os.path.expanduser(str(root))).absolute()
@@ -122,13 +133,16 @@ class MaskDataModule(pl.LightningDataModule):
         given = (normalize["mean"], normalize["std"]) if isinstance(normalize, Mapping) \
             else (IMAGENET_MEAN, IMAGENET_STD)
         # image size, face crop and normalisation: checked here, before any data is read
-        self.pipeline = Pipeline(image_size, self.augment.center_crop, *given)
+        self.pipeline = Pipeline(image_size, self.augment.center_crop, *given,
+                                 face_boxes=face_boxes, face_margin=face_margin)
         self.normalize, self.cache_mode = normalize, cache
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root / ".maskcls_cache"
         self.corrections, self.age_bounds = corrections, tuple(age_bounds)
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.seed = seed
         self.verify = verify
+        check_pseudo_args(pseudo_labels, pseudo_threshold)
+        self.pseudo_labels, self.pseudo_threshold = pseudo_labels, pseudo_threshold
         self.catalog: pd.DataFrame | None = None
         self.train_rows: np.ndarray | None = None
         self.val_rows: np.ndarray | None = None
@@ -156,12 +170,20 @@ class MaskDataModule(pl.LightningDataModule):
             train_ids, val_ids = kfold_split(df, self.n_folds, self.fold, self.split_seed)
         else:
             train_ids, val_ids = holdout_split(df, self.val_ratio, self.split_seed)
+        if self.pseudo_labels:  # after the split: their own "people", in training only
+            pseudo = pseudo_rows(self.pseudo_labels, self.root, self.pseudo_threshold)
+            log.info("pseudo-labels: %d eval images reach p >= %s and join training",
+                     len(pseudo), self.pseudo_threshold)
+            df = pd.concat([df, pseudo], ignore_index=True)
+            train_ids = set(train_ids) | set(pseudo["person_id"])
         self.catalog = df.reset_index(drop=True)
         if self.verify:
             self._verify(self.catalog["path"].tolist())
         self.train_rows = np.flatnonzero(self.catalog["person_id"].isin(train_ids).to_numpy())
         self.val_rows = np.flatnonzero(self.catalog["person_id"].isin(val_ids).to_numpy())
         paths = self.catalog["path"].tolist()
+        if self.pipeline.boxes is not None:
+            self.pipeline.boxes.check_covers(paths)
         workers = self._decode_workers(len(paths))
         if self.cache_mode == "ram":
             self._cache = ram_cache(paths, self.pipeline, workers)

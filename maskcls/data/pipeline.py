@@ -1,7 +1,8 @@
 """The evaluation pipeline: how a photo becomes the model's input, augmentation aside.
 
-decode (``read_rgb``) -> optional centre (face) crop -> resize to ``image_size`` -> uint8
-pixels (cacheable) -> normalise with ``mean`` / ``std`` on the batch (``BatchTransform``).
+decode (``read_rgb``) -> optional crop (to the face box of a ``face_boxes`` CSV, or to the
+centre) -> resize to ``image_size`` -> uint8 pixels (cacheable) -> normalise with ``mean`` /
+``std`` on the batch (``BatchTransform``).
 
 One ``Pipeline`` object owns these settings. The datamodule builds it from the config, the
 caches key their files by it, every checkpoint records it (``to_state``), and prediction
@@ -18,8 +19,10 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
+from maskcls.config_checks import check_value
 from maskcls.data.batch_transforms import BatchTransform, check_normalisation
 from maskcls.data.dataset import read_rgb
+from maskcls.data.face_boxes import FaceBoxes
 from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD, FractionCenterCrop
 from maskcls.errors import ConfigError
 
@@ -40,12 +43,15 @@ def check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
 @dataclass(frozen=True)
 class Pipeline:
     """``image_size`` ``(H, W)``; ``center_crop`` the ``(h, w)`` fractions kept before resizing;
-    ``mean`` / ``std`` of the normalisation."""
+    ``mean`` / ``std`` of the normalisation; ``face_boxes`` a box CSV (``maskcls.faces``) whose
+    boxes, grown by ``face_margin``, are cropped instead of the centre."""
 
     image_size: tuple[int, int]
     center_crop: tuple[float, float] | None = None
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    face_boxes: str | None = None
+    face_margin: float = 0.25
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", check_image_size(self.image_size))
@@ -56,12 +62,28 @@ class Pipeline:
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         resize = v2.Resize(self.image_size, antialias=True)
         object.__setattr__(self, "_resize", v2.Compose([*crop, resize]))
+        boxes = None
+        if self.face_boxes is not None:
+            if self.center_crop:
+                raise ConfigError("augment.center_crop and data.face_boxes both crop the photo; "
+                                  "keep one (augment.center_crop=null with face boxes)")
+            check_value("data.face_margin", self.face_margin, "number", 0, 2)
+            boxes = FaceBoxes(self.face_boxes)
+            object.__setattr__(self, "face_boxes", str(boxes.path))
+        object.__setattr__(self, "_boxes", boxes)
 
     # ---------------------------------------------------------------- per image (cacheable)
     @property
-    def decode_size(self) -> tuple[int, int]:
+    def boxes(self) -> FaceBoxes | None:
+        return self._boxes
+
+    @property
+    def decode_size(self) -> tuple[int, int] | None:
         """The smallest source size that still crops and resizes down (JPEGs are decoded at
-        the smallest DCT scale that covers it, see ``read_rgb``)."""
+        the smallest DCT scale that covers it, see ``read_rgb``); None: full size (face
+        boxes are in the full image's pixels)."""
+        if self._boxes is not None:
+            return None
         fh, fw = self.center_crop or (1.0, 1.0)
         return math.ceil(self.image_size[0] / fh), math.ceil(self.image_size[1] / fw)
 
@@ -71,12 +93,19 @@ class Pipeline:
 
     def read(self, path: str) -> torch.Tensor:
         """The uint8 pixels of one file, as the model's input before normalisation."""
-        return self.resize(read_rgb(path, self.decode_size))
+        image = read_rgb(path, self.decode_size)
+        if self._boxes is not None:
+            aspect = self.image_size[0] / self.image_size[1]
+            image = self._boxes.crop(image, path, self.face_margin, aspect)
+        return self.resize(image)
 
     @property
     def pixels_key(self) -> str:
         """What the uint8 pixels depend on (the caches' key; normalisation is not part of it)."""
-        return f"{self.image_size[0]}x{self.image_size[1]}|crop={self.center_crop}"
+        key = f"{self.image_size[0]}x{self.image_size[1]}|crop={self.center_crop}"
+        if self._boxes is not None:
+            key += f"|faces={self._boxes.digest}+{self.face_margin}"
+        return key
 
     # --------------------------------------------------------------------- per batch
     def normaliser(self) -> BatchTransform:
@@ -89,9 +118,15 @@ class Pipeline:
     def to_state(self) -> dict[str, Any]:
         return {"image_size": list(self.image_size),
                 "center_crop": list(self.center_crop) if self.center_crop else None,
-                "mean": list(self.mean), "std": list(self.std)}
+                "mean": list(self.mean), "std": list(self.std),
+                "face_boxes": self.face_boxes, "face_margin": self.face_margin}
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> Pipeline:
+    def from_state(cls, state: Mapping[str, Any], face_boxes: str | None = None) -> Pipeline:
+        """``face_boxes``: the box CSV to use instead of the recorded one (another copy of
+        the data, boxes of the eval images written later)."""
+        recorded = state.get("face_boxes")
         return cls(tuple(state["image_size"]), state.get("center_crop"),
-                   tuple(state["mean"]), tuple(state["std"]))
+                   tuple(state["mean"]), tuple(state["std"]),
+                   face_boxes if (face_boxes and recorded) else recorded,
+                   state.get("face_margin", 0.25))

@@ -1,0 +1,200 @@
+"""Learning quality on a held-out tree: what each recipe scores on data it was not tuned on.
+
+    python -m benchmarks.quality                      # baseline, default, quick (~20 min)
+    python -m benchmarks.quality --ablations          # + quick with each item switched off
+    python -m benchmarks.quality --seed 31 --difficulty 2 --framing 1
+
+A synthetic tree is generated with its own seed, difficulty and framing (not the default tree
+any recipe was tuned on). Every recipe trains as ``train.py`` does, in its own process, under
+the same wall-time cap (``trainer.max_time``), predicts ``eval/`` and is scored against
+``eval/answers.csv``: macro-F1, accuracy, per-task F1, and the mean F1 of the rare groups
+(the six 60+ classes, the nine male classes). Rows that only change prediction (calibration,
+TTA) reuse their recipe's run. The table is printed and written as markdown to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Row:
+    name: str
+    overrides: list[str] = field(default_factory=list)
+    tta: bool = False
+    calibrate: bool = False
+    run: str | None = None  # predict another row's run instead of training
+    pseudo_from: str | None = None  # train on this row's confident eval predictions
+
+
+RECIPES = [
+    Row("baseline (starter code)", ["experiment=baseline"]),
+    Row("default", [], tta=True),
+    Row("quick", ["experiment=quick"], tta=True, calibrate=True),
+]
+# quick with one item switched off (or, for pseudo-labels, added as a second round)
+ABLATIONS = [
+    Row("quick - per-task head", ["experiment=quick", "model.head=single"], tta=True,
+        calibrate=True),
+    Row("quick - mixup/cutmix", ["experiment=quick", "augment.mixup=0", "augment.cutmix=0"],
+        tta=True, calibrate=True),
+    Row("quick - zoom/shift", ["experiment=quick", "augment.scale=0", "augment.translate=0"],
+        tta=True, calibrate=True),
+    Row("quick - EMA", ["experiment=quick", "callbacks=default"], tta=True, calibrate=True),
+    Row("quick - calibration", tta=True, run="quick"),
+    Row("quick - TTA", calibrate=True, run="quick"),
+    Row("quick + pseudo-labels (round 2)", ["experiment=quick"], tta=True, calibrate=True,
+        pseudo_from="quick"),
+]
+
+
+def held_out_tree(args: argparse.Namespace) -> Path:
+    from maskcls.synth import SynthConfig, generate
+
+    cfg = SynthConfig(persons=args.persons, eval_persons=args.eval_persons, seed=args.seed,
+                      difficulty=args.difficulty, framing=args.framing)
+    root = Path(args.work) / (f"tree-s{cfg.seed}-d{cfg.difficulty}-f{cfg.framing}"
+                              f"-p{cfg.persons}-e{cfg.eval_persons}")
+    if not (root / "train" / "images").is_dir():
+        generate(root, cfg)
+    return root
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
+
+
+def train_row(row: Row, root: Path, args: argparse.Namespace, runs: dict[str, Path]) -> float:
+    """Train ``row`` with ``train.py`` in a new process; returns its wall seconds."""
+    out = Path(args.work) / "runs" / _slug(row.name)
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    overrides = [*row.overrides, f"data.root={root}", "data.synthetic=null",
+                 f"hydra.run.dir={out}", f"trainer.max_time={_max_time(args.budget)}",
+                 "callbacks.progress_bar.refresh_rate=0", *args.override]
+    if row.pseudo_from:
+        overrides.append(f"data.pseudo_labels={_probs_file(runs, row.pseudo_from)}")
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "train.py", *overrides], cwd=ROOT,
+                         capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise RuntimeError(f"{row.name} failed:\n{res.stdout[-1500:]}\n{res.stderr[-3000:]}")
+    runs[row.name] = out
+    return wall
+
+
+def _max_time(seconds: float) -> str:
+    s = int(seconds)
+    return f"00:{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _probs_file(runs: dict[str, Path], name: str) -> Path:
+    return runs[name] / f"eval_{_slug(name)}_probs.csv"
+
+
+def score_row(row: Row, run: Path, root: Path) -> dict[str, Any]:
+    from maskcls import labels
+    from maskcls.inference import predict
+
+    sub = run / f"eval_{_slug(row.name)}.csv"
+    predict(str(run), str(root), output=str(sub), tta=row.tta, calibrate=row.calibrate,
+            save_probs=True)
+    s = score_detail(sub, root)
+    groups = [labels.decode(c) for c in range(labels.NUM_CLASSES)]
+    s["rare_60+"] = float(np.mean([f for f, (_, _, a) in zip(s["f1_per_class"], groups,
+                                                             strict=True) if a == 2]))
+    s["rare_male"] = float(np.mean([f for f, (_, g, _) in zip(s["f1_per_class"], groups,
+                                                             strict=True) if g == 0]))
+    s["epochs"] = json.loads((run / "metrics.json").read_text())["epochs"]
+    return s
+
+
+def score_detail(submission: Path, root: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    from maskcls.model.metrics import score
+
+    sub = pd.read_csv(submission)
+    truth = pd.read_csv(root / "eval" / "answers.csv").set_index("ImageID")["ans"]
+    return score(sub["ans"].to_numpy(), truth.reindex(sub["ImageID"]).to_numpy(), detail=True)
+
+
+COLUMNS = ["recipe", "eval macro-F1", "accuracy", "F1 mask", "F1 gender", "F1 age",
+           "F1 60+ classes", "F1 male classes", "epochs", "wall s"]
+
+
+def markdown(results: list[dict[str, Any]], args: argparse.Namespace, root: Path) -> str:
+    import torch
+
+    lines = [f"Held-out tree {root.name}: seed {args.seed}, difficulty {args.difficulty}, "
+             f"framing {args.framing}, {args.persons} training / {args.eval_persons} eval "
+             f"people; every recipe capped at {args.budget:.0f} s of training "
+             f"(trainer.max_time); torch {torch.__version__}, {torch.get_num_threads()} "
+             f"threads. Scores on eval/answers.csv.", "",
+             "| " + " | ".join(COLUMNS) + " |", "| " + " | ".join("---" for _ in COLUMNS) + " |"]
+    for r in results:
+        cells = [r["name"], f"{r['f1']:.4f}", f"{r['acc']:.4f}", f"{r['f1_mask']:.3f}",
+                 f"{r['f1_gender']:.3f}", f"{r['f1_age']:.3f}", f"{r['rare_60+']:.3f}",
+                 f"{r['rare_male']:.3f}", str(r["epochs"]),
+                 "" if r["wall"] is None else f"{r['wall']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=21, help="held-out tree's seed (default tree: 0)")
+    p.add_argument("--difficulty", type=float, default=1.5)
+    p.add_argument("--framing", type=float, default=1.0)
+    p.add_argument("--persons", type=int, default=600)
+    p.add_argument("--eval-persons", type=int, default=150)
+    p.add_argument("--budget", type=float, default=300, help="training seconds per recipe")
+    p.add_argument("--ablations", action="store_true", help="also quick minus each item")
+    p.add_argument("--only", default=None, help="comma-separated row names to run")
+    p.add_argument("--override", action="append", default=[],
+                   help="extra train.py override for every row (repeatable)")
+    p.add_argument("--work", default=str(ROOT / "data" / "quality"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality.md"))
+    args = p.parse_args(argv)
+    root = held_out_tree(args)
+    rows = RECIPES + (ABLATIONS if args.ablations else [])
+    if args.only:
+        wanted = set(args.only.split(","))
+        rows = [r for r in rows if r.name in wanted]
+        needs = {r.run or r.pseudo_from for r in rows} - {None} - wanted
+        if needs:
+            p.error(f"--only: these rows need {', '.join(sorted(needs))} too")
+    runs: dict[str, Path] = {}
+    results = []
+    for row in rows:
+        wall = None if row.run else train_row(row, root, args, runs)
+        run = runs[row.run] if row.run else runs[row.name]
+        res = {"name": row.name, "wall": wall, **score_row(row, run, root)}
+        results.append(res)
+        print(f"{row.name}: eval macro-F1 {res['f1']:.4f} (wall {wall or 0:.0f} s)", flush=True)
+    table = markdown(results, args, root)
+    print("\n" + table)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table + "\n")
+    print(f"wrote {out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

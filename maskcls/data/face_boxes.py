@@ -1,0 +1,88 @@
+"""Face boxes from a CSV (``python -m maskcls.faces`` or any detector): reading and cropping.
+
+A row is ``path, x0, y0, x1, y1[, source]``; ``path`` is relative to the data root
+(``train/images/<folder>/<file>`` or ``eval/images/<file>``), so one file serves every copy of
+a tree. Each image is cropped to its box grown by ``margin`` on every side and widened or
+heightened to the model's aspect ratio (no distortion when resizing), within the image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from maskcls.errors import DataLayoutError
+
+REQUIRED = ["path", "x0", "y0", "x1", "y1"]
+
+
+def relative(path: str) -> str:
+    """``train/images/...`` or ``eval/images/...``: the part of a path a box file keys on."""
+    parts = Path(path).parts
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] in ("train", "eval") and parts[i + 1] == "images":
+            return "/".join(parts[i:])
+    raise DataLayoutError(f"{path} is not under train/images or eval/images of a data root")
+
+
+class FaceBoxes:
+    """The boxes of one CSV, by relative path; ``digest`` identifies its content."""
+
+    def __init__(self, csv: str | os.PathLike) -> None:
+        self.path = Path(os.path.expanduser(str(csv)))
+        if not self.path.is_file():
+            raise DataLayoutError(f"data.face_boxes={csv}: no such file. Write it with "
+                                  "`python -m maskcls.faces <data root>`")
+        raw = self.path.read_bytes()
+        self.digest = hashlib.sha1(raw).hexdigest()[:16]
+        try:
+            table = pd.read_csv(self.path)
+        except (ValueError, pd.errors.ParserError) as e:
+            raise DataLayoutError(f"data.face_boxes={self.path} cannot be read ({e})") from None
+        missing = [c for c in REQUIRED if c not in table.columns]
+        if missing:
+            raise DataLayoutError(f"data.face_boxes={self.path} lacks column(s) "
+                                  f"{', '.join(missing)}; expected {', '.join(REQUIRED)}[, source]")
+        coords = table[REQUIRED[1:]].apply(pd.to_numeric, errors="coerce")
+        bad = coords.isna().any(axis=1) | (coords["x1"] <= coords["x0"]) | \
+            (coords["y1"] <= coords["y0"])
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise DataLayoutError(f"data.face_boxes={self.path}: {int(bad.sum())} row(s) without "
+                                  f"a box x0 < x1, y0 < y1 (first: line {row + 2}, "
+                                  f"{table['path'].iloc[row]})")
+        self.boxes = dict(zip(table["path"].astype(str),
+                              coords.itertuples(index=False, name=None), strict=True))
+
+    def check_covers(self, paths: Sequence[str]) -> None:
+        """Every image has a box; else one error listing how many do not."""
+        missing = [p for p in paths if relative(p) not in self.boxes]
+        if missing:
+            raise DataLayoutError(
+                f"data.face_boxes={self.path} has no box for {len(missing)} of {len(paths)} "
+                f"images (e.g. {relative(missing[0])}); run `python -m maskcls.faces <data root>`"
+                " again for this tree")
+
+    def crop(self, image: torch.Tensor, path: str, margin: float,
+             aspect: float) -> torch.Tensor:
+        """``image`` (C, H, W) cut to the box of ``path``: grown by ``margin`` of its size on
+        every side, then to ``aspect`` (height / width), clipped to the image."""
+        x0, y0, x1, y1 = self.boxes[relative(path)]
+        h, w = image.shape[-2:]
+        bw, bh = (x1 - x0) * (1 + 2 * margin), (y1 - y0) * (1 + 2 * margin)
+        if bh / bw < aspect:
+            bh = bw * aspect
+        else:
+            bw = bh / aspect
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        left, right = max(0, round(cx - bw / 2)), min(w, round(cx + bw / 2))
+        top, bottom = max(0, round(cy - bh / 2)), min(h, round(cy + bh / 2))
+        if right - left < 1 or bottom - top < 1:
+            raise DataLayoutError(f"data.face_boxes={self.path}: the box of {relative(path)} "
+                                  f"({x0}, {y0}, {x1}, {y1}) lies outside its {w}x{h} image")
+        return image[..., top:bottom, left:right]

@@ -1,0 +1,150 @@
+"""Face boxes for every image of a data tree, found offline with OpenCV's bundled Haar cascades.
+
+    python -m maskcls.faces /path/to/data            # writes /path/to/data/face_boxes.csv
+    python -m maskcls.faces /path/to/data --out boxes.csv --workers 4
+
+Per image, in order: the largest frontal face; else a pair of eyes (the face box is drawn
+around them: masks hide the lower face, which defeats many face detectors but not the eyes);
+else the centre of the photo (the competition's faces sit in the middle). ``face_boxes.csv``
+has one row per image: ``path`` (relative to the data root, e.g. ``train/images/<folder>/
+mask1.jpg``), ``x0, y0, x1, y1`` (pixels of the upright image) and ``source`` (``face``,
+``eyes`` or ``centre``). Boxes from any other detector, in the same format, work the same:
+train with ``data.face_boxes=<csv>``, and the checkpoint carries the crop to ``predict.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from maskcls import atomic
+from maskcls.data import catalog as cat
+from maskcls.data.dataset import read_rgb
+from maskcls.data.face_boxes import relative
+
+COLUMNS = ["path", "x0", "y0", "x1", "y1", "source"]
+SOURCES = ("face", "eyes", "centre")
+DETECT_SIDE = 320  # images are searched at this longer side (Haar cost grows with pixels)
+CENTRE = (0.7, 0.6)  # fallback: the middle (height, width) fractions of the photo, a bit high
+_cascades: dict[str, object] = {}
+
+
+def _cascade(name: str):
+    import cv2
+
+    if name not in _cascades:
+        path = Path(cv2.data.haarcascades) / name
+        if not path.exists():  # opencv-python-headless 5.x ships no cascade files
+            raise RuntimeError(f"{path} is missing: install opencv-python-headless<5, whose "
+                               "wheels carry the Haar cascades")
+        _cascades[name] = cv2.CascadeClassifier(str(path))
+    return _cascades[name]
+
+
+def detect(rgb: np.ndarray) -> tuple[tuple[int, int, int, int], str]:
+    """``((x0, y0, x1, y1), source)`` of one ``(H, W, 3)`` uint8 image."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = min(1.0, DETECT_SIDE / max(h, w))
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if scale < 1:
+        grey = cv2.resize(grey, (round(w * scale), round(h * scale)),
+                          interpolation=cv2.INTER_AREA)
+    side = min(grey.shape)
+    faces, _, weights = _cascade("haarcascade_frontalface_default.xml").detectMultiScale3(
+        grey, scaleFactor=1.1, minNeighbors=5, minSize=(side // 6, side // 6),
+        outputRejectLevels=True)
+    if len(faces):  # the most certain detection (the largest may be a patterned background)
+        x, y, fw, fh = faces[int(np.argmax(np.ravel(weights)))]
+        return _to_image((x, y, x + fw, y + fh), scale, w, h), "face"
+    eyes = _cascade("haarcascade_eye.xml").detectMultiScale(
+        grey, scaleFactor=1.1, minNeighbors=5, minSize=(side // 20, side // 20),
+        maxSize=(side // 4, side // 4))
+    pair = _eye_pair(eyes)
+    if pair is not None:
+        return _to_image(pair, scale, w, h), "eyes"
+    ch, cw = CENTRE
+    return _to_image((w * scale * (1 - cw) / 2, h * scale * (1 - ch) / 3,
+                      w * scale * (1 + cw) / 2, h * scale * (1 - ch) / 3 + h * scale * ch),
+                     scale, w, h), "centre"
+
+
+def _eye_pair(eyes: np.ndarray) -> tuple[float, float, float, float] | None:
+    """The face around the two largest eyes at about the same height, side by side."""
+    if len(eyes) < 2:
+        return None
+    ranked = sorted(eyes, key=lambda e: -e[2] * e[3])[:4]
+    for i, a in enumerate(ranked):
+        for b in ranked[i + 1:]:
+            (ax, ay), (bx, by) = (a[:2] + a[2:] / 2), (b[:2] + b[2:] / 2)
+            d = abs(ax - bx)
+            if d > 0.8 * max(a[2], b[2]) and abs(ay - by) < 0.5 * d:
+                cx, cy = (ax + bx) / 2, (ay + by) / 2
+                # eyes sit about 40% down a face that is 2.2 eye distances wide, 3 tall
+                return cx - 1.1 * d, cy - 1.2 * d, cx + 1.1 * d, cy + 1.8 * d
+    return None
+
+
+def _to_image(box: tuple[float, ...], scale: float, w: int, h: int) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = (v / scale for v in box)
+    return (int(max(0, round(x0))), int(max(0, round(y0))), int(min(w, round(x1))),
+            int(min(h, round(y1))))
+
+
+def _detect_file(path: str) -> tuple[tuple[int, int, int, int], str]:
+    return detect(read_rgb(path).permute(1, 2, 0).numpy())
+
+
+def image_paths(root: Path) -> list[str]:
+    """Every training and eval image of the tree (absolute paths)."""
+    paths = cat.scan_train(root)["path"].tolist()
+    if (root / "eval" / "info.csv").exists():
+        paths += cat.scan_eval(root)["path"].tolist()
+    return paths
+
+
+def write_boxes(root: str | os.PathLike, out: str | os.PathLike | None = None,
+                workers: int | None = None) -> tuple[Path, Counter]:
+    """Detect a box for every image under ``root``; returns the CSV and the count per source."""
+    root = Path(root)
+    out = Path(out) if out else root / "face_boxes.csv"
+    paths = image_paths(root)
+    workers = workers or os.cpu_count() or 1
+    if workers > 1 and len(paths) > 64:
+        with ProcessPoolExecutor(workers) as pool:
+            found = list(pool.map(_detect_file, paths, chunksize=32))
+    else:
+        found = [_detect_file(p) for p in paths]
+    table = pd.DataFrame([(relative(p), *box, src) for p, (box, src) in zip(paths, found,
+                                                                           strict=True)],
+                         columns=COLUMNS)
+    atomic.write_csv(table, out)
+    return out, Counter(table["source"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m maskcls.faces", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root", help="data root holding train/ (and eval/)")
+    p.add_argument("--out", default=None, help="CSV to write (default ROOT/face_boxes.csv)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    a = p.parse_args(argv)
+    t0 = time.perf_counter()
+    out, counts = write_boxes(a.root, a.out, a.workers)
+    n = sum(counts.values())
+    shares = ", ".join(f"{s} {counts.get(s, 0)} ({counts.get(s, 0) / max(n, 1):.0%})"
+                       for s in SOURCES)
+    print(f"wrote {out}: {n} images in {time.perf_counter() - t0:.0f}s; {shares}; "
+          f"{counts.get('centre', 0)} fell back to the centre crop")
+
+
+if __name__ == "__main__":
+    main()
