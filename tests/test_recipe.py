@@ -312,3 +312,31 @@ def test_pseudo_label_inputs_are_checked(synth_root, tmp_path):
         train(make_cfg(synth_root, tmp_path / "b", f"data.pseudo_labels={tmp_path}/sub.csv"))
     with pytest.raises(ConfigError, match="pseudo_threshold"):
         train(make_cfg(synth_root, tmp_path / "c", "data.pseudo_threshold=1.5"))
+
+
+# ---------------------------------------------------------------------------------- SMOTE
+def test_smote_fills_rare_classes_up_to_the_median_with_same_class_blends():
+    from maskcls.data.smote import smote_images
+
+    rng = np.random.default_rng(0)
+    targets = np.repeat([0, 1, 2, 3], [40, 30, 6, 3])
+    pixels = torch.from_numpy(rng.integers(0, 256, (len(targets), 3, 8, 6), dtype=np.uint8))
+    images, classes = smote_images(pixels, targets, seed=0)
+    counts = np.bincount(np.concatenate([targets, classes]), minlength=4)
+    median = int(np.median(np.bincount(targets)))
+    assert counts[2] == counts[3] == median and counts[0] == 40 and counts[1] == 30
+    for img, c in zip(images, classes, strict=True):  # a blend of two images of its class
+        own = pixels[torch.as_tensor(targets == c)]
+        assert (img >= own.min(0).values).all() and (img <= own.max(0).values).all()
+
+
+def test_smote_images_train_only(synth_root, tmp_path):
+    from maskcls.training import build
+
+    dm, _ = build(make_cfg(synth_root, tmp_path / "run", "data.oversample=smote"))
+    synthetic = dm.catalog.index[dm.catalog["person_id"].str.startswith("smote:")]
+    assert len(synthetic) > 0
+    assert set(synthetic) <= set(dm.train_rows) and not set(synthetic) & set(dm.val_rows)
+    assert len(dm.dataset) == len(dm.catalog) == len(dm._cache)
+    with pytest.raises(ConfigError, match="data.cache=ram or data.cache=disk"):
+        train(make_cfg(synth_root, tmp_path / "b", "data.oversample=smote", "data.cache=none"))

@@ -28,6 +28,7 @@ from maskcls.data.mixing import MixBatch
 from maskcls.data.pipeline import Pipeline
 from maskcls.data.pseudo import check_pseudo_args, pseudo_rows
 from maskcls.data.sampling import TrainSampler, check_sampling_args
+from maskcls.data.smote import smote_images, smote_rows
 from maskcls.data.splits import check_split_args, holdout_split, kfold_split
 from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, mean_std
 from maskcls.errors import ConfigError
@@ -65,7 +66,8 @@ class MaskDataModule(pl.LightningDataModule):
         split_seed: seed of the split (independent of the training seed, so several seeds
             can be compared on one split).
         undersample: ``keep_masked`` (1..5) and ``resample_each_epoch``.
-        oversample: ``none``, ``weighted`` or ``repeat`` (see ``maskcls.data.sampling``).
+        oversample: ``none``, ``weighted``, ``repeat`` (see ``maskcls.data.sampling``) or
+            ``smote`` (synthetic rare-class images, see ``maskcls.data.smote``).
         augment: an ``AugmentConfig`` mapping (``conf/augment``).
         normalize: ``imagenet``, ``dataset`` (computed on the training split) or
             ``{mean: [...], std: [...]}``.
@@ -128,6 +130,9 @@ class MaskDataModule(pl.LightningDataModule):
         self.undersample = {"keep_masked": 5, "resample_each_epoch": True, **(undersample or {})}
         check_split_args(val_ratio, n_folds, fold)
         check_sampling_args(self.undersample["keep_masked"], oversample)
+        if oversample == "smote" and cache == "none":
+            raise ConfigError("data.oversample=smote works on the cached pixels; use "
+                              "data.cache=ram or data.cache=disk with it")
         self.oversample = oversample
         self.augment = AugmentConfig(**(augment or {}))
         given = (normalize["mean"], normalize["std"]) if isinstance(normalize, Mapping) \
@@ -190,10 +195,27 @@ class MaskDataModule(pl.LightningDataModule):
         elif self.cache_mode == "disk":
             self._cache = disk_cache(paths, self.pipeline, workers, self.cache_dir,
                                      variant=str(self.root))
+        if self.oversample == "smote":
+            self._add_smote()
+            paths = self.catalog["path"].tolist()
         # One dataset of uint8 pixels serves both stages; the batch transforms differ.
         self.dataset = ImageDataset(paths, self.catalog["label"].to_numpy(), self.pipeline,
                                     self._cache)
         self._set_normalisation()
+
+    def _add_smote(self) -> None:
+        """Synthetic rare-class images from the cached training pixels, as extra training
+        rows (the cache becomes an in-memory tensor with them appended)."""
+        rows = torch.as_tensor(self.train_rows)
+        images, classes = smote_images(self._cache[rows],
+                                       self.catalog["label"].to_numpy()[self.train_rows],
+                                       seed=self.split_seed * 100_003 + self.seed)
+        log.info("SMOTE: %d synthetic images for %d rare classes", len(classes),
+                 len(np.unique(classes)))
+        first = len(self.catalog)
+        self.catalog = pd.concat([self.catalog, smote_rows(classes)], ignore_index=True)
+        self.train_rows = np.concatenate([self.train_rows, first + np.arange(len(classes))])
+        self._cache = torch.cat([self._cache, images])
 
     def _decode_workers(self, n_images: int) -> int:
         """Worker processes for a one-off decoding pass (cache, verify). The loader's count

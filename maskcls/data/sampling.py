@@ -22,7 +22,7 @@ from maskcls import labels
 from maskcls.config_checks import check_value
 from maskcls.errors import ConfigError
 
-OVERSAMPLE_MODES = ("none", "weighted", "repeat")
+OVERSAMPLE_MODES = ("none", "weighted", "repeat", "smote")  # smote: extra rows, drawn as none
 
 
 def check_sampling_args(keep_masked: int, oversample: str) -> None:
