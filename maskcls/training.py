@@ -401,7 +401,8 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
             prob_cols = pd.DataFrame(probs, columns=[f"prob_{c}" for c in range(probs.shape[1])])
             atomic.write_csv(pd.concat([val, prob_cols], axis=1), out / "val_predictions.csv",
                              float_format="%.6f")
-            fitted = calibration.fit(probs, details["targets"].numpy())
+            fitted = calibration.fit(probs, details["targets"].numpy(),
+                                     groups=val["person_id"].to_numpy())
             calibration.save(fitted, out)
             metrics["calibration"] = {k: fitted[k] for k in ("f1_before", "f1_after")}
             atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))

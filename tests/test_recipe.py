@@ -210,13 +210,16 @@ def test_pretrained_file_errors_name_the_file(tmp_path, synth_root):
 
 
 # -------------------------------------------------------------------------- calibration
-@pytest.mark.parametrize("seed", range(5))
-def test_calibration_never_lowers_the_macro_f1_it_is_fitted_on(seed):
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("by_person", [False, True])
+def test_calibration_never_lowers_the_macro_f1_it_is_fitted_on(seed, by_person):
     rng = np.random.default_rng(seed)
     truth = rng.choice(18, size=400, p=rng.dirichlet(np.ones(18)))
     logits = rng.normal(size=(400, 18)) + 2.0 * np.eye(18)[truth] * rng.random((400, 1))
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    fitted = calibration.fit(probs, truth)
+    groups = np.arange(400) // 7 if by_person else None  # seven shots a person
+    fitted = calibration.fit(probs, truth, groups)
+    assert fitted["share"] in calibration.SHARES
     after = calibration.apply(probs, fitted["offsets"])
     assert np.allclose(after.sum(1), 1)
     f1_before = score(probs.argmax(1), truth)["f1"]
