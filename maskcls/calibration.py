@@ -10,8 +10,11 @@ Fitting is coordinate ascent over a grid, starting from zero offsets and taking 
 when it raises macro-F1 on the fitting set. Fitted and scored on the same few hundred images,
 offsets overshoot; so a share of them (0, 1/4, 1/2, 3/4 or all) is kept, chosen by two-fold
 cross-validation over the validation people. If the kept share would score below no offsets
-on the fitting set, none is kept: calibration never lowers the macro-F1 it is fitted on. ``train.py`` fits them on the validation predictions of ``best.ckpt`` and writes
-``calibration.json``; ``predict.py calibrate=true`` applies them.
+on the fitting set, none is kept: calibration never lowers the macro-F1 it is fitted on.
+``train.py`` fits them on the validation predictions of ``best.ckpt`` and writes
+``calibration.json``; ``predict.py calibrate=true`` applies them. On held-out trees the gain
+on the eval set was small and not always positive (README, "Learning quality"); it is an
+option, not part of the quick recipe.
 """
 
 from __future__ import annotations

@@ -81,8 +81,11 @@ def load_model(ckpt: dict[str, Any], path: Path) -> MaskClassifier:
                               "written by maskcls?")
     n = int(hp.get("num_classes", labels.NUM_CLASSES))
     head = hp.get("head", "single")  # checkpoints record their head: no flag needed here
-    if n != labels.NUM_CLASSES:
-        raise CheckpointError(f"{path}: the model predicts {n} classes, the competition has "
+    fc = [v for k, v in ckpt["state_dict"].items() if k.startswith("net.") and
+          k.endswith(".weight") and v.ndim == 2]  # a single head's classifier is the last
+    got = fc[-1].shape[0] if head == "single" and fc else n
+    if got != labels.NUM_CLASSES:
+        raise CheckpointError(f"{path}: the model predicts {got} classes, the competition has "
                               f"{labels.NUM_CLASSES}")
     model = MaskClassifier(backbone=hp["backbone"], pretrained=False, head=head,
                            drop_rate=hp.get("drop_rate", 0.0),

@@ -36,14 +36,14 @@ def test_quality_table(tmp_path, capsys):
     out = tmp_path / "quality.md"
     results = quality.main([
         "--persons", "16", "--eval-persons", "3", "--seed", "5", "--budget", "60",
-        "--only", "default,quick,quick - calibration", "--work", str(tmp_path),
+        "--only", "default,quick,quick + calibration", "--work", str(tmp_path),
         "--out", str(out), "--override", "data.image_size=[32,24]",
         "--override", "trainer.max_epochs=1", "--override", "data.batch_size=16"])
-    assert [r["name"] for r in results] == ["default", "quick", "quick - calibration"]
+    assert [r["name"] for r in results] == ["default", "quick", "quick + calibration"]
     table = out.read_text()
     assert "seed 5, difficulty 1.5, framing 1.0, 16 training / 3 eval people" in table
     for r in results:
         assert 0 <= r["f1"] <= 1 and r["epochs"] == 1
         assert f"| {r['name']} | {r['f1']:.4f} |" in table
-    assert results[2]["wall"] is None  # calibration off: the quick run, predicted again
+    assert results[2]["wall"] is None  # calibration on: the quick run, predicted again
     assert "wrote" in capsys.readouterr().out

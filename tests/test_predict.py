@@ -15,6 +15,7 @@ from PIL import Image
 from maskcls.data.catalog import DataLayoutError
 from maskcls.errors import CheckpointError, ConfigError
 from maskcls.inference import find_checkpoints, predict
+from maskcls.model.module import MaskClassifier
 
 ROOT = Path(__file__).parents[1]
 
@@ -110,9 +111,17 @@ def test_missing_and_foreign_checkpoints(fold_runs, tmp_path):
 def test_other_class_count_is_refused_before_any_work(fold_runs, synth_root, tmp_path):
     ckpt = torch.load(fold_runs / "0" / "checkpoints" / "best.ckpt", weights_only=True)
     sd = ckpt["state_dict"]
-    sd["net.fc.weight"] = sd["net.fc.weight"][:10]
-    sd["net.fc.bias"] = sd["net.fc.bias"][:10]
-    path = tmp_path / "ten.ckpt"
+    sd["heads.age.weight"] = sd["heads.age.weight"][:2]  # a per-task head of another task
+    sd["heads.age.bias"] = sd["heads.age.bias"][:2]
+    path = tmp_path / "two.ckpt"
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="weights do not fit a resnet18 with a multi head"):
+        predict(str(path), data_root=str(synth_root), output=str(tmp_path / "x.csv"))
+    single = MaskClassifier(head="single")  # and an 18-way head cut to 10 classes
+    ckpt["hyper_parameters"]["head"] = "single"
+    ckpt["state_dict"] = single.state_dict()
+    ckpt["state_dict"]["net.fc.weight"] = ckpt["state_dict"]["net.fc.weight"][:10]
+    ckpt["state_dict"]["net.fc.bias"] = ckpt["state_dict"]["net.fc.bias"][:10]
     torch.save(ckpt, path)
     with pytest.raises(CheckpointError, match="predicts 10 classes, the competition has 18"):
         predict(str(path), data_root=str(synth_root), output=str(tmp_path / "x.csv"))

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import timm
 import torch
-from conftest import make_cfg
+from conftest import CONF, make_cfg
 
 from maskcls import calibration, labels
 from maskcls.data.batch_transforms import BatchTransform
@@ -343,3 +343,32 @@ def test_smote_images_train_only(synth_root, tmp_path):
     assert len(dm.dataset) == len(dm.catalog) == len(dm._cache)
     with pytest.raises(ConfigError, match="data.cache=ram or data.cache=disk"):
         train(make_cfg(synth_root, tmp_path / "b", "data.oversample=smote", "data.cache=none"))
+
+
+# ------------------------------------------------------------------------- experiments
+def test_quick_trains_with_per_task_heads_and_zoom(synth_root, tmp_path):
+    out = tmp_path / "run"
+    cfg = make_cfg(synth_root, out, "experiment=quick", "debug=fast")
+    assert cfg.model.head == "multi" and cfg.augment.scale > 0 and cfg.augment.translate > 0
+    train(cfg)
+    assert (out / "metrics.json").exists()
+
+
+def test_competition_is_what_the_readme_says(synth_root, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from maskcls.training import check_config
+
+    def cfg(*extra):
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            return compose("train", overrides=["experiment=competition", f"data.root={synth_root}",
+                                               f"paths.output_dir={tmp_path}", *extra])
+
+    plain = cfg()
+    assert plain.model.pretrained is True and plain.trainer.accelerator == "gpu"
+    assert (plain.model.backbone, plain.model.head) == ("efficientnet_b3", "multi")
+    assert plain.data.n_folds == 5 and list(plain.data.image_size) == [384, 288]
+    assert "ema" in plain.callbacks and plain.augment.mixup > 0 and plain.augment.cutmix > 0
+    offline = cfg("trainer.accelerator=cpu", "model.pretrained=false")
+    dm, _ = check_config(offline)  # every value passes the checks
+    assert dm.pipeline.image_size == (384, 288) and dm.n_folds == 5

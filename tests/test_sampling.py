@@ -58,4 +58,4 @@ def test_bad_sampler_settings(train_catalog):
     with pytest.raises(ValueError, match="keep_masked must be in 1..5"):
         TrainSampler(train_catalog, keep_masked=0)
     with pytest.raises(ValueError, match="data.oversample must be one of"):
-        TrainSampler(train_catalog, oversample="smote")
+        TrainSampler(train_catalog, oversample="bogus")

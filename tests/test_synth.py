@@ -92,3 +92,35 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     # nothing but the (empty) lock file: no tree, no temporary folder
     assert [p.name for p in tmp_path.iterdir()] == [".x.lock"]
     assert (tmp_path / ".x.lock").stat().st_size == 0
+
+
+def test_framing_varies_the_shots_and_zero_keeps_the_studio_images(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from maskcls.errors import ConfigError
+    from maskcls.synth import ensure_synthetic
+
+    base = dict(persons=3, eval_persons=0, seed=3, width=48, height=64)
+    studio = generate(tmp_path / "studio", SynthConfig(**base), workers=1)
+    phone = generate(tmp_path / "phone", SynthConfig(**base, framing=1.0), workers=1)
+
+    def backdrop_spread(root):  # how much a person's backdrop (top-left corner) varies
+        spreads = []
+        for folder in (root / "train" / "images").iterdir():
+            if folder.is_dir():
+                px = [np.asarray(Image.open(p).convert("RGB"))[:4, :4].reshape(-1, 3).mean(0)
+                      for p in folder.iterdir() if not p.name.startswith("._")]
+                spreads.append(np.asarray(px, dtype=float).std(0).mean())
+        return float(np.mean(spreads))
+
+    # studio shots of a person share the backdrop (light and noise aside); framed ones do not
+    assert backdrop_spread(phone) > 1.5 * backdrop_spread(studio)
+    # a tree recorded before framing existed is the studio tree, not a mismatch
+    record = json.loads((studio / "synthetic.json").read_text())
+    del record["framing"]
+    (studio / "synthetic.json").write_text(json.dumps(record))
+    ensure_synthetic(studio, SynthConfig(**base))
+    with pytest.raises(ConfigError, match="--framing 1.0"):
+        ensure_synthetic(studio, SynthConfig(**base, framing=1.0))

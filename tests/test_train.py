@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
+from maskcls import labels
 from maskcls.data.datamodule import MaskDataModule
 from maskcls.model.module import create_backbone
 from maskcls.training import build, train
@@ -92,11 +93,18 @@ def test_kfold_never_shares_a_person(synth_root, tmp_path, fold):
 
 
 def test_weighted_loss_gets_training_class_counts(synth_root, tmp_path):
-    dm, model = build(make_cfg(synth_root, tmp_path, "loss=weighted_ce", "data.cache=none"))
+    dm, model = build(make_cfg(synth_root, tmp_path, "loss=weighted_ce", "data.cache=none",
+                               "model.head=single"))
     counts = torch.tensor(dm.class_counts, dtype=torch.float32)
     w = model.criterion.weight
     present = counts > 0
     assert torch.allclose(w[present] * counts[present], (w[present] * counts[present])[0])
+    # the per-task head weights each task by its own counts (the marginals)
+    _, multi = build(make_cfg(synth_root, tmp_path / "m", "loss=weighted_ce",
+                              "data.cache=none", "model.head=multi"))
+    for task, task_counts in zip(labels.TASKS, labels.task_marginals(counts), strict=True):
+        w = multi.criterion.losses[task].weight
+        assert torch.allclose(w * task_counts, (w * task_counts)[0])
 
 
 def test_train_py_command_line(synth_root, tmp_path):
@@ -138,7 +146,7 @@ def test_resuming_a_fold_from_another_folds_checkpoint_is_refused(synth_root, tm
     (("loss=focal", "loss.gamma=-1"), "loss.gamma must be >= 0"),
     (("data.n_folds=5", "data.fold=7"), r"data.fold must be in 0..4, got 7"),
     (("data.undersample.keep_masked=9",), "keep_masked must be in 1..5"),
-    (("data.oversample=smote",), "data.oversample must be one of"),
+    (("data.oversample=bogus",), "data.oversample must be one of"),
     (("data.image_size=[128]",), "data.image_size must be two positive integers"),
     (("scheduler=plateau", "scheduler.warmup_epochs=2"), "not supported with scheduler=plateau"),
     (("data.cache=gpu",), "data.cache must be one of"),

@@ -27,12 +27,12 @@ class EMA(EMAWeightAveraging):
 
     Args:
         decay: weight of the old average at each step; ``1 / (1 - decay)`` steps are its
-            horizon (0.98: about 50 steps, two epochs of the default run).
+            horizon (0.95: about 20 steps, an epoch of the default run).
         start_step: optimiser steps before averaging starts (the first steps of a run from
             scratch are far from anything worth averaging).
     """
 
-    def __init__(self, decay: float = 0.98, start_step: int = 0) -> None:
+    def __init__(self, decay: float = 0.95, start_step: int = 0) -> None:
         check_value("callbacks.ema.decay", decay, "number", ("open", 0), ("open", 1))
         check_value("callbacks.ema.start_step", start_step, "int", 0)
         super().__init__(decay=decay, update_starting_at_step=start_step)
