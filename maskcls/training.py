@@ -404,7 +404,7 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
             fitted = calibration.fit(probs, details["targets"].numpy(),
                                      groups=val["person_id"].to_numpy())
             calibration.save(fitted, out)
-            metrics["calibration"] = {k: fitted[k] for k in ("f1_before", "f1_after")}
+            metrics["calibration"] = {k: fitted[k] for k in ("share", "f1_before", "f1_after")}
             atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
         else:  # fast_dev_run or limit_val_batches: rows cannot be matched to images
             log.warning("val_predictions.csv not written: validation saw %d of the %d "
@@ -430,8 +430,9 @@ def print_summary(out: Path, metrics: dict[str, Any]) -> None:
         f"val macro-F1 {v['f1']:.4f}   accuracy {v['acc']:.4f}   "
         f"F1 mask {v['f1_mask']:.3f}  gender {v['f1_gender']:.3f}  age {v['f1_age']:.3f}",
         "weakest classes: " + ", ".join(f"{k} {s:.2f}" for k, s in worst),
-        *([f"with calibration.json offsets (fitted on these images): val macro-F1 "
-           f"{metrics['calibration']['f1_after']:.4f}; predict.py calibrate=true applies them"]
+        *([f"calibration.json: decision offsets (share {metrics['calibration']['share']}) give "
+           f"val macro-F1 {metrics['calibration']['f1_after']:.4f} on these images; "
+           "predict.py calibrate=true applies them"]
           if "calibration" in metrics else []),
         f"run folder: {out}",
         "  " + ", ".join(name for name in RUN_FILES if (out / name).exists()),
