@@ -175,8 +175,7 @@ def test_ema_weights_are_the_ones_validated_and_saved(synth_root, tmp_path):
     # best.ckpt (weights only, the same single epoch): the average, not the raw weights
     assert torch.equal(best["state_dict"][key], last["state_dict"][key])
     # and the run's final figures come from those weights
-    model = MaskClassifier().eval()
-    model.load_state_dict(best["state_dict"])
+    MaskClassifier(head="multi").load_state_dict(best["state_dict"])  # a complete model
     saved = json.loads((out / "metrics.json").read_text())
     val = pd.read_csv(out / "val_predictions.csv")
     assert math.isclose(saved["val"]["f1"], score(val["pred"], val["label"])["f1"], abs_tol=1e-6)
