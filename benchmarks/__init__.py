@@ -1,0 +1,10 @@
+"""Benchmarks whose output is a markdown table (see the README's "Performance" and "Learning
+quality")."""
+
+
+def markdown_table(title: str, columns: list[str], rows: list[list[str]]) -> str:
+    """``title``, a blank line, then the table of already formatted cells."""
+    lines = [title, "", "| " + " | ".join(columns) + " |",
+             "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -156,19 +158,16 @@ COLUMNS = ["recipe", "eval macro-F1", "accuracy", "F1 mask", "F1 gender", "F1 ag
 def markdown(results: list[dict[str, Any]], args: argparse.Namespace, root: Path) -> str:
     import torch
 
-    lines = [f"Held-out tree {root.name}: seed {args.seed}, difficulty {args.difficulty}, "
+    title = (f"Held-out tree {root.name}: seed {args.seed}, difficulty {args.difficulty}, "
              f"framing {args.framing}, {args.persons} training / {args.eval_persons} eval "
              f"people; every recipe capped at {args.budget:.0f} s of training "
              f"(trainer.max_time); torch {torch.__version__}, {torch.get_num_threads()} "
-             f"threads. Scores on eval/answers.csv.", "",
-             "| " + " | ".join(COLUMNS) + " |", "| " + " | ".join("---" for _ in COLUMNS) + " |"]
-    for r in results:
-        cells = [r["name"], f"{r['f1']:.4f}", f"{r['acc']:.4f}", f"{r['f1_mask']:.3f}",
-                 f"{r['f1_gender']:.3f}", f"{r['f1_age']:.3f}", f"{r['rare_60+']:.3f}",
-                 f"{r['rare_male']:.3f}", str(r["epochs"]),
-                 "" if r["wall"] is None else f"{r['wall']:.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+             f"threads. Scores on eval/answers.csv.")
+    rows = [[r["name"], f"{r['f1']:.4f}", f"{r['acc']:.4f}", f"{r['f1_mask']:.3f}",
+             f"{r['f1_gender']:.3f}", f"{r['f1_age']:.3f}", f"{r['rare_60+']:.3f}",
+             f"{r['rare_male']:.3f}", str(r["epochs"]),
+             "" if r["wall"] is None else f"{r['wall']:.0f}"] for r in results]
+    return markdown_table(title, COLUMNS, rows)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

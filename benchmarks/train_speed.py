@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from benchmarks import markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -293,19 +295,16 @@ def main(argv: list[str] | None = None) -> None:
 
 def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     cols = list(rows[0])
-    lines = [f"resnet18, batch {args.batch}, {args.persons * 7} synthetic images "
+    title = (f"resnet18, batch {args.batch}, {args.persons * 7} synthetic images "
              f"({args.persons} people, 80% train / 20% validation), "
              f"median of epochs 2..{args.epochs}, "
              f"torch {torch.__version__}, {multiprocessing.cpu_count()} CPU cores, "
-             f"{torch.get_num_threads()} torch threads", "",
-             "| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = r[c]
-            cells.append("" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+             f"{torch.get_num_threads()} torch threads")
+
+    def cell(v: Any) -> str:
+        return "" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    return markdown_table(title, cols, [[cell(r[c]) for c in cols] for r in rows])
 
 
 if __name__ == "__main__":

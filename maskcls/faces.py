@@ -18,7 +18,6 @@ import argparse
 import os
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from maskcls import atomic
 from maskcls.data import catalog as cat
 from maskcls.data.dataset import read_rgb
 from maskcls.data.face_boxes import relative
+from maskcls.parallel import pool_map
 
 COLUMNS = ["path", "x0", "y0", "x1", "y1", "source"]
 SOURCES = ("face", "eyes", "centre")
@@ -117,12 +117,7 @@ def write_boxes(root: str | os.PathLike, out: str | os.PathLike | None = None,
     root = Path(root)
     out = Path(out) if out else root / "face_boxes.csv"
     paths = image_paths(root)
-    workers = workers or os.cpu_count() or 1
-    if workers > 1 and len(paths) > 64:
-        with ProcessPoolExecutor(workers) as pool:
-            found = list(pool.map(_detect_file, paths, chunksize=32))
-    else:
-        found = [_detect_file(p) for p in paths]
+    found = pool_map(_detect_file, paths, workers, min_items=64, chunksize=32)
     table = pd.DataFrame([(relative(p), *box, src) for p, (box, src) in zip(paths, found,
                                                                            strict=True)],
                          columns=COLUMNS)

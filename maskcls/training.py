@@ -370,7 +370,8 @@ def _merge_metrics_csv(path: Path, earlier: pd.DataFrame, done_steps: int) -> No
 def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trainer: pl.Trainer,
                     ckpt: ModelCheckpoint | None, fit_seconds: float,
                     wall_seconds: float) -> dict[str, Any]:
-    """``metrics.json``, ``confusion_matrix.png`` and ``val_predictions.csv``."""
+    """``metrics.json``, ``confusion_matrix.png``, ``val_predictions.csv`` and
+    ``calibration.json``."""
     scalars = {k.split("/", 1)[1]: v for k, v in details.items() if k.startswith("val/")}
     # the epoch of the checkpoint the final validation loaded (best.ckpt)
     best_epoch = (trainer.lightning_module.loaded_epoch if ckpt and ckpt.best_model_path
@@ -390,7 +391,6 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
         "val_images": len(dm.val_catalog),
         "train_images": len(dm.train_rows),
     }
-    atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     confusion_matrix_png(details["confusion_matrix"], out / "confusion_matrix.png",
                          title=f"validation confusion matrix (macro-F1 {scalars['f1']:.3f})")
     if "probs" in details:
@@ -405,11 +405,11 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
                                      groups=val["person_id"].to_numpy())
             calibration.save(fitted, out)
             metrics["calibration"] = {k: fitted[k] for k in ("share", "f1_before", "f1_after")}
-            atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
         else:  # fast_dev_run or limit_val_batches: rows cannot be matched to images
             log.warning("val_predictions.csv not written: validation saw %d of the %d "
                         "validation images (trainer.limit_val_batches or fast_dev_run)",
                         len(probs), len(val))
+    atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
 

@@ -255,6 +255,18 @@ def apply_corrections(catalog: pd.DataFrame, csv_path: str | os.PathLike,
     return add_labels(df, age_bounds)
 
 
+def extra_rows(person_ids: Sequence[str], paths: Sequence[str], classes: np.ndarray,
+               stem: str) -> pd.DataFrame:
+    """Training-catalog rows of images that are not a person's shots (pseudo-labelled eval
+    images, SMOTE images): each its own person and folder, labels from ``classes``."""
+    mask, gender, age_group = labels.decode(np.asarray(classes, dtype=np.int64))
+    return pd.DataFrame({"path": list(paths), "folder": list(person_ids),
+                         "person_id": list(person_ids),
+                         "gender": np.asarray(labels.GENDER_NAMES)[gender], "race": "",
+                         "age": -1, "stem": stem, "mask": mask, "age_group": age_group,
+                         "label": np.asarray(classes, dtype=np.int64)})
+
+
 def scan_eval(root: str | os.PathLike) -> pd.DataFrame:
     """``eval/info.csv`` rows, in file order, with the absolute ``path`` of each image."""
     root = Path(root)

@@ -9,6 +9,7 @@ heightened to the model's aspect ratio (no distortion when resizing), within the
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,7 +42,7 @@ class FaceBoxes:
         raw = self.path.read_bytes()
         self.digest = hashlib.sha1(raw).hexdigest()[:16]
         try:
-            table = pd.read_csv(self.path)
+            table = pd.read_csv(io.BytesIO(raw))
         except (ValueError, pd.errors.ParserError) as e:
             raise DataLayoutError(f"data.face_boxes={self.path} cannot be read ({e})") from None
         missing = [c for c in REQUIRED if c not in table.columns]

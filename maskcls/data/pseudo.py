@@ -53,11 +53,6 @@ def pseudo_rows(path: str | os.PathLike, root: str | os.PathLike,
     p = probs[PROB_COLUMNS].to_numpy(dtype=np.float64)
     confident = p.max(1) >= threshold
     chosen = probs.loc[confident, "ImageID"].to_numpy()
-    label = p[confident].argmax(1)
-    mask, gender, age_group = labels.decode(label)
     paths = eval_df.set_index("ImageID").loc[chosen, "path"].to_numpy()
-    ids = [PERSON_PREFIX + i for i in chosen]
-    return pd.DataFrame({"path": paths, "folder": ids, "person_id": ids,
-                         "gender": np.asarray(labels.GENDER_NAMES)[gender], "race": "",
-                         "age": -1, "stem": "pseudo", "mask": mask, "age_group": age_group,
-                         "label": label})
+    return cat.extra_rows([PERSON_PREFIX + i for i in chosen], paths,
+                          p[confident].argmax(1), "pseudo")

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from maskcls import labels
+from maskcls.data import catalog as cat
 
 PERSON_PREFIX = "smote:"
 
@@ -48,8 +49,4 @@ def smote_images(pixels: torch.Tensor, targets: np.ndarray, seed: int, k: int = 
 def smote_rows(classes: np.ndarray) -> pd.DataFrame:
     """Catalog rows of synthetic images (each its own person, no file)."""
     ids = [f"{PERSON_PREFIX}{i}" for i in range(len(classes))]
-    mask, gender, age_group = labels.decode(classes)
-    return pd.DataFrame({"path": ids, "folder": ids, "person_id": ids,
-                         "gender": np.asarray(labels.GENDER_NAMES)[gender], "race": "",
-                         "age": -1, "stem": "smote", "mask": mask, "age_group": age_group,
-                         "label": classes})
+    return cat.extra_rows(ids, ids, classes, "smote")

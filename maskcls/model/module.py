@@ -60,13 +60,7 @@ def create_backbone(name: str, pretrained: bool = False, num_classes: int = labe
 def _check_weights_cover(net: nn.Module, path: Path, name: str) -> None:
     """timm loads a file non-strictly when the classifier is replaced; a file of another
     architecture would then leave the backbone at random weights, silently."""
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
-
-        keys = set(load_file(str(path)))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        keys = set(state.get("state_dict", state.get("model", state)))
+    keys = set(timm.models.load_state_dict(str(path), weights_only=True))
     classifier = net.pretrained_cfg.get("classifier") or "fc"
     wanted = [k for k in net.state_dict() if not k.startswith(f"{classifier}.")
               and not k.endswith("num_batches_tracked")]

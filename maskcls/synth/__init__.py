@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from filelock import FileLock
 
 from maskcls import labels
 from maskcls.errors import ConfigError
+from maskcls.parallel import pool_map
 from maskcls.synth.faces import PersonLook, render
 from maskcls.synth.population import sample_people
 
@@ -146,12 +146,7 @@ def _generate_into(root: Path, cfg: SynthConfig, workers: int | None) -> None:
         jobs.append((p, eval_dir, cfg, [next(names) for _ in labels.IMAGE_STEMS],
                      [".jpg"] * len(labels.IMAGE_STEMS)))
 
-    workers = workers or os.cpu_count() or 1
-    if workers > 1 and len(jobs) > 8:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_write_person, jobs, chunksize=8))
-    else:
-        results = [_write_person(j) for j in jobs]
+    results = pool_map(_write_person, jobs, workers)
 
     answers = [r for res in results[len(train_people):] for r in res]
     order = rng.permutation(len(answers))  # eval rows are shuffled, as in the real info.csv
