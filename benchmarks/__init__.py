@@ -8,3 +8,14 @@ def markdown_table(title: str, columns: list[str], rows: list[list[str]]) -> str
              "| " + " | ".join("---" for _ in columns) + " |"]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines)
+
+
+def publish(table: str, out: str) -> None:
+    """Print ``table`` and write it to ``out`` (folders created)."""
+    from pathlib import Path
+
+    print("\n" + table)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(table + "\n")
+    print(f"wrote {path}")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import markdown_table
+from benchmarks import markdown_table, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -203,11 +203,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         results.append(res)
         print(f"{row.name}: eval macro-F1 {res['f1']:.4f} (wall {wall or 0:.0f} s)", flush=True)
     table = markdown(results, args, root)
-    print("\n" + table)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table + "\n")
-    print(f"wrote {out}")
+    publish(table, args.out)
     return results
 
 

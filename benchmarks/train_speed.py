@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from benchmarks import markdown_table
+from benchmarks import markdown_table, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -285,11 +285,7 @@ def main(argv: list[str] | None = None) -> None:
                 "peak RSS MiB": r["peak_rss_mib"],
             })
     table = _markdown(rows, args)
-    print("\n" + table)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table + "\n")
-    print(f"wrote {out}")
+    publish(table, args.out)
     return None
 
 
