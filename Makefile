@@ -6,7 +6,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,sweep
+EXTRAS ?= dev,sweep,export,trackers
 ARGS ?=
 
 .PHONY: install train test test-all lint synth clean

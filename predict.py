@@ -3,6 +3,7 @@
     python predict.py ckpt=outputs/2026-01-01/12-00-00.000000            # a run's best checkpoint
     python predict.py ckpt=outputs/multirun/2026-01-01/12-00-00.000000   # a sweep: fold ensemble
     python predict.py ckpt=path/to/best.ckpt tta=true save_probs=true output=sub.csv
+    python predict.py model_file=outputs/2026-01-01/12-00-00.000000/model.onnx  # exported
 """
 
 import warnings
@@ -12,7 +13,6 @@ from omegaconf import DictConfig
 
 from maskcls.config_checks import check_accelerator, check_values
 from maskcls.errors import MaskclsError
-from maskcls.inference import predict
 
 # Library deprecation chatter that users can do nothing about.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -20,15 +20,19 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 @hydra.main(config_path="conf", config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    # torch and Lightning load here, not at import: `predict.py --help` stays instant
+    from maskcls.inference import predict
+
     try:
         check_values(cfg)
         check_accelerator(cfg.accelerator, key="accelerator")
-        res = predict(str(cfg.ckpt), cfg.data.root, cfg.output, cfg.tta, cfg.save_probs,
+        res = predict(cfg.ckpt, cfg.data.root, cfg.output, cfg.tta, cfg.save_probs,
                       cfg.batch_size, cfg.num_workers, cfg.accelerator, cfg.calibrate,
-                      cfg.face_boxes)
+                      cfg.face_boxes, cfg.model_file)
     except MaskclsError as e:
         raise SystemExit(f"error: {e}") from None
-    print(f"wrote {res['submission']} ({res['rows']} rows, {res['members']} model(s)"
+    source = "exported model" if cfg.model_file else f"{res['members']} model(s)"
+    print(f"wrote {res['submission']} ({res['rows']} rows, {source}"
           f"{', tta' if cfg.tta else ''}{', calibrated' if cfg.calibrate else ''})")
     if "probs" in res:
         print(f"wrote {res['probs']}")

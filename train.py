@@ -15,7 +15,6 @@ import hydra
 from omegaconf import DictConfig
 
 from maskcls.errors import MaskclsError
-from maskcls.training import run
 
 # Library deprecation chatter that users can do nothing about.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -25,6 +24,9 @@ warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
+    # torch, Lightning and timm load here, not at import: `train.py --help` stays instant
+    from maskcls.training import run
+
     try:
         return run(cfg)
     except MaskclsError as e:

@@ -30,8 +30,11 @@ from maskcls.data.datamodule import MaskDataModule
 from maskcls.data.dataset import ImageDataset
 from maskcls.data.pipeline import Pipeline
 from maskcls.errors import CheckpointError, ConfigError, DataLayoutError
+from maskcls.exported import ExportedModel, load_exported
+from maskcls.logs import quiet_libraries
 from maskcls.model.metrics import score
 from maskcls.model.module import MaskClassifier
+from maskcls.progress import ProgressBar, progress_bar
 
 # Lightning stores the datamodule's state under its class name.
 DATAMODULE_KEY = MaskDataModule.__qualname__
@@ -105,6 +108,12 @@ def eval_pipeline(ckpt: dict[str, Any], path: Path, face_boxes: str | None = Non
     if not state:
         raise CheckpointError(f"{path}: the checkpoint does not record its eval pipeline "
                               f"(no '{DATAMODULE_KEY}' entry); retrain with this version")
+    return pipeline_from_state(state, path, face_boxes)
+
+
+def pipeline_from_state(state: dict[str, Any], path: Path, face_boxes: str | None = None
+                        ) -> Pipeline:
+    """A recorded pipeline (a checkpoint's, an exported model's), its face boxes checked."""
     try:
         return Pipeline.from_state(state, face_boxes)
     except DataLayoutError as e:
@@ -112,10 +121,11 @@ def eval_pipeline(ckpt: dict[str, Any], path: Path, face_boxes: str | None = Non
                               "Pass face_boxes=<csv with boxes of the eval images>") from None
 
 
-def trained_data_root(member: Member) -> str | None:
-    if member.run_dir is None:
+def trained_data_root(run_dir: Path | None) -> str | None:
+    """The ``data.root`` a run folder's config trained on (None outside a run folder)."""
+    if run_dir is None:
         return None
-    path = member.run_dir / "config.yaml"
+    path = run_dir / "config.yaml"
     try:
         return str(OmegaConf.load(path).data.root)
     except Exception as e:  # noqa: BLE001 - a damaged config: say which file
@@ -165,7 +175,8 @@ def predict_probs(members: Sequence[Member], data_root: str | os.PathLike, tta: 
         if pipeline.boxes is not None:
             pipeline.boxes.check_covers(eval_df["path"].tolist())
     trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False,
-                         enable_checkpointing=False, enable_model_summary=False)
+                         enable_checkpointing=False, enable_model_summary=False,
+                         callbacks=[ProgressBar()])
     out: list[np.ndarray | None] = [None] * len(members)
     for key, group in groups.items():
         ds = ImageDataset(eval_df["path"].tolist(), None, pipelines[key])
@@ -213,36 +224,82 @@ def check_output(path: Path, inputs: Sequence[Path], data_root: Path) -> None:
         raise ConfigError(f"output={path}: folder {folder} is not writable")
 
 
-def predict(ckpt: str, data_root: str | None = None, output: str | None = None,
+def predict_exported_probs(model: ExportedModel, data_root: str | os.PathLike,
+                           tta: bool = False, batch_size: int = 128, num_workers: int = 2,
+                           face_boxes: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """(eval table in info.csv order, (N, 18) probabilities) of a ``maskcls.export`` model,
+    fed by the pipeline its metadata records."""
+    pipeline = pipeline_from_state(model.metadata["pipeline"], model.path, face_boxes)
+    eval_df = cat.scan_eval(data_root)
+    if pipeline.boxes is not None:
+        pipeline.boxes.check_covers(eval_df["path"].tolist())
+    loader = DataLoader(ImageDataset(eval_df["path"].tolist(), None, pipeline),
+                        batch_size=batch_size, num_workers=num_workers)
+    out = []
+    for batch in progress_bar(loader, f"Predicting {model.path.name}"):
+        pixels = batch[0].numpy()
+        prob = model.run(pixels)
+        if tta:
+            prob = (prob + model.run(pixels[..., ::-1])) / 2
+        out.append(prob)
+    return eval_df, np.concatenate(out)
+
+
+def predict(ckpt: str | None = None, data_root: str | None = None, output: str | None = None,
             tta: bool = False, save_probs: bool = False, batch_size: int = 128,
             num_workers: int = 2, accelerator: str = "auto", calibrate: bool = False,
-            face_boxes: str | None = None) -> dict[str, Any]:
-    """Write ``submission.csv`` (and optionally the probabilities); returns what was done,
-    with scores when ``eval/answers.csv`` exists. ``calibrate`` applies the decision offsets
-    of each member's run (``calibration.json``; an ensemble uses their mean)."""
-    members, folder = find_checkpoints(ckpt)
-    offsets = _member_offsets(members) if calibrate else None
+            face_boxes: str | None = None, model_file: str | None = None) -> dict[str, Any]:
+    """Write ``submission.csv`` (and optionally the probabilities) from checkpoints (``ckpt``)
+    or an exported model (``model_file``); returns what was done, with scores when
+    ``eval/answers.csv`` exists. ``calibrate`` applies the decision offsets of each member's
+    run (``calibration.json``; an ensemble uses their mean; an exported model carries its
+    run's)."""
+    quiet_libraries()
+    if (ckpt is None) == (model_file is None):
+        raise ConfigError("give either ckpt=<run folder | multirun folder | .ckpt> or "
+                          "model_file=<.onnx | .pt from python -m maskcls.export>"
+                          + (", not both" if ckpt is not None else ""))
+    exported = load_exported(model_file) if model_file is not None else None
+    if exported is not None:
+        members: list[Member] = []
+        folder = exported.path.parent
+        offsets = exported.metadata.get("calibration")
+        if calibrate and offsets is None:
+            raise ConfigError(f"calibrate=true: {model_file} carries no calibration offsets "
+                              "(its run had no calibration.json); predict without calibrate")
+        offsets = offsets if calibrate else None
+        known_roots = {exported.metadata.get("data_root")} - {None}
+        inputs = [exported.path]
+    else:
+        members, folder = find_checkpoints(str(ckpt))
+        offsets = _member_offsets(members) if calibrate else None
+        known_roots = {trained_data_root(m.run_dir) for m in members} - {None}
+        inputs = [m.ckpt for m in members] + [m.run_dir / "config.yaml" for m in members
+                                               if m.run_dir is not None]
     if data_root is None:
-        roots = {trained_data_root(m) for m in members} - {None}
-        if len(roots) != 1:
+        if len(known_roots) != 1:
             raise ConfigError("data.root is not known from the run's config.yaml "
-                              f"(found {sorted(roots) or 'none'}); pass data.root=/path/to/data")
-        data_root = roots.pop()
+                              f"(found {sorted(known_roots) or 'none'}); pass "
+                              "data.root=/path/to/data")
+        data_root = known_roots.pop()
     out = Path(output).expanduser() if output else folder / "submission.csv"
     prob_path = out.with_name(out.stem + "_probs.csv")
-    inputs = [m.ckpt for m in members] + [m.run_dir / "config.yaml" for m in members
-                                           if m.run_dir is not None]
     for target in (out, prob_path) if save_probs else (out,):
         check_output(target, inputs, Path(data_root).expanduser())
-    eval_df, probs = predict_probs(members, data_root, tta, batch_size, num_workers, accelerator,
-                                   face_boxes)
+    if exported is not None:
+        eval_df, only = predict_exported_probs(exported, data_root, tta, batch_size,
+                                               num_workers, face_boxes)
+        probs = [only]
+    else:
+        eval_df, probs = predict_probs(members, data_root, tta, batch_size, num_workers,
+                                       accelerator, face_boxes)
     mean = np.mean(probs, axis=0)
     raw_pred = mean.argmax(1)
     if offsets is not None:
         mean = calibration.apply(mean, offsets)
     sub = pd.DataFrame({"ImageID": eval_df["ImageID"], "ans": mean.argmax(1)})
     atomic.write_csv(sub, out)
-    result: dict[str, Any] = {"submission": out, "rows": len(sub), "members": len(members)}
+    result: dict[str, Any] = {"submission": out, "rows": len(sub), "members": max(1, len(members))}
     if save_probs:
         table = pd.concat([eval_df[["ImageID"]],
                            pd.DataFrame(mean, columns=[f"prob_{c}" for c in range(mean.shape[1])])],

@@ -40,3 +40,37 @@ def confusion_matrix_png(matrix: Sequence[Sequence[float]], path: str | Path,
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def learning_curve_png(metrics_csv: str | Path, path: str | Path,
+                       best_epoch: int | None = None) -> Path | None:
+    """Train and validation loss and macro-F1 per epoch, from the run's ``metrics.csv``; the
+    best checkpoint's epoch marked. None when no epoch was logged."""
+    import pandas as pd
+
+    rows = pd.read_csv(metrics_csv)
+    if "epoch" not in rows:
+        return None
+    per_epoch = rows.dropna(subset=["epoch"]).groupby("epoch").mean(numeric_only=True)
+    panels = [("loss", "train/loss_epoch", "val/loss"), ("macro-F1", "train/f1", "val/f1")]
+    if per_epoch.empty or not any(c in per_epoch for _, *cols in panels for c in cols):
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (name, train_col, val_col) in zip(axes, panels, strict=True):
+        for col, label, style in ((train_col, "train", "o-"), (val_col, "validation", "s-")):
+            if col in per_epoch and per_epoch[col].notna().any():
+                series = per_epoch[col].dropna()
+                ax.plot(series.index, series.to_numpy(), style, ms=3, label=label)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="gray", ls="--", lw=1, label=f"best epoch {best_epoch}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[1].set_ylim(0, 1)
+    fig.suptitle("learning curve")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import timm
@@ -25,11 +26,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from maskcls import atomic, calibration, labels
+from maskcls import atomic, calibration, labels, trackers
 from maskcls.checkpoints import SafeCheckpointIO, check_resumable
 from maskcls.config_checks import check_accelerator, check_values
 from maskcls.data.datamodule import MaskDataModule
 from maskcls.errors import ConfigError, RunFolderError
+from maskcls.logs import quiet_libraries
 from maskcls.model.losses import TaskLoss
 from maskcls.model.module import (
     MaskClassifier,
@@ -38,7 +40,7 @@ from maskcls.model.module import (
     check_schedule,
     create_backbone,
 )
-from maskcls.plots import confusion_matrix_png
+from maskcls.plots import confusion_matrix_png, learning_curve_png
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ def check_config(cfg: DictConfig) -> tuple[MaskDataModule, int | None]:
     ``ckpt_path`` (None without one): the checkpoint is read once, here."""
     check_values(cfg)
     check_accelerator(cfg.trainer.get("accelerator"), cfg.trainer.get("devices", 1))
+    trackers.check_loggers(cfg)
     name = cfg.model.backbone
     if not timm.is_model(name):
         create_backbone(name)  # raises the error with suggestions
@@ -114,6 +117,8 @@ def build(cfg: DictConfig, dm: MaskDataModule | None = None
         cfg.model, loss=loss, optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler, _convert_="all"))
     _check_input_size(model, dm.pipeline.image_size)
+    # Lightning's model summary measures FLOPs and layer sizes on this (else it shows 0)
+    model.example_input_array = torch.zeros(1, 3, *dm.pipeline.image_size, dtype=torch.uint8)
     return dm, model
 
 
@@ -233,6 +238,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> float
     """Train one run; returns the monitored metric of the best checkpoint (for sweepers).
     ``extra_callbacks`` join the configured ones (benchmarks and tests use it)."""
     started = time.perf_counter()
+    quiet_libraries()
     out = Path(cfg.paths.output_dir)
     dm, resume_step = check_config(cfg)
     resuming = _resumes_in(cfg, out)
@@ -251,9 +257,11 @@ def _fit_and_report(cfg: DictConfig, dm: MaskDataModule, out: Path, started: flo
 
     dm, model = build(cfg, dm)
     callbacks = build_callbacks(cfg) + list(extra_callbacks)
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks,
+                                      logger=trackers.build_loggers(cfg),
                                       plugins=[SafeCheckpointIO()])
+    if trainer.is_global_zero:  # fast_dev_run has replaced the loggers: nothing to record
+        trackers.start(trainer.loggers, cfg, out)
 
     ckpt_path = cfg.get("ckpt_path")
     earlier = _earlier_metrics(out, resume_step) if resume_step is not None else None
@@ -277,8 +285,9 @@ def _fit_and_report(cfg: DictConfig, dm: MaskDataModule, out: Path, started: flo
         return float(details.get(cfg.monitor, float("nan"))) if details else float("nan")
 
     metrics = write_run_files(out, dm, details, trainer, ckpt, fit_seconds,
-                              time.perf_counter() - started)
-    print_summary(out, metrics)
+                              time.perf_counter() - started, list(cfg.get("tags") or []))
+    trackers.finish(trainer.loggers, out, metrics)
+    print_summary(out, metrics, bool(cfg.trainer.get("fast_dev_run")))
     return float(metrics["val"].get(cfg.monitor.split("/", 1)[-1], float("nan")))
 
 
@@ -369,17 +378,24 @@ def _merge_metrics_csv(path: Path, earlier: pd.DataFrame, done_steps: int) -> No
 
 def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trainer: pl.Trainer,
                     ckpt: ModelCheckpoint | None, fit_seconds: float,
-                    wall_seconds: float) -> dict[str, Any]:
-    """``metrics.json``, ``confusion_matrix.png``, ``val_predictions.csv`` and
-    ``calibration.json``."""
+                    wall_seconds: float, tags: Sequence[str] = ()) -> dict[str, Any]:
+    """``metrics.json``, ``confusion_matrix.png``, ``learning_curve.png``,
+    ``val_predictions.csv`` and ``calibration.json``."""
     scalars = {k.split("/", 1)[1]: v for k, v in details.items() if k.startswith("val/")}
     # the epoch of the checkpoint the final validation loaded (best.ckpt)
     best_epoch = (trainer.lightning_module.loaded_epoch if ckpt and ckpt.best_model_path
                   else None)
+    matrix = np.asarray(details["confusion_matrix"])
+    support, predicted = matrix.sum(1), matrix.sum(0)
     metrics = {
         "val": {
             **scalars,
-            "f1_per_class": dict(zip(labels.CLASS_NAMES, details["f1_per_class"], strict=True)),
+            # macro-F1 averages the classes seen in validation or predicted (as sklearn does)
+            "classes_scored": int(((support + predicted) > 0).sum()),
+            # a class absent from validation has no F1 (null), not 0
+            "f1_per_class": {name: (f if n else None) for name, f, n in
+                             zip(labels.CLASS_NAMES, details["f1_per_class"], support,
+                                 strict=True)},
         },
         "confusion_matrix": details["confusion_matrix"],
         "best_epoch": best_epoch,
@@ -390,9 +406,12 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
         "val_people": int(dm.val_catalog["person_id"].nunique()),
         "val_images": len(dm.val_catalog),
         "train_images": len(dm.train_rows),
+        "tags": [str(t) for t in tags],
     }
     confusion_matrix_png(details["confusion_matrix"], out / "confusion_matrix.png",
                          title=f"validation confusion matrix (macro-F1 {scalars['f1']:.3f})")
+    if (out / "metrics.csv").exists():
+        learning_curve_png(out / "metrics.csv", out / "learning_curve.png", best_epoch)
     if "probs" in details:
         probs = details["probs"].numpy()
         val = dm.val_catalog[["path", "folder", "person_id", "label"]].reset_index(drop=True)
@@ -414,29 +433,44 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
 
 
 RUN_FILES = ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.json", "metrics.csv",
-             "confusion_matrix.png", "val_predictions.csv", "calibration.json", "config.yaml")
+             "confusion_matrix.png", "learning_curve.png", "val_predictions.csv",
+             "calibration.json", "config.yaml", "trackers.json", "train.log")
 
 
-def print_summary(out: Path, metrics: dict[str, Any]) -> None:
+def summary_lines(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False) -> list[str]:
+    """The run's summary, as ``train.py`` prints it at the end."""
     v = metrics["val"]
-    worst = sorted(v["f1_per_class"].items(), key=lambda kv: kv[1])[:3]
-    lines = [
-        "",
+    scored = {k: f for k, f in v["f1_per_class"].items() if f is not None}
+    absent = [k for k, f in v["f1_per_class"].items() if f is None]
+    worst = sorted(scored.items(), key=lambda kv: kv[1])[:3]
+    if fast_dev_run:
+        head = ("fast_dev_run: one training and one validation batch, no checkpoint; the "
+                "figures below are of that one batch")
+    else:
+        head = (f"best epoch {metrics['best_epoch']} (of 0..{metrics['epochs'] - 1})   "
+                f"fit {metrics['fit_seconds']:.0f}s   ")
+        head += (f"{metrics['train_images']} train / {metrics['val_images']} val images "
+                 f"({metrics['val_people']} val people)")
+    return [
         "=" * 72,
-        f"best epoch {metrics['best_epoch']} (of 0..{metrics['epochs'] - 1})   "
-        f"fit {metrics['fit_seconds']:.0f}s   "
-        f"{metrics['train_images']} train / {metrics['val_images']} val images "
-        f"({metrics['val_people']} val people)",
-        f"val macro-F1 {v['f1']:.4f}   accuracy {v['acc']:.4f}   "
-        f"F1 mask {v['f1_mask']:.3f}  gender {v['f1_gender']:.3f}  age {v['f1_age']:.3f}",
+        head,
+        f"val macro-F1 {v['f1']:.4f} over {v['classes_scored']} classes   accuracy "
+        f"{v['acc']:.4f}   F1 mask {v['f1_mask']:.3f}  gender {v['f1_gender']:.3f}  "
+        f"age {v['f1_age']:.3f}",
         "weakest classes: " + ", ".join(f"{k} {s:.2f}" for k, s in worst),
+        *([f"not in validation (F1 n/a): {', '.join(absent)}"] if absent else []),
         *([f"calibration.json: decision offsets (share {metrics['calibration']['share']}) give "
            f"val macro-F1 {metrics['calibration']['f1_after']:.4f} on these images; "
            "predict.py calibrate=true applies them"]
           if "calibration" in metrics else []),
+        *([f"tags: {', '.join(metrics['tags'])}"] if metrics.get("tags") else []),
         f"run folder: {out}",
         "  " + ", ".join(name for name in RUN_FILES if (out / name).exists()),
         "=" * 72,
     ]
-    print("\n".join(lines), flush=True)
+
+
+def print_summary(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False) -> None:
+    """Logged, so the run's ``train.log`` ends with it too."""
+    log.info("\n".join(["", *summary_lines(out, metrics, fast_dev_run)]))
 

@@ -255,7 +255,11 @@ class MaskDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Augment (training: then mixup / cutmix, targets become class probabilities) or
-        only normalise (validation) the uint8 batch, on the device the model runs on."""
+        only normalise (validation) the uint8 batch, on the device the model runs on. A bare
+        pixel tensor (the model's ``example_input_array``, which Lightning's model summary
+        runs to measure FLOPs) is normalised as in validation."""
+        if isinstance(batch, torch.Tensor):
+            return self.eval_transform.to(batch.device)(batch)
         x, y, index = batch
         if self.trainer is None or not self.trainer.training:
             return self.eval_transform.to(x.device)(x), y, index

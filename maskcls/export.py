@@ -1,0 +1,190 @@
+"""A trained checkpoint -> a self-contained ONNX or TorchScript model.
+
+    python -m maskcls.export ckpt=outputs/<date>/<time> format=onnx
+    python -m maskcls.export ckpt=path/to/best.ckpt format=torchscript output=model.pt
+
+The exported model takes what the data pipeline produces, uint8 RGB pixels ``(N, 3, H, W)``
+already cropped and resized to the run's image size (any N), and returns the 18 class
+probabilities ``(N, 18)``. The normalisation is inside the graph. Everything else a user needs
+to feed it (image size, centre crop or face-box crop, class names, the run's calibration
+offsets) is stored in the file itself as JSON, under the key ``maskcls``: ONNX metadata
+(``onnxruntime``'s ``get_modelmeta().custom_metadata_map``), a TorchScript extra file.
+``predict.py model_file=<file>`` reads it back and scores the model like any checkpoint.
+
+Every export is checked before it is kept: the file is loaded back with its own runtime and must
+give the checkpoint's probabilities on a batch of another size (so the batch axis is dynamic).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from maskcls import atomic, calibration, labels
+from maskcls.checkpoints import load_checkpoint
+from maskcls.errors import CheckpointError, ConfigError, MaskclsError
+from maskcls.exported import FORMATS, LOADERS, METADATA_KEY
+from maskcls.inference import eval_pipeline, find_checkpoints, load_model, trained_data_root
+from maskcls.logs import quiet_libraries
+from maskcls.model.module import MaskClassifier
+
+# Largest difference allowed between the exported model's probabilities and the checkpoint's
+# (float32 kernels of another runtime reorder sums; differences seen are ~1e-7).
+TOLERANCE = 1e-4
+
+
+class Deployable(nn.Module):
+    """uint8 pixels -> normalised -> backbone (and per-task heads) -> 18 probabilities.
+
+    Holds the network modules only, not the LightningModule (whose trainer properties tracing
+    cannot pass through)."""
+
+    def __init__(self, model: MaskClassifier, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.net, self.heads = model.net, model.heads
+        mean_t, std_t = torch.tensor(mean), torch.tensor(std)
+        # (pixel / 255 - mean) / std as one multiply-add, as the training pipeline does it
+        self.register_buffer("scale", (1 / (255 * std_t)).float().view(1, 3, 1, 1))
+        self.register_buffer("shift", (-mean_t / std_t).float().view(1, 3, 1, 1))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        out = self.net(pixels.float() * self.scale + self.shift)
+        if len(self.heads):
+            out = labels.joint_log_probs(*(self.heads[t](out).log_softmax(-1)
+                                           for t in labels.TASKS))
+        return out.softmax(1)
+
+
+def metadata(ckpt: dict[str, Any], path: Path, run_dir: Path | None,
+             face_boxes: str | None = None) -> dict[str, Any]:
+    """What a user of the exported file needs to feed it and read its output."""
+    hp = ckpt.get("hyper_parameters") or {}
+    pipeline = eval_pipeline(ckpt, path, face_boxes)
+    offsets = None
+    if run_dir is not None and (run_dir / calibration.FILE).exists():
+        offsets = calibration.load(run_dir)
+    return {
+        "format_version": 1,
+        "backbone": hp.get("backbone"),
+        "head": hp.get("head", "single"),
+        "input": {"name": "pixels", "dtype": "uint8", "layout": "NCHW", "channels": "RGB",
+                  "image_size": list(pipeline.image_size),
+                  "preprocessing": "crop (centre_crop or face box grown by face_margin), then "
+                                   "resize to image_size with antialiasing; no normalisation"},
+        "output": {"name": "probs", "meaning": "softmax probabilities of the 18 classes"},
+        "pipeline": pipeline.to_state(),
+        "classes": list(labels.CLASS_NAMES),
+        "calibration": offsets,
+        "source_checkpoint": str(path),
+        "data_root": trained_data_root(run_dir),
+    }
+
+
+def _example(image_size: Sequence[int], n: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(n)
+    return torch.randint(0, 256, (n, 3, *image_size), dtype=torch.uint8, generator=generator)
+
+
+def _write_onnx(module: Deployable, example: torch.Tensor, meta: dict[str, Any],
+                path: Path) -> None:
+    import onnx
+
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(module, (example,), dynamo=True, input_names=["pixels"],
+                                output_names=["probs"], dynamic_shapes={"pixels": {0: batch}},
+                                external_data=False, verbose=False)
+    proto = program.model_proto
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    onnx.save_model(proto, str(path))
+
+
+def _write_torchscript(module: Deployable, example: torch.Tensor, meta: dict[str, Any],
+                       path: Path) -> None:
+    with warnings.catch_warnings():  # torch marks TorchScript deprecated; ONNX is the future
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.trace(module, example, check_trace=False)
+        torch.jit.save(scripted, str(path), _extra_files={METADATA_KEY: json.dumps(meta)})
+
+
+def _check_package(fmt: str) -> None:
+    if fmt != "onnx":
+        return
+    missing = [p for p in ("onnx", "onnxscript", "onnxruntime") if find_spec(p) is None]
+    if missing:
+        raise ConfigError(f"format=onnx needs {', '.join(missing)}: pip install -e '.[export]'")
+
+
+def default_output(folder: Path, fmt: str) -> Path:
+    return folder / ("model.onnx" if fmt == "onnx" else "model.pt")
+
+
+def export(ckpt: str, fmt: str = "onnx", output: str | None = None,
+           face_boxes: str | None = None) -> dict[str, Any]:
+    """Export one checkpoint (a ``.ckpt`` or a run folder); returns the path, its size and the
+    largest probability difference from the checkpoint on a check batch."""
+    quiet_libraries()
+    if fmt not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    _check_package(fmt)
+    members, folder = find_checkpoints(ckpt)
+    if len(members) != 1:
+        raise ConfigError(f"ckpt={ckpt} holds {len(members)} checkpoints (a sweep); export one "
+                          "run at a time, e.g. ckpt=" + str(members[0].run_dir or members[0].ckpt))
+    member = members[0]
+    out = Path(output).expanduser() if output else default_output(folder, fmt)
+    wanted = FORMATS[fmt]
+    if out.suffix.lower() != wanted:
+        raise ConfigError(f"output={out}: a {fmt} model is written to a {wanted} file")
+    if out.resolve() == member.ckpt.resolve():
+        raise ConfigError(f"output={out} is the checkpoint being exported; choose another path")
+    if not out.parent.is_dir():
+        raise ConfigError(f"output={out}: folder {out.parent} does not exist")
+    state = load_checkpoint(member.ckpt)
+    model = load_model(state, member.ckpt)
+    meta = metadata(state, member.ckpt, member.run_dir, face_boxes)
+    pipeline = eval_pipeline(state, member.ckpt, face_boxes)
+    module = Deployable(model, pipeline.mean, pipeline.std).eval()
+    size = pipeline.image_size
+    # written beside the target and moved there only once loaded back and checked
+    with atomic.atomic_path(out) as tmp, torch.no_grad():
+        (_write_onnx if fmt == "onnx" else _write_torchscript)(module, _example(size, 2), meta,
+                                                              tmp)
+        check = _example(size, 3)  # another batch size than the export's
+        got = LOADERS[fmt](tmp).run(check.numpy())
+        diff = float(np.abs(got - module(check).numpy()).max())
+        if diff > TOLERANCE:
+            raise CheckpointError(f"the exported {fmt} model differs from {member.ckpt} by "
+                                  f"{diff:.2e} in probability (> {TOLERANCE}); not written")
+    return {"path": out, "bytes": out.stat().st_size, "max_diff": diff, "checkpoint": member.ckpt,
+            "image_size": list(size)}
+
+
+@hydra.main(config_path="../conf", config_name="export", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from maskcls.config_checks import check_values
+
+    try:
+        check_values(cfg)
+        res = export(str(cfg.ckpt), str(cfg.format), cfg.output, cfg.face_boxes)
+    except MaskclsError as e:
+        raise SystemExit(f"error: {e}") from None
+    h, w = res["image_size"]
+    print(f"wrote {res['path']} ({res['bytes'] / 2**20:.1f} MiB) from {res['checkpoint']}\n"
+          f"  input uint8 (N, 3, {h}, {w}) RGB pixels, output (N, 18) probabilities; "
+          f"max difference from the checkpoint {res['max_diff']:.1e}\n"
+          f"  score it: python predict.py model_file={res['path']}")
+
+
+if __name__ == "__main__":
+    main()

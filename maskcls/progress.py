@@ -1,0 +1,96 @@
+"""Progress in ``train.py`` and ``predict.py``: one style (tqdm, animated on a terminal only,
+where its redraws are not noise in a log file) and a log line per epoch or prediction pass with
+the rate in images per second.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import TQDMProgressBar
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+def interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+T = TypeVar("T")
+
+
+def progress_bar(batches: Iterable[T], desc: str) -> Iterator[T]:
+    """A tqdm bar over ``batches`` of images (the exported-model prediction loop), then one
+    log line with the images per second."""
+    total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
+    start, images = time.perf_counter(), 0
+    with tqdm(batches, desc=desc, total=total, unit="batch", disable=not interactive(),
+              dynamic_ncols=True) as bar:
+        for batch in bar:
+            images += _batch_size(batch)
+            yield batch
+    seconds = time.perf_counter() - start
+    log.info("predicted %d images in %.1f s (%.0f img/s)", images, seconds,
+             images / max(seconds, 1e-9))
+
+
+def _batch_size(batch: Any) -> int:
+    first = batch[0] if isinstance(batch, list | tuple) else batch
+    return int(first.shape[0]) if hasattr(first, "shape") else 1
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar on a terminal; everywhere, one line per epoch (and one per
+    prediction pass) with the training rate in images per second and the epoch's metrics."""
+
+    def __init__(self, refresh_rate: int = 5, leave: bool = False) -> None:
+        super().__init__(refresh_rate=refresh_rate if interactive() else 0, leave=leave)
+        self._started = self._last_batch = 0.0
+        self._images = 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self._started = self._last_batch = time.perf_counter()
+        self._images = 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self._images += _batch_size(batch)
+        self._last_batch = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        seconds = time.perf_counter() - self._started  # with this epoch's validation
+        train_seconds = self._last_batch - self._started  # the rate of training alone
+        m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        shown = [f"{k} {m[k]:.4f}" for k in ("train/loss_epoch", "train/f1", "val/loss",
+                                             "val/f1") if k in m]
+        last = trainer.max_epochs - 1 if trainer.max_epochs and trainer.max_epochs > 0 else "?"
+        log.info("epoch %d/%s  %.1f s  %.0f img/s  %s", trainer.current_epoch, last, seconds,
+                 self._images / max(train_seconds, 1e-9), "  ".join(shown))
+
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_predict_epoch_start(trainer, pl_module)
+        self._started, self._images = time.perf_counter(), 0
+
+    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                             outputs: Any, batch: Any, batch_idx: int,
+                             dataloader_idx: int = 0) -> None:
+        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx,
+                                     dataloader_idx)
+        self._images += _batch_size(batch)
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_predict_epoch_end(trainer, pl_module)
+        seconds = time.perf_counter() - self._started
+        log.info("predicted %d images in %.1f s (%.0f img/s)", self._images, seconds,
+                 self._images / max(seconds, 1e-9))

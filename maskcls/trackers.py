@@ -1,0 +1,203 @@
+"""Experiment trackers (``conf/logger``): Lightning's CSV, TensorBoard, MLflow and W&B loggers.
+
+Before any data is read, each configured tracker's package is checked (a missing one stops the
+run with the ``pip install`` line that adds it). When the trainer starts, the run's whole config
+is logged as parameters and each tracker's run id is written to the run folder
+(``trackers.json``), so a run folder and its tracker entry always find each other. At the end,
+the best checkpoint's figures and the run's plots and files are sent to the trackers as well.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import netrc
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import (
+    CSVLogger,
+    Logger,
+    MLFlowLogger,
+    TensorBoardLogger,
+    WandbLogger,
+)
+
+from maskcls import atomic
+from maskcls.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+IDS_FILE = "trackers.json"
+# logger class -> (packages, any of which provides it; the command that installs it)
+REQUIRES: dict[str, tuple[tuple[str, ...], str]] = {
+    "TensorBoardLogger": (("tensorboard", "tensorboardX"), "pip install -e ."),
+    "MLFlowLogger": (("mlflow",), "pip install -e '.[trackers]'"),
+    "WandbLogger": (("wandb",), "pip install -e '.[trackers]'"),
+}
+# Files of the run folder sent to trackers that store files (MLflow artifacts, W&B files).
+ARTIFACTS = ("confusion_matrix.png", "learning_curve.png", "metrics.json", "config.yaml",
+             "val_predictions.csv", "calibration.json")
+
+
+def _configured(cfg: DictConfig) -> Iterator[tuple[str, DictConfig]]:
+    for name, node in (cfg.get("logger") or {}).items():
+        if node is not None:
+            yield str(name), node
+
+
+def check_loggers(cfg: DictConfig) -> None:
+    """Every configured tracker can be built: its package is installed."""
+    for name, node in _configured(cfg):
+        target = str(node.get("_target_", "")).rsplit(".", 1)[-1]
+        packages, install = REQUIRES.get(target, ((), ""))
+        if packages and not any(find_spec(p) is not None for p in packages):
+            raise ConfigError(f"logger {name} ({target}) needs the {packages[0]} package, which "
+                              f"is not installed: {install} (or choose another logger=)")
+
+
+def wandb_mode(mode: str | None) -> str:
+    """``auto``: online when this machine is logged in to W&B (``WANDB_API_KEY``, or the key
+    ``wandb login`` stores in ~/.netrc), else offline. ``WANDB_MODE`` wins, as in wandb."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if mode not in (None, "auto"):
+        return str(mode)
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1]
+    try:
+        logged_in = netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        logged_in = False
+    return "online" if logged_in else "offline"
+
+
+def _mlflow_uri(uri: str) -> str:
+    """A local SQLite store (``sqlite:///path``) gets its folder made and an absolute path,
+    so every run of the project, from any working directory, logs to the same store."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return uri
+    path = Path(uri[len(prefix):]).expanduser().absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return prefix + str(path)
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    loggers: list[Logger] = []
+    tags = [str(t) for t in cfg.get("tags") or []]
+    for _, node in _configured(cfg):
+        target = str(node.get("_target_", "")).rsplit(".", 1)[-1]
+        kwargs: dict[str, Any] = {}
+        if target == "WandbLogger":
+            import wandb
+
+            kwargs["mode"] = wandb_mode(node.get("mode"))
+            kwargs["tags"] = tags or None
+            # wandb's own console notes are replaced by one line (``start``)
+            kwargs["settings"] = wandb.Settings(silent=True)
+        elif target == "MLFlowLogger":
+            kwargs["tracking_uri"] = _mlflow_uri(str(node.tracking_uri))
+            if node.get("artifact_location"):
+                kwargs["artifact_location"] = str(Path(node.artifact_location).absolute())
+            kwargs["tags"] = {**{t: "true" for t in tags}, "run_dir": str(cfg.paths.output_dir)}
+        logger = instantiate(node, **kwargs)
+        if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous") is None:
+            # Lightning always passes `anonymous`, which wandb >= 0.19 warns is ignored
+            logger._wandb_init.pop("anonymous")
+        loggers.append(logger)
+    return loggers
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: str(node) if isinstance(node, list | tuple) else node}
+
+
+def start(loggers: Sequence[Logger], cfg: DictConfig, out: Path) -> dict[str, Any]:
+    """Log the whole config as parameters and write the trackers' run ids to ``trackers.json``
+    (rank 0, before training)."""
+    params = _flat(OmegaConf.to_container(cfg, resolve=True))
+    ids: dict[str, Any] = {}
+    for logger in loggers:
+        if isinstance(logger, CSVLogger):
+            ids["csv"] = {"file": str(Path(logger.log_dir) / "metrics.csv")}
+            continue
+        logger.log_hyperparams(params)
+        if isinstance(logger, MLFlowLogger):
+            ids["mlflow"] = {"run_id": logger.run_id, "experiment_id": logger.experiment_id,
+                             "experiment_name": logger._experiment_name,
+                             "tracking_uri": logger._tracking_uri}
+        elif isinstance(logger, WandbLogger):
+            run = logger.experiment
+            ids["wandb"] = {"run_id": run.id, "project": run.project, "mode": run.settings.mode,
+                            "dir": str(Path(run.dir).parent)}
+            if run.settings.mode == "offline":
+                log.info("wandb: offline run in %s; upload it with `wandb sync %s`",
+                         ids["wandb"]["dir"], ids["wandb"]["dir"])
+            else:
+                ids["wandb"]["url"] = run.url
+                log.info("wandb: %s", run.url)
+        elif isinstance(logger, TensorBoardLogger):
+            ids["tensorboard"] = {"log_dir": logger.log_dir}
+    if ids:
+        atomic.write_text(out / IDS_FILE, json.dumps(ids, indent=2) + "\n")
+    return ids
+
+
+def finish(loggers: Sequence[Logger], out: Path, metrics: Mapping[str, Any]) -> None:
+    """Send the best checkpoint's figures (``best/...``) and the run's files to the trackers."""
+    scalars = {f"best/{k}": float(v) for k, v in metrics["val"].items()
+               if isinstance(v, int | float) and not isinstance(v, bool)}
+    if metrics.get("best_epoch") is not None:
+        scalars["best/epoch"] = float(metrics["best_epoch"])
+    files = [out / name for name in ARTIFACTS if (out / name).exists()]
+    for logger in loggers:
+        if isinstance(logger, CSVLogger):
+            continue  # metrics.json holds these
+        try:
+            _send(logger, scalars, files)
+        except Exception as e:  # noqa: BLE001 - a tracker outage must not lose the run
+            log.warning("could not send the results to %s (%s: %s); they are in %s",
+                        type(logger).__name__, type(e).__name__, e, out)
+
+
+def _send(logger: Logger, scalars: Mapping[str, float], files: Sequence[Path]) -> None:
+    if isinstance(logger, MLFlowLogger):
+        client, run_id = logger.experiment, logger.run_id
+        for key, value in scalars.items():
+            client.log_metric(run_id, key, value)
+        for path in files:
+            client.log_artifact(run_id, str(path))
+    elif isinstance(logger, WandbLogger):
+        import wandb
+
+        run = logger.experiment
+        run.summary.update(scalars)
+        for path in (p for p in files if p.suffix == ".png"):
+            logger.log_image(path.stem, [str(path)])
+        artifact = wandb.Artifact(f"run-{run.id}-files", type="run-files")
+        for path in files:
+            artifact.add_file(str(path))
+        run.log_artifact(artifact)
+    elif isinstance(logger, TensorBoardLogger):
+        import numpy as np
+        from PIL import Image
+
+        writer = logger.experiment
+        for key, value in scalars.items():
+            writer.add_scalar(key, value)
+        for path in (p for p in files if p.suffix == ".png"):
+            writer.add_image(path.stem, np.asarray(Image.open(path).convert("RGB")),
+                             dataformats="HWC")
+        writer.flush()
