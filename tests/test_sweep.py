@@ -26,6 +26,7 @@ def sweep(tmp_path: Path, synth_root: Path, *overrides: str, multirun: bool = Tr
            *TINY, f"hydra.sweep.dir={out}", *overrides]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert res.returncode == returncode, res.stdout[-2000:] + res.stderr[-3000:]
+    (tmp_path / "console.txt").write_text(res.stdout + res.stderr)
     if returncode:
         assert "job(s) failed" in res.stderr and "allow_failures=true" in res.stderr
     return out
@@ -110,6 +111,10 @@ def test_optuna_search_runs_three_trials(synth_root, tmp_path):
     assert "best_value" in results
     best = float(results.split("best_value:")[1].split()[0])
     assert best == pytest.approx(table["macro_f1"].max(), abs=1e-6)
+    console = (tmp_path / "console.txt").read_text()
+    assert "[HYDRA] Launching" in console  # the sweep's own progress stays
+    for chatter in ("A new study created", "alembic", "💡"):
+        assert chatter not in console, chatter
 
 
 def test_submitit_local_runs_jobs_as_processes(synth_root, tmp_path):
@@ -118,3 +123,54 @@ def test_submitit_local_runs_jobs_as_processes(synth_root, tmp_path):
     table = pd.read_csv(out / "summary.csv")
     assert len(table) == 2 and (table["status"] == "done").all()
     assert (out / ".submitit").is_dir()  # submitit's per-job process logs
+
+
+def test_sweep_chart_fits_its_axis_and_places_the_cv_error_bar():
+    import matplotlib.pyplot as plt
+    from matplotlib.container import ErrorbarContainer
+
+    from maskcls.report import sweep_figure
+
+    table = pd.DataFrame({"job": ["0", "1", "2", "3", "4"], "loss": ["ce", "ce", "focal",
+                                                                     "focal", "f1"],
+                          "status": ["done"] * 4 + ["failed"],
+                          "macro_f1": [0.61, 0.63, 0.66, 0.70, None]})
+    cv = pd.DataFrame({"loss": ["ce", "focal"], "f1_mean": [0.62, 0.68],
+                       "f1_std": [0.01, 0.02], "oof_f1": [0.615, 0.69]})
+    fig = sweep_figure(table, cv, ["loss"])
+    try:
+        jobs, folds = fig.axes
+        lo, hi = jobs.get_xlim()
+        # fitted: every score shown, differences of a few points not squeezed into 0..1
+        assert 0.5 < lo < 0.61 and 0.70 < hi < 0.8
+        lo, hi = folds.get_xlim()
+        assert 0.5 < lo < 0.61 and 0.70 < hi < 0.8
+        bars = [c for c in folds.containers if isinstance(c, ErrorbarContainer)]
+        assert len(bars) == 1 and bars[0].get_label() == "fold mean +- std"
+        marker, _, (segments,) = bars[0].lines
+        xs, ys = marker.get_data()
+        assert list(xs) == [0.62, 0.68]  # the markers at the fold means ...
+        for (_, y0), (_, y1) in segments.get_segments():
+            assert y0 == y1 and y0 in ys  # ... horizontal bars, mean -+ std, on their rows
+        spans = sorted((round(s[0][0], 6), round(s[1][0], 6)) for s in segments.get_segments())
+        assert spans == [(0.61, 0.63), (0.66, 0.70)]
+        oof = [line for line in folds.get_lines() if line.get_label() == "out-of-fold"]
+        assert list(oof[0].get_xdata()) == [0.615, 0.69]
+        assert not set(oof[0].get_ydata()) & set(ys)  # on its own row, not over the bar
+        legend = [t.get_text() for t in folds.get_legend().get_texts()]
+        assert sorted(legend) == ["fold mean +- std", "out-of-fold"]
+    finally:
+        plt.close(fig)
+
+
+def test_every_run_folder_has_a_learning_curve(fold_runs, tmp_path):
+    from maskcls.plots import learning_curve_png
+
+    for job in ("0", "1"):
+        png = fold_runs / job / "learning_curve.png"
+        assert png.exists() and png.stat().st_size > 10_000
+    no_epochs = tmp_path / "metrics.csv"
+    no_epochs.write_text("step,lr-AdamW\n0,0.001\n")
+    assert learning_curve_png(no_epochs, tmp_path / "lc.png") is None
+    assert not (tmp_path / "lc.png").exists()
+

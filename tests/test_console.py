@@ -1,0 +1,100 @@
+"""What a user sees and what the run folder keeps: a quiet console, an honest summary, the
+run's log file, instant --help, machine-local config and tags."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from maskcls.training import summary_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "pytorch_lightning", "timm", "torchvision", "pandas", "matplotlib")
+
+
+@pytest.mark.parametrize("script", ["train.py", "predict.py"])
+def test_help_loads_no_heavy_library(script):
+    """--help composes the config only: torch, Lightning and timm are imported lazily."""
+    done = subprocess.run([sys.executable, "-X", "importtime", script, "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "== Configuration groups ==" in done.stdout
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert imported, "python -X importtime printed nothing"
+    assert not [m for m in imported if m.split(".")[0] in HEAVY]
+
+
+@pytest.fixture(scope="module")
+def fast_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("console") / "run"
+    done = subprocess.run(
+        [sys.executable, "train.py", "debug=fast", f"data.root={synth_root}",
+         "data.synthetic=null", "data.image_size=[32,24]", "data.batch_size=16",
+         "trainer.accelerator=cpu", "tags=[console,check]", f"hydra.run.dir={out}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done, out
+
+
+def test_console_is_quiet_and_the_summary_honest(fast_run):
+    done, out = fast_run
+    console = done.stdout + done.stderr
+    for noise in ("💡", "litlogger", "Total FLOPs: 0", "best epoch None", "\r", "[A",
+                  "Trainer already configured"):
+        assert noise not in console, noise
+    assert re.search(r"\d[\d.]* [KMG]? *Total Flops", console)  # measured, not 0
+    assert re.search(r"^epoch 0/0 .* img/s ", done.stdout, re.M)  # one line, with a rate
+    assert "fast_dev_run: one training and one validation batch, no checkpoint" in done.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    scored = metrics["val"]["classes_scored"]
+    assert f"over {scored} classes" in done.stdout
+    absent = [k for k, v in metrics["val"]["f1_per_class"].items() if v is None]
+    assert absent, "one validation batch of the tiny tree holds every class?"
+    assert "not in validation (F1 n/a): " + ", ".join(absent) in done.stdout
+    assert metrics["tags"] == ["console", "check"]
+
+
+def test_run_folder_keeps_the_log(fast_run):
+    done, out = fast_run
+    log = (out / "train.log").read_text()
+    assert re.search(r"\]\[maskcls\.progress\]\[INFO\] - epoch 0/0 ", log)
+    assert "val macro-F1" in log and "run folder:" in log  # the summary, as printed
+    assert "💡" not in log
+    assert "tags:\n- console\n- check" in (out / "config.yaml").read_text()
+
+
+def test_summary_marks_absent_classes_na():
+    f1 = {f"c{i}": 0.5 + i / 100 for i in range(18)}
+    f1["c3"] = f1["c7"] = None
+    metrics = {"val": {"f1": 0.61, "acc": 0.7, "f1_mask": 0.9, "f1_gender": 0.8,
+                       "f1_age": 0.6, "classes_scored": 16, "f1_per_class": f1},
+               "best_epoch": 4, "epochs": 6, "fit_seconds": 10, "train_images": 100,
+               "val_images": 30, "val_people": 5, "tags": []}
+    text = "\n".join(summary_lines(Path("run"), metrics))
+    assert "best epoch 4 (of 0..5)" in text
+    assert "val macro-F1 0.6100 over 16 classes" in text
+    assert "weakest classes: c0 0.50, c1 0.51, c2 0.52" in text
+    assert "not in validation (F1 n/a): c3, c7" in text
+
+
+def test_local_config_overrides_and_is_git_ignored(tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", conf)
+    (conf / "local" / "default.yaml").write_text(
+        "# @package _global_\ntrainer:\n  max_epochs: 3\npaths:\n  data_dir: /mnt/faces\n")
+    with initialize_config_dir(str(conf), version_base="1.3"):
+        cfg = compose("train", overrides=["paths.output_dir=x"])
+        assert cfg.trainer.max_epochs == 3 and cfg.paths.data_dir == "/mnt/faces"
+        # the command line still wins
+        cfg = compose("train", overrides=["paths.output_dir=x", "trainer.max_epochs=5"])
+        assert cfg.trainer.max_epochs == 5
+    if shutil.which("git") and (ROOT / ".git").exists():
+        ignored = subprocess.run(["git", "check-ignore", "-q", "conf/local/default.yaml"],
+                                 cwd=ROOT)
+        assert ignored.returncode == 0, "conf/local/default.yaml is not git-ignored"

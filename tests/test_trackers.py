@@ -1,0 +1,90 @@
+"""Experiment trackers: MLflow against its real local store, W&B offline, TensorBoard event
+files; run ids recorded in the run folder; a missing package refused before any data is read."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_cfg
+
+from maskcls import trackers
+from maskcls.errors import ConfigError
+from maskcls.training import check_config, train
+
+
+def test_mlflow_and_tensorboard_record_the_run(synth_root, tmp_path):
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    train(make_cfg(synth_root, out, "logger=[mlflow,tensorboard]", "trainer.max_epochs=2",
+                   f"paths.tracking_dir={tmp_path / 'store'}", "tags=[smoke,mlflow]"))
+    ids = json.loads((out / trackers.IDS_FILE).read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (tmp_path / "store" / "mlflow.db").exists()  # the local store, not a server
+
+    client = MlflowClient(ids["mlflow"]["tracking_uri"])
+    run = client.get_run(ids["mlflow"]["run_id"])
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["model.backbone"] == "resnet18" and params["data.batch_size"] == "16"
+    assert params["seed"] == "42" and "optimizer.lr" in params and "augment.hflip" in params
+    assert {"smoke", "mlflow"} <= set(run.data.tags) and run.data.tags["run_dir"] == str(out)
+    history = client.get_metric_history(run.info.run_id, "val/f1")
+    assert [m.step for m in history] == sorted(m.step for m in history) and len(history) == 2
+    assert run.data.metrics["best/f1"] == pytest.approx(metrics["val"]["f1"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"confusion_matrix.png", "learning_curve.png", "metrics.json",
+            "config.yaml"} <= artifacts
+
+    events = EventAccumulator(ids["tensorboard"]["log_dir"])
+    events.Reload()
+    assert len(events.Scalars("val/f1")) == 2
+    assert events.Scalars("best/f1")[0].value == pytest.approx(metrics["val"]["f1"])
+    assert "confusion_matrix" in events.Tags()["images"]
+
+
+def test_wandb_runs_offline_without_a_login(synth_root, tmp_path, monkeypatch):
+    for var in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    out = tmp_path / "run"
+    train(make_cfg(synth_root, out, "logger=wandb", "tags=[offline]"))
+    ids = json.loads((out / trackers.IDS_FILE).read_text())["wandb"]
+    assert ids["mode"] == "offline" and ids["run_id"]
+    run_dir = Path(ids["dir"])
+    assert run_dir.is_relative_to(out / "wandb") and ids["run_id"] in run_dir.name
+    assert list(run_dir.glob("*.wandb"))  # the offline log that `wandb sync` uploads
+
+
+def test_wandb_mode_follows_the_login(tmp_path, monkeypatch):
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    netrc = tmp_path / "netrc"
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert trackers.wandb_mode("auto") == "offline"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password abc\n")
+    netrc.chmod(0o600)
+    assert trackers.wandb_mode("auto") == "online"
+    assert trackers.wandb_mode("offline") == "offline"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert trackers.wandb_mode("auto") == "disabled"
+
+
+@pytest.mark.parametrize(("logger", "package", "install"), [
+    ("mlflow", "mlflow", "pip install -e '.[trackers]'"),
+    ("wandb", "wandb", "pip install -e '.[trackers]'"),
+    ("tensorboard", "tensorboard", "pip install -e ."),
+])
+def test_missing_tracker_package_is_refused_before_the_data(logger, package, install, tmp_path,
+                                                            monkeypatch):
+    real = trackers.find_spec
+    missing = {package, "tensorboardX"}
+    monkeypatch.setattr(trackers, "find_spec", lambda name: None if name in missing
+                        else real(name))
+    # a data root that does not exist: the tracker is what is reported, before the data
+    cfg = make_cfg(tmp_path / "no-data", tmp_path / "run", f"logger={logger}")
+    with pytest.raises(ConfigError, match=f"needs the {package} package") as e:
+        check_config(cfg)
+    assert install in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "run").exists()
