@@ -3,7 +3,8 @@
 Before any data is read, each configured tracker's package is checked (a missing one stops the
 run with the ``pip install`` line that adds it). When the trainer starts, the run's whole config
 is logged as parameters and each tracker's run id is written to the run folder
-(``trackers.json``), so a run folder and its tracker entry always find each other. At the end,
+(``trackers.json``), so a run folder and its tracker entry always find each other, and a resumed
+run (``resume=``) continues the same tracker runs. At the end,
 the best checkpoint's figures and the run's plots and files are sent to the trackers as well.
 """
 
@@ -89,9 +90,21 @@ def _mlflow_uri(uri: str) -> str:
     return prefix + str(path)
 
 
-def build_loggers(cfg: DictConfig) -> list[Logger]:
+def recorded_ids(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / IDS_FILE
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError:
+        log.warning("%s cannot be read; the trackers start new runs", path)
+        return {}
+
+
+def build_loggers(cfg: DictConfig, continue_in: Path | None = None) -> list[Logger]:
+    """The configured loggers. ``continue_in``: a run folder being resumed; its trackers'
+    runs (``trackers.json``) are continued rather than new ones started."""
     loggers: list[Logger] = []
     tags = [str(t) for t in cfg.get("tags") or []]
+    earlier = recorded_ids(continue_in) if continue_in is not None else {}
     for _, node in _configured(cfg):
         target = str(node.get("_target_", "")).rsplit(".", 1)[-1]
         kwargs: dict[str, Any] = {}
@@ -102,11 +115,15 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
             kwargs["tags"] = tags or None
             # wandb's own console notes are replaced by one line (``start``)
             kwargs["settings"] = wandb.Settings(silent=True)
+            if "wandb" in earlier:
+                kwargs["id"] = earlier["wandb"]["run_id"]
         elif target == "MLFlowLogger":
             kwargs["tracking_uri"] = _mlflow_uri(str(node.tracking_uri))
             if node.get("artifact_location"):
                 kwargs["artifact_location"] = str(Path(node.artifact_location).absolute())
             kwargs["tags"] = {**{t: "true" for t in tags}, "run_dir": str(cfg.paths.output_dir)}
+            if "mlflow" in earlier:
+                kwargs["run_id"] = earlier["mlflow"]["run_id"]
         logger = instantiate(node, **kwargs)
         if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous") is None:
             # Lightning always passes `anonymous`, which wandb >= 0.19 warns is ignored
@@ -133,7 +150,10 @@ def start(loggers: Sequence[Logger], cfg: DictConfig, out: Path) -> dict[str, An
         if isinstance(logger, CSVLogger):
             ids["csv"] = {"file": str(Path(logger.log_dir) / "metrics.csv")}
             continue
-        logger.log_hyperparams(params)
+        if isinstance(logger, MLFlowLogger):
+            _log_mlflow_params(logger, params)
+        else:
+            logger.log_hyperparams(params)
         if isinstance(logger, MLFlowLogger):
             ids["mlflow"] = {"run_id": logger.run_id, "experiment_id": logger.experiment_id,
                              "experiment_name": logger._experiment_name,
@@ -153,6 +173,22 @@ def start(loggers: Sequence[Logger], cfg: DictConfig, out: Path) -> dict[str, An
     if ids:
         atomic.write_text(out / IDS_FILE, json.dumps(ids, indent=2) + "\n")
     return ids
+
+
+def _log_mlflow_params(logger: MLFlowLogger, params: Mapping[str, Any]) -> None:
+    """MLflow refuses to change a logged parameter: a continued run (resume=) logs the new
+    keys, and its changed values (trainer.max_epochs, ckpt_path) as ``resumed.<key>`` tags."""
+    client, run_id = logger.experiment, logger.run_id
+    logged = client.get_run(run_id).data.params
+    if not logged:
+        logger.log_hyperparams(params)
+        return
+    fresh = {k: v for k, v in params.items() if k not in logged}
+    if fresh:
+        logger.log_hyperparams(fresh)
+    for key, value in params.items():
+        if key in logged and logged[key] != str(value):
+            client.set_tag(run_id, f"resumed.{key}", str(value))
 
 
 def finish(loggers: Sequence[Logger], out: Path, metrics: Mapping[str, Any]) -> None:

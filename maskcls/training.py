@@ -258,7 +258,9 @@ def _fit_and_report(cfg: DictConfig, dm: MaskDataModule, out: Path, started: flo
     dm, model = build(cfg, dm)
     callbacks = build_callbacks(cfg) + list(extra_callbacks)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks,
-                                      logger=trackers.build_loggers(cfg),
+                                      logger=trackers.build_loggers(
+                                          cfg, continue_in=out if resume_step is not None
+                                          else None),
                                       plugins=[SafeCheckpointIO()])
     if trainer.is_global_zero:  # fast_dev_run has replaced the loggers: nothing to record
         trackers.start(trainer.loggers, cfg, out)

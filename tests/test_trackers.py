@@ -88,3 +88,24 @@ def test_missing_tracker_package_is_refused_before_the_data(logger, package, ins
         check_config(cfg)
     assert install in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_run_continues_its_mlflow_run(synth_root, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from maskcls.training import resume_config
+
+    out = tmp_path / "run"
+    store = f"paths.tracking_dir={tmp_path / 'store'}"
+    train(make_cfg(synth_root, out, "logger=mlflow", store))
+    first = json.loads((out / trackers.IDS_FILE).read_text())["mlflow"]
+    cfg = resume_config(out, ["trainer.max_epochs=2"],
+                        make_cfg(synth_root, out, "logger=mlflow", store, "trainer.max_epochs=2"))
+    train(cfg)
+    again = json.loads((out / trackers.IDS_FILE).read_text())["mlflow"]
+    assert again["run_id"] == first["run_id"]
+    client = MlflowClient(first["tracking_uri"])
+    runs = client.search_runs([first["experiment_id"]])
+    assert len(runs) == 1 and runs[0].data.tags["resumed.trainer.max_epochs"] == "2"
+    history = client.get_metric_history(first["run_id"], "val/f1")
+    assert len(history) == 2 and history[0].step < history[1].step  # epochs 0 and 1
