@@ -47,14 +47,20 @@ def _batch_size(batch: Any) -> int:
 
 class ProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar on a terminal; everywhere, one line per epoch (and one per
-    prediction pass) with the training rate in images per second and the epoch's metrics."""
+    prediction pass) with the training rate in images per second and the epoch's metrics.
+
+    An epoch's line is written when the next epoch starts (or training ends): the module logs
+    the epoch's training metrics in its own ``on_train_epoch_end``, which Lightning calls after
+    the callbacks' hooks."""
 
     def __init__(self, refresh_rate: int = 5, leave: bool = False) -> None:
         super().__init__(refresh_rate=refresh_rate if interactive() else 0, leave=leave)
         self._started = self._last_batch = 0.0
         self._images = 0
+        self._pending: tuple[int, float, float] | None = None  # epoch, seconds, images/s
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write_epoch_line(trainer)
         super().on_train_epoch_start(trainer, pl_module)
         self._started = self._last_batch = time.perf_counter()
         self._images = 0
@@ -67,16 +73,26 @@ class ProgressBar(TQDMProgressBar):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
         seconds = time.perf_counter() - self._started  # with this epoch's validation
         train_seconds = self._last_batch - self._started  # the rate of training alone
+        self._pending = (trainer.current_epoch, seconds,
+                         self._images / max(train_seconds, 1e-9))
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write_epoch_line(trainer)
+        super().on_train_end(trainer, pl_module)
+
+    def _write_epoch_line(self, trainer: pl.Trainer) -> None:
+        if self._pending is None or not trainer.is_global_zero:
+            return
+        epoch, seconds, rate = self._pending
+        self._pending = None
         m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         shown = [f"{k} {m[k]:.4f}" for k in ("train/loss_epoch", "train/f1", "val/loss",
                                              "val/f1") if k in m]
         last = trainer.max_epochs - 1 if trainer.max_epochs and trainer.max_epochs > 0 else "?"
-        log.info("epoch %d/%s  %.1f s  %.0f img/s  %s", trainer.current_epoch, last, seconds,
-                 self._images / max(train_seconds, 1e-9), "  ".join(shown))
+        log.info("epoch %d/%s  %.1f s  %.0f img/s  %s", epoch, last, seconds, rate,
+                 "  ".join(shown))
 
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_predict_epoch_start(trainer, pl_module)
