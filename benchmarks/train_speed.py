@@ -25,6 +25,7 @@ import argparse
 import json
 import multiprocessing
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -151,6 +152,7 @@ def measure_maskcls(args, root, size, extra: tuple[str, ...] = ()) -> dict[str, 
 
     out = Path(args.data_dir) / "bench-runs" / f"{size[0]}x{size[1]}{'-' * bool(extra)}" \
         f"{'-'.join(e.split('=')[-1] for e in extra)}"
+    shutil.rmtree(out, ignore_errors=True)  # the benchmark's own scratch run from last time
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[
             f"data.root={root}", "data.synthetic=null", f"data.image_size=[{size[0]},{size[1]}]",

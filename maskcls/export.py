@@ -32,6 +32,7 @@ from torch import nn
 
 from maskcls import atomic, calibration, labels
 from maskcls.checkpoints import load_checkpoint
+from maskcls.data.batch_transforms import BatchTransform
 from maskcls.errors import CheckpointError, ConfigError, MaskclsError
 from maskcls.exported import FORMATS, LOADERS, METADATA_KEY
 from maskcls.inference import eval_pipeline, find_checkpoints, load_model, trained_data_root
@@ -49,20 +50,18 @@ class Deployable(nn.Module):
     Holds the network modules only, not the LightningModule (whose trainer properties tracing
     cannot pass through)."""
 
-    def __init__(self, model: MaskClassifier, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, model: MaskClassifier, normaliser: BatchTransform) -> None:
         super().__init__()
         self.net, self.heads = model.net, model.heads
-        mean_t, std_t = torch.tensor(mean), torch.tensor(std)
-        # (pixel / 255 - mean) / std as one multiply-add, as the training pipeline does it
-        self.register_buffer("scale", (1 / (255 * std_t)).float().view(1, 3, 1, 1))
-        self.register_buffer("shift", (-mean_t / std_t).float().view(1, 3, 1, 1))
+        # the pipeline's own (pixel / 255 - mean) / std, as one multiply-add
+        self.register_buffer("scale", normaliser.scale.clone())
+        self.register_buffer("shift", normaliser.shift.clone())
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        out = self.net(pixels.float() * self.scale + self.shift)
-        if len(self.heads):
-            out = labels.joint_log_probs(*(self.heads[t](out).log_softmax(-1)
-                                           for t in labels.TASKS))
-        return out.softmax(1)
+        features = self.net(pixels.float() * self.scale + self.shift)
+        outputs = ({task: head(features) for task, head in self.heads.items()}
+                   if len(self.heads) else features)
+        return MaskClassifier.scores(outputs).softmax(1)
 
 
 def metadata(ckpt: dict[str, Any], path: Path, run_dir: Path | None,
@@ -126,7 +125,7 @@ def _check_package(fmt: str) -> None:
 
 
 def default_output(folder: Path, fmt: str) -> Path:
-    return folder / ("model.onnx" if fmt == "onnx" else "model.pt")
+    return folder / f"model{FORMATS[fmt]}"
 
 
 def export(ckpt: str, fmt: str = "onnx", output: str | None = None,
@@ -154,7 +153,7 @@ def export(ckpt: str, fmt: str = "onnx", output: str | None = None,
     model = load_model(state, member.ckpt)
     meta = metadata(state, member.ckpt, member.run_dir, face_boxes)
     pipeline = eval_pipeline(state, member.ckpt, face_boxes)
-    module = Deployable(model, pipeline.mean, pipeline.std).eval()
+    module = Deployable(model, pipeline.normaliser()).eval()
     size = pipeline.image_size
     # written beside the target and moved there only once loaded back and checked
     with atomic.atomic_path(out) as tmp, torch.no_grad():

@@ -152,13 +152,13 @@ def start(loggers: Sequence[Logger], cfg: DictConfig, out: Path) -> dict[str, An
             continue
         if isinstance(logger, MLFlowLogger):
             _log_mlflow_params(logger, params)
-        else:
-            logger.log_hyperparams(params)
-        if isinstance(logger, MLFlowLogger):
+            client = logger.experiment
             ids["mlflow"] = {"run_id": logger.run_id, "experiment_id": logger.experiment_id,
-                             "experiment_name": logger._experiment_name,
-                             "tracking_uri": logger._tracking_uri}
-        elif isinstance(logger, WandbLogger):
+                             "experiment_name": client.get_experiment(logger.experiment_id).name,
+                             "tracking_uri": client.tracking_uri}
+            continue
+        logger.log_hyperparams(params)
+        if isinstance(logger, WandbLogger):
             run = logger.experiment
             ids["wandb"] = {"run_id": run.id, "project": run.project, "mode": run.settings.mode,
                             "dir": str(Path(run.dir).parent)}
