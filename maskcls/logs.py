@@ -8,6 +8,7 @@ Kept free of heavy imports: Hydra loads it to configure logging.
 from __future__ import annotations
 
 import logging
+import os
 
 # Lines libraries print that tell a user nothing about the run (adverts, notices of things
 # maskcls does on purpose).
@@ -18,6 +19,7 @@ CHATTER = (
     "Updating database tables",
     "A new study created",                    # Optuna
     "Trainer already configured with model summary",  # maskcls configures its own
+    "`Trainer.fit` stopped: `max_epochs=",   # the normal end (other reasons are kept)
 )
 # Library loggers kept at WARNING: migrations and connection pools speak at INFO.
 QUIET_LOGGERS = ("alembic", "optuna", "mlflow", "sqlalchemy", "urllib3", "wandb", "git",
@@ -43,6 +45,8 @@ def quiet_libraries() -> None:
     """Library loggers at WARNING, and the chatter filter on the handlers Lightning or the
     Python API set up (Hydra's job_logging adds it to its own). Optuna has its own handler,
     set here too. Called by every entry point: training, prediction, export, sweeps."""
+    # mlflow sets its own loggers' levels when first imported, from this variable
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     # a logger's filters miss records of its children; a handler's filters see them all

@@ -12,7 +12,7 @@ from maskcls.errors import ConfigError
 from maskcls.training import check_config, train
 
 
-def test_mlflow_and_tensorboard_record_the_run(synth_root, tmp_path):
+def test_mlflow_and_tensorboard_record_the_run(synth_root, tmp_path, capfd):
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -22,6 +22,9 @@ def test_mlflow_and_tensorboard_record_the_run(synth_root, tmp_path):
     ids = json.loads((out / trackers.IDS_FILE).read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     assert (tmp_path / "store" / "mlflow.db").exists()  # the local store, not a server
+    console = "".join(capfd.readouterr())
+    for chatter in ("Creating initial MLflow database", "alembic", "Experiment with name"):
+        assert chatter not in console, chatter
 
     client = MlflowClient(ids["mlflow"]["tracking_uri"])
     run = client.get_run(ids["mlflow"]["run_id"])
