@@ -245,6 +245,39 @@ def predict_exported_probs(model: ExportedModel, data_root: str | os.PathLike,
     return eval_df, np.concatenate(out)
 
 
+@dataclass
+class Source:
+    """What ``predict`` reads: checkpoints (``members``) or one exported model."""
+
+    members: list[Member]
+    exported: ExportedModel | None
+    folder: Path                             # where the submission goes by default
+    offsets: dict[str, list[float]] | None   # calibration offsets to apply (calibrate=true)
+    data_roots: set[str]                     # the data the models were trained on
+    inputs: list[Path]                       # files prediction reads: never an output
+
+    @classmethod
+    def resolve(cls, ckpt: str | None, model_file: str | None, calibrate: bool) -> Source:
+        if (ckpt is None) == (model_file is None):
+            raise ConfigError("give either ckpt=<run folder | multirun folder | .ckpt> or "
+                              "model_file=<.onnx | .pt from python -m maskcls.export>"
+                              + (", not both" if ckpt is not None else ""))
+        if model_file is not None:
+            exported = load_exported(model_file)
+            offsets = exported.metadata.get("calibration")
+            if calibrate and offsets is None:
+                raise ConfigError(f"calibrate=true: {model_file} carries no calibration "
+                                  "offsets (its run had no calibration.json); predict without "
+                                  "calibrate")
+            return cls([], exported, exported.path.parent, offsets if calibrate else None,
+                       {exported.metadata.get("data_root")} - {None}, [exported.path])
+        members, folder = find_checkpoints(str(ckpt))
+        return cls(members, None, folder, _member_offsets(members) if calibrate else None,
+                   {trained_data_root(m.run_dir) for m in members} - {None},
+                   [m.ckpt for m in members]
+                   + [m.run_dir / "config.yaml" for m in members if m.run_dir is not None])
+
+
 def predict(ckpt: str | None = None, data_root: str | None = None, output: str | None = None,
             tta: bool = False, save_probs: bool = False, batch_size: int = 128,
             num_workers: int = 2, accelerator: str = "auto", calibrate: bool = False,
@@ -255,39 +288,20 @@ def predict(ckpt: str | None = None, data_root: str | None = None, output: str |
     run (``calibration.json``; an ensemble uses their mean; an exported model carries its
     run's)."""
     quiet_libraries()
-    if (ckpt is None) == (model_file is None):
-        raise ConfigError("give either ckpt=<run folder | multirun folder | .ckpt> or "
-                          "model_file=<.onnx | .pt from python -m maskcls.export>"
-                          + (", not both" if ckpt is not None else ""))
-    exported = load_exported(model_file) if model_file is not None else None
-    if exported is not None:
-        members: list[Member] = []
-        folder = exported.path.parent
-        offsets = exported.metadata.get("calibration")
-        if calibrate and offsets is None:
-            raise ConfigError(f"calibrate=true: {model_file} carries no calibration offsets "
-                              "(its run had no calibration.json); predict without calibrate")
-        offsets = offsets if calibrate else None
-        known_roots = {exported.metadata.get("data_root")} - {None}
-        inputs = [exported.path]
-    else:
-        members, folder = find_checkpoints(str(ckpt))
-        offsets = _member_offsets(members) if calibrate else None
-        known_roots = {trained_data_root(m.run_dir) for m in members} - {None}
-        inputs = [m.ckpt for m in members] + [m.run_dir / "config.yaml" for m in members
-                                               if m.run_dir is not None]
+    source = Source.resolve(ckpt, model_file, calibrate)
+    members, offsets = source.members, source.offsets
     if data_root is None:
-        if len(known_roots) != 1:
+        if len(source.data_roots) != 1:
             raise ConfigError("data.root is not known from the run's config.yaml "
-                              f"(found {sorted(known_roots) or 'none'}); pass "
+                              f"(found {sorted(source.data_roots) or 'none'}); pass "
                               "data.root=/path/to/data")
-        data_root = known_roots.pop()
-    out = Path(output).expanduser() if output else folder / "submission.csv"
+        data_root = next(iter(source.data_roots))
+    out = Path(output).expanduser() if output else source.folder / "submission.csv"
     prob_path = out.with_name(out.stem + "_probs.csv")
     for target in (out, prob_path) if save_probs else (out,):
-        check_output(target, inputs, Path(data_root).expanduser())
-    if exported is not None:
-        eval_df, only = predict_exported_probs(exported, data_root, tta, batch_size,
+        check_output(target, source.inputs, Path(data_root).expanduser())
+    if source.exported is not None:
+        eval_df, only = predict_exported_probs(source.exported, data_root, tta, batch_size,
                                                num_workers, face_boxes)
         probs = [only]
     else:
@@ -299,7 +313,7 @@ def predict(ckpt: str | None = None, data_root: str | None = None, output: str |
         mean = calibration.apply(mean, offsets)
     sub = pd.DataFrame({"ImageID": eval_df["ImageID"], "ans": mean.argmax(1)})
     atomic.write_csv(sub, out)
-    result: dict[str, Any] = {"submission": out, "rows": len(sub), "members": max(1, len(members))}
+    result: dict[str, Any] = {"submission": out, "rows": len(sub), "members": len(probs)}
     if save_probs:
         table = pd.concat([eval_df[["ImageID"]],
                            pd.DataFrame(mean, columns=[f"prob_{c}" for c in range(mean.shape[1])])],

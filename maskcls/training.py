@@ -257,10 +257,9 @@ def _fit_and_report(cfg: DictConfig, dm: MaskDataModule, out: Path, started: flo
 
     dm, model = build(cfg, dm)
     callbacks = build_callbacks(cfg) + list(extra_callbacks)
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks,
-                                      logger=trackers.build_loggers(
-                                          cfg, continue_in=out if resume_step is not None
-                                          else None),
+    # resuming in place continues the trackers' runs recorded in the folder
+    loggers = trackers.build_loggers(cfg, continue_in=out if resume_step is not None else None)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
                                       plugins=[SafeCheckpointIO()])
     if trainer.is_global_zero:  # fast_dev_run has replaced the loggers: nothing to record
         trackers.start(trainer.loggers, cfg, out)
@@ -436,7 +435,7 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
 
 RUN_FILES = ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.json", "metrics.csv",
              "confusion_matrix.png", "learning_curve.png", "val_predictions.csv",
-             "calibration.json", "config.yaml", "trackers.json", "train.log")
+             "calibration.json", "config.yaml", trackers.IDS_FILE, "train.log")
 
 
 def summary_lines(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False) -> list[str]:
