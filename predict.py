@@ -38,7 +38,8 @@ def main(cfg: DictConfig) -> None:
         print(f"wrote {res['probs']}")
     if "score" in res:
         s = res["score"]
-        print(f"score against eval/answers.csv: macro-F1 {s['f1']:.4f}  accuracy {s['acc']:.4f}  "
+        print(f"score against eval/answers.csv: macro-F1 {s['f1']:.4f} over "
+              f"{s['classes_scored']} classes  accuracy {s['acc']:.4f}  "
               f"F1 mask {s['f1_mask']:.3f}  gender {s['f1_gender']:.3f}  age {s['f1_age']:.3f}")
     if "uncalibrated_score" in res:
         print(f"  without calibration: macro-F1 {res['uncalibrated_score']['f1']:.4f}")

@@ -85,6 +85,7 @@ def test_predict_scores_an_exported_model_like_its_checkpoint(fold_runs, synth_r
     assert "exported model" in out.stdout and "score against eval/answers.csv" in out.stdout
     from_ckpt = predict(str(run), output=str(tmp_path / "ckpt.csv"), num_workers=0,
                         accelerator="cpu", calibrate=True)
+    assert f"over {from_ckpt['score']['classes_scored']} classes" in out.stdout
     printed = float(out.stdout.split("macro-F1 ")[1].split()[0])
     assert printed == pytest.approx(from_ckpt["score"]["f1"], abs=1e-4)
     sub = (tmp_path / "sub.csv").read_text()

@@ -34,7 +34,7 @@ def test_run_folder_checkpoint_file_and_multirun(fold_runs, synth_root, tmp_path
     res = predict(str(run))
     assert res["submission"] == run / "submission.csv" and res["members"] == 1
     a = _check_submission(run / "submission.csv", synth_root)
-    assert set(res["score"]) == {"f1", "acc", "f1_mask", "f1_gender", "f1_age"}
+    assert set(res["score"]) == {"f1", "acc", "f1_mask", "f1_gender", "f1_age", "classes_scored"}
     out = tmp_path / "from_file.csv"
     predict(str(run / "checkpoints" / "best.ckpt"), output=str(out))
     assert _check_submission(out, synth_root).equals(a)  # same model, same answer

@@ -76,6 +76,8 @@ def score(pred: Any, truth: Any, detail: bool = False) -> dict[str, Any]:
     metrics = StageMetrics("", detail=detail)
     metrics.update(torch.tensor(np.asarray(pred)), torch.tensor(np.asarray(truth)))
     out: dict[str, Any] = {k: float(v) for k, v in metrics.logged().items()}
+    # the classes macro-F1 averages: those in the truth or the prediction
+    out["classes_scored"] = int(np.union1d(np.asarray(pred), np.asarray(truth)).size)
     if detail:
         out.update(metrics.details())
     return out
