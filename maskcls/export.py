@@ -33,6 +33,7 @@ from torch import nn
 from maskcls import atomic, calibration, labels
 from maskcls.checkpoints import load_checkpoint
 from maskcls.data.batch_transforms import BatchTransform
+from maskcls.data.pipeline import Pipeline
 from maskcls.errors import CheckpointError, ConfigError, MaskclsError
 from maskcls.exported import FORMATS, LOADERS, METADATA_KEY
 from maskcls.inference import eval_pipeline, find_checkpoints, load_model, trained_data_root
@@ -65,10 +66,9 @@ class Deployable(nn.Module):
 
 
 def metadata(ckpt: dict[str, Any], path: Path, run_dir: Path | None,
-             face_boxes: str | None = None) -> dict[str, Any]:
+             pipeline: Pipeline) -> dict[str, Any]:
     """What a user of the exported file needs to feed it and read its output."""
     hp = ckpt.get("hyper_parameters") or {}
-    pipeline = eval_pipeline(ckpt, path, face_boxes)
     offsets = None
     if run_dir is not None and (run_dir / calibration.FILE).exists():
         offsets = calibration.load(run_dir)
@@ -151,8 +151,8 @@ def export(ckpt: str, fmt: str = "onnx", output: str | None = None,
         raise ConfigError(f"output={out}: folder {out.parent} does not exist")
     state = load_checkpoint(member.ckpt)
     model = load_model(state, member.ckpt)
-    meta = metadata(state, member.ckpt, member.run_dir, face_boxes)
     pipeline = eval_pipeline(state, member.ckpt, face_boxes)
+    meta = metadata(state, member.ckpt, member.run_dir, pipeline)
     module = Deployable(model, pipeline.normaliser()).eval()
     size = pipeline.image_size
     # written beside the target and moved there only once loaded back and checked

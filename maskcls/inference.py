@@ -155,6 +155,14 @@ class _Ensemble(pl.LightningModule):
         return torch.stack(out)
 
 
+def _eval_loader(eval_df: pd.DataFrame, pipeline: Pipeline, batch_size: int,
+                 num_workers: int) -> DataLoader:
+    """The eval images in ``info.csv`` order, as uint8 pixels read by ``pipeline``."""
+    return DataLoader(ImageDataset(eval_df["path"].tolist(), None, pipeline),
+                      batch_size=batch_size, num_workers=num_workers, persistent_workers=False,
+                      pin_memory=torch.cuda.is_available())
+
+
 def predict_probs(members: Sequence[Member], data_root: str | os.PathLike, tta: bool = False,
                   batch_size: int = 128, num_workers: int = 2, accelerator: str = "auto",
                   face_boxes: str | None = None) -> tuple[pd.DataFrame, list[np.ndarray]]:
@@ -179,9 +187,7 @@ def predict_probs(members: Sequence[Member], data_root: str | os.PathLike, tta: 
                          callbacks=[ProgressBar()])
     out: list[np.ndarray | None] = [None] * len(members)
     for key, group in groups.items():
-        ds = ImageDataset(eval_df["path"].tolist(), None, pipelines[key])
-        loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers,
-                            persistent_workers=False, pin_memory=torch.cuda.is_available())
+        loader = _eval_loader(eval_df, pipelines[key], batch_size, num_workers)
         ensemble = _Ensemble([g[1] for g in group], [g[2] for g in group], tta)
         probs = torch.cat(trainer.predict(ensemble, dataloaders=loader), dim=1).numpy()
         for (i, _, _), p in zip(group, probs, strict=True):
@@ -233,8 +239,7 @@ def predict_exported_probs(model: ExportedModel, data_root: str | os.PathLike,
     eval_df = cat.scan_eval(data_root)
     if pipeline.boxes is not None:
         pipeline.boxes.check_covers(eval_df["path"].tolist())
-    loader = DataLoader(ImageDataset(eval_df["path"].tolist(), None, pipeline),
-                        batch_size=batch_size, num_workers=num_workers)
+    loader = _eval_loader(eval_df, pipeline, batch_size, num_workers)
     out = []
     for batch in progress_bar(loader, f"Predicting {model.path.name}"):
         pixels = batch[0].numpy()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 # Lines libraries print that tell a user nothing about the run (adverts, notices of things
 # maskcls does on purpose).
@@ -41,10 +42,12 @@ class ConsoleFormatter(logging.Formatter):
         return f"{record.levelname.lower()} [{record.name}]: {record.getMessage()}"
 
 
-def quiet_libraries() -> None:
+def quiet_libraries(optuna: bool = False) -> None:
     """Library loggers at WARNING, and the chatter filter on the handlers Lightning or the
-    Python API set up (Hydra's job_logging adds it to its own). Optuna has its own handler,
-    set here too. Called by every entry point: training, prediction, export, sweeps."""
+    Python API set up (Hydra's job_logging adds it to its own). Called by every entry point:
+    training, prediction, export, sweeps. Optuna has its own handler, set only when it is
+    loaded or about to be (``optuna``: a sweep with the Optuna sweeper); importing it costs
+    seconds a plain run should not pay."""
     # mlflow sets its own loggers' levels when first imported, from this variable
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name in QUIET_LOGGERS:
@@ -54,8 +57,7 @@ def quiet_libraries() -> None:
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, DropChatter) for f in handler.filters):
                 handler.addFilter(DropChatter())
-    try:
-        import optuna
-    except ImportError:
-        return
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if "optuna" in sys.modules or optuna:
+        import optuna as optuna_module
+
+        optuna_module.logging.set_verbosity(optuna_module.logging.WARNING)

@@ -28,14 +28,16 @@ T = TypeVar("T")
 def progress_bar(batches: Iterable[T], desc: str) -> Iterator[T]:
     """A tqdm bar over ``batches`` of images (the exported-model prediction loop), then one
     log line with the images per second."""
-    total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
     start, images = time.perf_counter(), 0
-    with tqdm(batches, desc=desc, total=total, unit="batch", disable=not interactive(),
+    with tqdm(batches, desc=desc, unit="batch", disable=not interactive(),
               dynamic_ncols=True) as bar:
         for batch in bar:
             images += _batch_size(batch)
             yield batch
-    seconds = time.perf_counter() - start
+    log_prediction_rate(images, time.perf_counter() - start)
+
+
+def log_prediction_rate(images: int, seconds: float) -> None:
     log.info("predicted %d images in %.1f s (%.0f img/s)", images, seconds,
              images / max(seconds, 1e-9))
 
@@ -107,6 +109,4 @@ class ProgressBar(TQDMProgressBar):
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_predict_epoch_end(trainer, pl_module)
-        seconds = time.perf_counter() - self._started
-        log.info("predicted %d images in %.1f s (%.0f img/s)", self._images, seconds,
-                 self._images / max(seconds, 1e-9))
+        log_prediction_rate(self._images, time.perf_counter() - self._started)

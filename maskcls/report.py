@@ -265,7 +265,8 @@ class SweepReport(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """A sweep never writes into another sweep's folder (its jobs would refuse their
         folders one by one, and the report would mix two sweeps)."""
-        quiet_libraries()  # before the sweeper starts (Optuna announces its study)
+        # before the sweeper starts (Optuna announces its study)
+        quiet_libraries(optuna="optuna" in str(config.hydra.sweeper.get("_target_", "")))
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir() and find_jobs(sweep_dir):
             raise SystemExit(f"error: hydra.sweep.dir={sweep_dir} already holds another sweep's "

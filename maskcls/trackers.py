@@ -19,6 +19,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import (
@@ -132,26 +133,20 @@ def build_loggers(cfg: DictConfig, continue_in: Path | None = None) -> list[Logg
     return loggers
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in node.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: str(node) if isinstance(node, list | tuple) else node}
-
-
-def start(loggers: Sequence[Logger], cfg: DictConfig, out: Path) -> dict[str, Any]:
-    """Log the whole config as parameters and write the trackers' run ids to ``trackers.json``
-    (rank 0, before training)."""
-    params = _flat(OmegaConf.to_container(cfg, resolve=True))
+def start(loggers: Sequence[Logger], cfg: DictConfig, out: Path,
+          continued: bool = False) -> dict[str, Any]:
+    """Log the whole config as parameters (``model.backbone``, ``data.batch_size`` ...) and
+    write the trackers' run ids to ``trackers.json`` (rank 0, before training). ``continued``:
+    the trackers continue the runs of a resumed run folder."""
+    params = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep=".").iloc[0]
+    params = params.to_dict()
     ids: dict[str, Any] = {}
     for logger in loggers:
         if isinstance(logger, CSVLogger):
             ids["csv"] = {"file": str(Path(logger.log_dir) / "metrics.csv")}
             continue
         if isinstance(logger, MLFlowLogger):
-            _log_mlflow_params(logger, params)
+            _log_mlflow_params(logger, params, continued)
             client = logger.experiment
             ids["mlflow"] = {"run_id": logger.run_id, "experiment_id": logger.experiment_id,
                              "experiment_name": client.get_experiment(logger.experiment_id).name,
@@ -175,11 +170,12 @@ def start(loggers: Sequence[Logger], cfg: DictConfig, out: Path) -> dict[str, An
     return ids
 
 
-def _log_mlflow_params(logger: MLFlowLogger, params: Mapping[str, Any]) -> None:
+def _log_mlflow_params(logger: MLFlowLogger, params: Mapping[str, Any],
+                       continued: bool) -> None:
     """MLflow refuses to change a logged parameter: a continued run (resume=) logs the new
     keys, and its changed values (trainer.max_epochs, ckpt_path) as ``resumed.<key>`` tags."""
     client, run_id = logger.experiment, logger.run_id
-    logged = client.get_run(run_id).data.params
+    logged = client.get_run(run_id).data.params if continued else {}
     if not logged:
         logger.log_hyperparams(params)
         return

@@ -33,6 +33,7 @@ from maskcls.data.datamodule import MaskDataModule
 from maskcls.errors import ConfigError, RunFolderError
 from maskcls.logs import quiet_libraries
 from maskcls.model.losses import TaskLoss
+from maskcls.model.metrics import classes_scored
 from maskcls.model.module import (
     MaskClassifier,
     check_head,
@@ -258,11 +259,12 @@ def _fit_and_report(cfg: DictConfig, dm: MaskDataModule, out: Path, started: flo
     dm, model = build(cfg, dm)
     callbacks = build_callbacks(cfg) + list(extra_callbacks)
     # resuming in place continues the trackers' runs recorded in the folder
-    loggers = trackers.build_loggers(cfg, continue_in=out if resume_step is not None else None)
+    continued = resume_step is not None
+    loggers = trackers.build_loggers(cfg, continue_in=out if continued else None)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
                                       plugins=[SafeCheckpointIO()])
     if trainer.is_global_zero:  # fast_dev_run has replaced the loggers: nothing to record
-        trackers.start(trainer.loggers, cfg, out)
+        trackers.start(trainer.loggers, cfg, out, continued)
 
     ckpt_path = cfg.get("ckpt_path")
     earlier = _earlier_metrics(out, resume_step) if resume_step is not None else None
@@ -391,8 +393,7 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
     metrics = {
         "val": {
             **scalars,
-            # macro-F1 averages the classes seen in validation or predicted (as sklearn does)
-            "classes_scored": int(((support + predicted) > 0).sum()),
+            "classes_scored": classes_scored(support, predicted),
             # a class absent from validation has no F1 (null), not 0
             "f1_per_class": {name: (f if n else None) for name, f, n in
                              zip(labels.CLASS_NAMES, details["f1_per_class"], support,

@@ -76,8 +76,15 @@ def score(pred: Any, truth: Any, detail: bool = False) -> dict[str, Any]:
     metrics = StageMetrics("", detail=detail)
     metrics.update(torch.tensor(np.asarray(pred)), torch.tensor(np.asarray(truth)))
     out: dict[str, Any] = {k: float(v) for k, v in metrics.logged().items()}
-    # the classes macro-F1 averages: those in the truth or the prediction
-    out["classes_scored"] = int(np.union1d(np.asarray(pred), np.asarray(truth)).size)
+    n = labels.NUM_CLASSES
+    out["classes_scored"] = classes_scored(np.bincount(np.asarray(truth), minlength=n),
+                                           np.bincount(np.asarray(pred), minlength=n))
     if detail:
         out.update(metrics.details())
     return out
+
+
+def classes_scored(support: Any, predicted: Any) -> int:
+    """The classes macro-F1 averages (torchmetrics, like scikit-learn): those with images in
+    the truth (``support``, per class) or in the prediction (``predicted``)."""
+    return int(((np.asarray(support) + np.asarray(predicted)) > 0).sum())
