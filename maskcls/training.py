@@ -30,7 +30,7 @@ from maskcls import atomic, calibration, labels, trackers
 from maskcls.checkpoints import SafeCheckpointIO, check_resumable
 from maskcls.config_checks import check_accelerator, check_values
 from maskcls.data.datamodule import MaskDataModule
-from maskcls.errors import ConfigError, RunFolderError
+from maskcls.errors import ConfigError, MaskclsError, RunFolderError
 from maskcls.logs import quiet_libraries
 from maskcls.model.losses import TaskLoss
 from maskcls.model.metrics import classes_scored
@@ -158,10 +158,16 @@ def run(cfg: DictConfig) -> float:
     """``train.py``'s job. In a sweep, a failing job (a bad value, out of memory) is recorded
     in its folder as ``failure.json`` and returns NaN, so the other jobs still run and the
     sweep report lists it as failed."""
+    if not _in_multirun():
+        try:
+            return train(resume_config(cfg.resume, _command_line_overrides(), cfg)
+                         if cfg.get("resume") else cfg)
+        except MaskclsError:
+            if HydraConfig.initialized():
+                discard_unstarted_run(Path(HydraConfig.get().runtime.output_dir))
+            raise
     if cfg.get("resume"):
         cfg = resume_config(cfg.resume, _command_line_overrides(), cfg)
-    if not _in_multirun():
-        return train(cfg)
     try:
         return train(cfg)
     except Exception as e:  # noqa: BLE001 - any job failure is recorded, none stops the sweep
@@ -229,6 +235,34 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = (),
     cfg.paths.output_dir = str(run_dir)
     cfg.resume = None
     return cfg
+
+
+# What Hydra writes into a run folder before train.py's code runs (besides <job name>.log).
+HYDRA_RECORD = frozenset({".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml",
+                          ".hydra/overrides.yaml"})
+
+
+def discard_unstarted_run(out: Path) -> None:
+    """Remove the folder of a run refused before it began (a config error): Hydra made it,
+    with its record and the log file, before the config was checked, and a folder per typo
+    would litter ``outputs/``. A folder holding anything else (another run's files, a resumed
+    run's) is left as it is."""
+    if not out.is_dir():
+        return
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*")}
+    logs = {n for n in names if "/" not in n and n.endswith(".log")}
+    if not names - logs <= HYDRA_RECORD:
+        return
+    for handler in list(logging.root.handlers):  # the log file is open: close it first
+        if Path(getattr(handler, "baseFilename", "/")).parent == out.resolve():
+            logging.root.removeHandler(handler)
+            handler.close()
+    for name in sorted(names, key=len, reverse=True):  # files before their folder
+        if (out / name).is_dir():
+            (out / name).rmdir()
+        else:
+            (out / name).unlink()
+    out.rmdir()
 
 
 def _in_multirun() -> bool:

@@ -271,12 +271,26 @@ def test_competition_data_needs_a_root(tmp_path):
     res = cli("data=competition", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert_one_line_error(res, "data.root must be given")
     assert not (tmp_path / "data").exists()
+    assert not (tmp_path / "run").exists()  # a refused run leaves no folder
+
+
+def test_a_refused_run_leaves_no_folder_but_others_runs_stay(fold_runs, tmp_path):
+    res = cli("model.backbone=resnet1", cwd=tmp_path)
+    assert_one_line_error(res, "resnet1")
+    assert [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()] == []
+    # a folder with anything beyond Hydra's record is not this run's to remove
+    other = tmp_path / "other"
+    shutil.copytree(fold_runs / "0", other)
+    res = cli("model.backbone=resnet1", f"hydra.run.dir={other}", cwd=tmp_path)
+    assert_one_line_error(res, "resnet1")
+    assert (other / "checkpoints" / "best.ckpt").exists() and (other / ".hydra").is_dir()
 
 
 def test_a_mistyped_root_is_an_error_not_a_new_tree(tmp_path):
     res = cli(f"data.root={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert_one_line_error(res, "data.root=", "does not exist")
     assert not (tmp_path / "nope").exists()
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_default_synthetic_location_is_generated_and_checked(tmp_path):
