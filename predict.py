@@ -36,6 +36,8 @@ def main(cfg: DictConfig) -> None:
           f"{', tta' if cfg.tta else ''}{', calibrated' if cfg.calibrate else ''})")
     if "probs" in res:
         print(f"wrote {res['probs']}")
+    for note in res["notes"]:
+        print(f"note: {note}")
     if "score" in res:
         s = res["score"]
         print(f"score against eval/answers.csv: macro-F1 {s['f1']:.4f} over "

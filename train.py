@@ -14,6 +14,7 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
+import maskcls.run  # noqa: F401 - notes when the run started, before Hydra writes its files
 from maskcls.errors import MaskclsError
 
 # Library deprecation chatter that users can do nothing about.
@@ -30,7 +31,9 @@ def main(cfg: DictConfig) -> float:
     try:
         return run(cfg)
     except MaskclsError as e:
-        raise SystemExit(f"error: {e}") from None
+        # SystemExit passes through Hydra's job runner: a SIGTERM stops a whole sweep too
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
 
 
 def _resume_in_place(argv: list[str]) -> list[str]:

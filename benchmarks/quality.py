@@ -82,7 +82,7 @@ def face_boxes(root: Path) -> Path:
 
     path = root / "face_boxes.csv"
     if not path.exists():
-        _, counts = write_boxes(root)
+        _, counts, _ = write_boxes(root)
         print(f"face boxes: {dict(counts)}", flush=True)
     return path
 

@@ -1,11 +1,13 @@
 """All-or-nothing file writes: write a temporary file beside the target, then rename it.
 
-A crash or kill mid-write leaves the previous file (or none), never half a file. Files get
+A crash or kill mid-write leaves the previous file (or none), never half a file; a full disk
+is one ``DiskFullError`` naming the file, with the temporary file removed. Files get
 ordinary permissions (``0666`` less the umask, usually ``0644``), not ``mkstemp``'s ``0600``.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -13,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+
+from maskcls.errors import DiskFullError
 
 
 def _umask() -> int:
@@ -30,7 +34,11 @@ def atomic_path(path: str | os.PathLike, exclusive: bool = False) -> Iterator[Pa
     (the check and the rename are one atomic step).
     """
     path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        _raise_if_full(e, path)
+        raise
     os.close(fd)
     tmp = Path(name)
     try:
@@ -41,9 +49,18 @@ def atomic_path(path: str | os.PathLike, exclusive: bool = False) -> Iterator[Pa
             tmp.unlink()
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            _raise_if_full(e, path)
         raise
+
+
+def _raise_if_full(error: OSError, path: Path) -> None:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DiskFullError(f"no space left on device writing {path}; nothing was written "
+                            "there (the previous file, if any, is intact). Free space, or "
+                            "write elsewhere") from None
 
 
 def write_text(path: str | os.PathLike, text: str, exclusive: bool = False) -> None:

@@ -30,8 +30,9 @@ from torchmetrics.functional.classification import multiclass_f1_score
 
 from maskcls import atomic, labels
 from maskcls.errors import CheckpointError
+from maskcls.run import folder as rf
 
-FILE = "calibration.json"
+FILE = rf.CALIBRATION
 GRID = np.round(np.arange(-3.0, 3.0001, 0.1), 2)  # offsets tried for each value
 ROUNDS = 3  # passes over the 8 offsets
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)  # shares of the fitted offsets tried by cross-validation
@@ -132,7 +133,7 @@ def save(result: Mapping[str, Any], folder: Path) -> Path:
 
 
 def load(folder: Path) -> dict[str, list[float]]:
-    """The offsets saved in ``folder`` (a run folder)."""
+    """The offsets saved in ``folder`` (a run folder), checked."""
     path = folder / FILE
     if not path.exists():
         raise CheckpointError(f"calibrate=true: {path} does not exist; train.py writes it at the "
@@ -140,10 +141,34 @@ def load(folder: Path) -> dict[str, list[float]]:
                               " predict them with calibrate=false)")
     try:
         offsets = json.loads(path.read_text())["offsets"]
-        return {t: [float(v) for v in offsets[t]] for t in labels.TASKS}
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path} is damaged ({type(e).__name__}: {e}); delete it and "
                               "predict with calibrate=false") from None
+    return check_offsets(offsets, str(path))
+
+
+# Offsets are log-probability shifts; the fit searches GRID. Far beyond it, exp() overflows
+# and every image lands in one class: such a file was not written by ``fit``.
+LIMIT = 50.0
+
+
+def check_offsets(offsets: Any, where: str) -> dict[str, list[float]]:
+    """``{mask: [3], gender: [2], age: [3]}`` of finite numbers within +-LIMIT, else an error
+    naming ``where`` (a calibration.json, an exported model)."""
+    try:
+        out = {t: [float(v) for v in offsets[t]] for t in labels.TASKS}
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: calibration offsets are damaged ({type(e).__name__}: "
+                              f"{e}); delete them and predict with calibrate=false") from None
+    for task, names in labels.TASKS.items():
+        values = out[task]
+        if len(values) != len(names) or not all(np.isfinite(values)) or \
+                max(abs(v) for v in values) > LIMIT:
+            raise CheckpointError(
+                f"{where}: calibration offsets of {task} must be {len(names)} finite numbers "
+                f"within +-{LIMIT:g}, got {offsets[task]!r}; delete the file (or fit it again "
+                "by training) and predict with calibrate=false")
+    return out
 
 
 def mean_offsets(parts: Sequence[Mapping[str, Sequence[float]]]) -> dict[str, list[float]]:

@@ -4,18 +4,20 @@ A ``.ckpt`` is a pickle, and unpickling can run code. ``torch.load(weights_only=
 rebuilds tensors and plain containers, so a checkpoint from a stranger cannot run anything.
 Remote paths (``http://``, ``s3://`` ...) are refused: Lightning would fetch them with full
 unpickling. ``SafeCheckpointIO`` routes Lightning's own loads (``ckpt_path=``, the final
-validation of ``best.ckpt``) through the same function; Lightning's saving is already
-atomic (it writes through a temporary file).
+validation of ``best.ckpt``) through the same function, and saves checkpoints atomically
+beside their target.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from maskcls import atomic
 from maskcls.errors import CheckpointError
 
 
@@ -61,8 +63,55 @@ def check_resumable(path: str | os.PathLike, what: str = "ckpt_path") -> dict[st
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint IO, loading only through ``load_checkpoint``."""
+    """Lightning's checkpoint IO, loading only through ``load_checkpoint`` and saving through
+    a temporary file in the checkpoint's own folder (an ``os.replace`` there is atomic; a
+    temporary file elsewhere, Lightning's default, is moved across file systems by copying).
+
+    ``run_dir``: the folder a resumed run continues in. A run folder may have been copied or
+    moved since the checkpoint was written: the checkpoint callbacks' paths are moved with
+    it, so they go on writing (and ranking the best epoch) in this folder."""
+
+    def __init__(self, run_dir: Path | None = None) -> None:
+        super().__init__()
+        self.run_dir = run_dir
 
     def load_checkpoint(self, path: str | os.PathLike, map_location: Any = None,
                         weights_only: bool | None = None) -> dict[str, Any]:
-        return load_checkpoint(path, "ckpt_path")
+        ckpt = load_checkpoint(path, "ckpt_path")
+        if self.run_dir is not None:
+            for state in (ckpt.get("callbacks") or {}).values():
+                _relocate(state, self.run_dir)
+        return ckpt
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
+                        storage_options: Any = None) -> None:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _relocate(state: Any, run_dir: Path) -> None:
+    """A ``ModelCheckpoint`` state written in another run folder: its paths moved here."""
+    if not isinstance(state, dict) or not isinstance(state.get("dirpath"), str):
+        return
+    old = Path(state["dirpath"]).parent
+    if old == run_dir:
+        return
+
+    def move(value: Any) -> Any:
+        text = str(value)
+        return str(run_dir / Path(text).relative_to(old)) if isinstance(value, str) and \
+            Path(text).is_relative_to(old) else value
+
+    for key, value in list(state.items()):
+        if isinstance(value, dict):
+            state[key] = {move(k): v for k, v in value.items()}
+        else:
+            state[key] = move(value)

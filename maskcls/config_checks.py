@@ -130,6 +130,10 @@ def _check_trainer(cfg: DictConfig) -> None:
     if precision is not None and str(precision) not in PRECISIONS:
         raise ConfigError(f"trainer.precision must be one of {', '.join(PRECISIONS[:6])} (or "
                           f"{', '.join(PRECISIONS[6:])}), got {precision!r}")
+    max_time = cfg.trainer.get("max_time")
+    if max_time is not None and not _is_duration(max_time):
+        raise ConfigError(f"trainer.max_time must be DD:HH:MM:SS (e.g. 00:12:00:00 for 12 hours) "
+                          f"or {{days, hours, minutes, seconds}}, got {max_time!r}")
     fast = cfg.trainer.get("fast_dev_run", False)
     if not isinstance(fast, bool):
         check_value("trainer.fast_dev_run", fast, "int", 0)
@@ -143,6 +147,19 @@ def _check_trainer(cfg: DictConfig) -> None:
     if not ok:
         raise ConfigError(f"trainer.devices must be auto, a count >= 1 (-1: all) or a list of "
                           f"device ids, got {devices!r}")
+
+
+def _is_duration(value: Any) -> bool:
+    """What Lightning's ``max_time`` takes: ``DD:HH:MM:SS`` or a mapping of time units."""
+    if isinstance(value, str):
+        parts = value.split(":")
+        return len(parts) == 4 and all(p.isascii() and p.isdigit() for p in parts)
+    if isinstance(value, DictConfig | dict):
+        units = {"weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds"}
+        return bool(value) and set(value) <= units and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+            for v in value.values())
+    return False
 
 
 def check_accelerator(accelerator: Any, devices: Any = 1, key: str = "trainer.accelerator"

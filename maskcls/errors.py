@@ -11,6 +11,8 @@ from __future__ import annotations
 class MaskclsError(Exception):
     """Bad input from the user: a config value, a data file, a checkpoint, a folder."""
 
+    exit_code = 1
+
 
 class ConfigError(MaskclsError, ValueError):
     """A configuration value of the wrong type or range, or settings that do not fit together."""
@@ -45,3 +47,13 @@ class RunFolderError(MaskclsError):
 
 class NotEnoughMemoryError(MaskclsError, MemoryError):
     """A requested in-memory cache would not fit in the available RAM."""
+
+
+class DiskFullError(MaskclsError, OSError):
+    """A file could not be written for lack of space; nothing half-written was left."""
+
+
+class RunInterrupted(MaskclsError):
+    """SIGTERM (a scheduler's pre-emption) stopped a run; the message says how to resume."""
+
+    exit_code = 143  # 128 + SIGTERM, what a shell reports for a process the signal ended

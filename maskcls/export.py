@@ -39,6 +39,7 @@ from maskcls.exported import FORMATS, LOADERS, METADATA_KEY
 from maskcls.inference import eval_pipeline, find_checkpoints, load_model, trained_data_root
 from maskcls.logs import quiet_libraries
 from maskcls.model.module import MaskClassifier
+from maskcls.output_paths import check_output
 
 # Largest difference allowed between the exported model's probabilities and the checkpoint's
 # (float32 kernels of another runtime reorder sums; differences seen are ~1e-7).
@@ -142,13 +143,8 @@ def export(ckpt: str, fmt: str = "onnx", output: str | None = None,
                           "run at a time, e.g. ckpt=" + str(members[0].run_dir or members[0].ckpt))
     member = members[0]
     out = Path(output).expanduser() if output else default_output(folder, fmt)
-    wanted = FORMATS[fmt]
-    if out.suffix.lower() != wanted:
-        raise ConfigError(f"output={out}: a {fmt} model is written to a {wanted} file")
-    if out.resolve() == member.ckpt.resolve():
-        raise ConfigError(f"output={out} is the checkpoint being exported; choose another path")
-    if not out.parent.is_dir():
-        raise ConfigError(f"output={out}: folder {out.parent} does not exist")
+    roots = [Path(r) for r in (trained_data_root(member.run_dir),) if r]
+    check_output(out, "output", FORMATS[fmt], [member.ckpt], roots)
     state = load_checkpoint(member.ckpt)
     model = load_model(state, member.ckpt)
     pipeline = eval_pipeline(state, member.ckpt, face_boxes)

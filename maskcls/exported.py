@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from maskcls import labels
 from maskcls.errors import CheckpointError, ConfigError
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -37,11 +38,45 @@ def _metadata(text: str | None, path: Path) -> dict[str, Any]:
     if not text:
         raise CheckpointError(f"model_file={path}: no '{METADATA_KEY}' metadata in the file; "
                               "it was not written by python -m maskcls.export")
-    meta = json.loads(text)
-    if meta.get("format_version") != 1 or "pipeline" not in meta:
+    try:
+        meta = json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"model_file={path}: its '{METADATA_KEY}' metadata is not JSON "
+                              f"({e}); export the model again") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != 1:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
         raise CheckpointError(f"model_file={path}: its metadata is of an unknown version "
-                              f"({meta.get('format_version')!r}); export it again")
+                              f"({version!r}); export it again")
+    pipeline = meta.get("pipeline")
+    try:
+        from maskcls.data.pipeline import Pipeline
+
+        if not isinstance(pipeline, dict):
+            raise TypeError("no pipeline")
+        Pipeline(tuple(pipeline["image_size"]), pipeline.get("center_crop"),
+                 tuple(pipeline["mean"]), tuple(pipeline["std"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"model_file={path}: its metadata does not describe the input "
+                              f"pipeline ({type(e).__name__}: {e}); export the model "
+                              "again") from None
     return meta
+
+
+def _check_runs(model: ExportedModel) -> ExportedModel:
+    """One blank image through the model: it must give 18 probabilities per image."""
+    h, w = model.metadata["pipeline"]["image_size"]
+    try:
+        out = np.asarray(model.run(np.zeros((1, 3, h, w), dtype=np.uint8)))
+    except Exception as e:  # noqa: BLE001 - a runtime's own error: the file does not fit
+        raise CheckpointError(f"model_file={model.path} does not take the (N, 3, {h}, {w}) uint8 "
+                              f"input its metadata declares ({str(e).splitlines()[0][:200]})"
+                              ) from None
+    if out.shape != (1, labels.NUM_CLASSES) or not np.isfinite(out).all() \
+            or abs(float(out.sum()) - 1) > 1e-3:
+        raise CheckpointError(f"model_file={model.path} gives output of shape "
+                              f"{tuple(out.shape)}, not {labels.NUM_CLASSES} class probabilities "
+                              "per image; it is not a maskcls model of this competition")
+    return model
 
 
 def _load_onnx(path: Path) -> ExportedModel:
@@ -94,6 +129,6 @@ def load_exported(path: str | os.PathLike) -> ExportedModel:
                               "written by python -m maskcls.export")
     for fmt, suffix in FORMATS.items():
         if p.suffix.lower() == suffix:
-            return LOADERS[fmt](p)
+            return _check_runs(LOADERS[fmt](p))
     raise CheckpointError(f"model_file={path}: expected a .onnx or .pt file written by "
                           "python -m maskcls.export")

@@ -22,11 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from maskcls import atomic
 from maskcls.data import catalog as cat
 from maskcls.data.dataset import read_rgb
 from maskcls.data.face_boxes import relative
+from maskcls.errors import MaskclsError
+from maskcls.output_paths import check_output
 from maskcls.parallel import pool_map
 
 COLUMNS = ["path", "x0", "y0", "x1", "y1", "source"]
@@ -71,10 +74,14 @@ def detect(rgb: np.ndarray) -> tuple[tuple[int, int, int, int], str]:
     pair = _eye_pair(eyes)
     if pair is not None:
         return _to_image(pair, scale, w, h), "eyes"
+    return centre_box(w, h), "centre"
+
+
+def centre_box(w: int, h: int) -> tuple[int, int, int, int]:
+    """The fallback: the middle of the photo, a bit high (where the competition's faces sit)."""
     ch, cw = CENTRE
-    return _to_image((w * scale * (1 - cw) / 2, h * scale * (1 - ch) / 3,
-                      w * scale * (1 + cw) / 2, h * scale * (1 - ch) / 3 + h * scale * ch),
-                     scale, w, h), "centre"
+    return _to_image((w * (1 - cw) / 2, h * (1 - ch) / 3, w * (1 + cw) / 2,
+                      h * (1 - ch) / 3 + h * ch), 1.0, w, h)
 
 
 def _eye_pair(eyes: np.ndarray) -> tuple[float, float, float, float] | None:
@@ -99,8 +106,26 @@ def _to_image(box: tuple[float, ...], scale: float, w: int, h: int) -> tuple[int
             int(min(h, round(y1))))
 
 
-def _detect_file(path: str) -> tuple[tuple[int, int, int, int], str]:
-    return detect(read_rgb(path).permute(1, 2, 0).numpy())
+def _detect_file(path: str) -> tuple[tuple[int, int, int, int] | None, str, str | None]:
+    """``(box, source, problem)``: an image that cannot be decoded falls back to the centre
+    of the size its header gives (no box when even that is unreadable); one the detector
+    cannot search (a 1x4000 strip) falls back to its centre. Neither stops the others."""
+    try:
+        rgb = read_rgb(path).permute(1, 2, 0).numpy()
+    except Exception as e:  # noqa: BLE001 - any decoding failure: reported, not fatal
+        problem = f"{relative(path)}: cannot be decoded ({str(e).splitlines()[0][:120]})"
+        try:
+            with Image.open(path) as im:
+                return centre_box(*im.size), "centre", problem
+        except Exception:  # noqa: BLE001 - not even a header: no box for it
+            return None, "none", problem
+    try:
+        box, source = detect(rgb)
+    except Exception as e:  # noqa: BLE001 - OpenCV's own error for a shape it cannot search
+        h, w = rgb.shape[:2]
+        return centre_box(w, h), "centre", (f"{relative(path)}: not searched "
+                                             f"({str(e).strip().splitlines()[-1][:120]})")
+    return box, source, None
 
 
 def image_paths(root: Path) -> list[str]:
@@ -112,17 +137,18 @@ def image_paths(root: Path) -> list[str]:
 
 
 def write_boxes(root: str | os.PathLike, out: str | os.PathLike | None = None,
-                workers: int | None = None) -> tuple[Path, Counter]:
-    """Detect a box for every image under ``root``; returns the CSV and the count per source."""
-    root = Path(root)
-    out = Path(out) if out else root / "face_boxes.csv"
+                workers: int | None = None) -> tuple[Path, Counter, list[str]]:
+    """Detect a box for every image under ``root``; returns the CSV, the count per source and
+    the images that could not be searched (each on one line)."""
+    root = Path(root).expanduser()
+    out = Path(out).expanduser() if out else root / "face_boxes.csv"
+    check_output(out, "--out", ".csv", data_roots=[root])
     paths = image_paths(root)
     found = pool_map(_detect_file, paths, workers, min_items=64, chunksize=32)
-    table = pd.DataFrame([(relative(p), *box, src) for p, (box, src) in zip(paths, found,
-                                                                           strict=True)],
-                         columns=COLUMNS)
+    table = pd.DataFrame([(relative(p), *box, src) for p, (box, src, _) in
+                          zip(paths, found, strict=True) if box is not None], columns=COLUMNS)
     atomic.write_csv(table, out)
-    return out, Counter(table["source"])
+    return out, Counter(table["source"]), [problem for *_, problem in found if problem]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,8 +158,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=None, help="CSV to write (default ROOT/face_boxes.csv)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     a = p.parse_args(argv)
+    if a.workers is not None and a.workers < 1:
+        p.error(f"--workers must be >= 1, got {a.workers}")
     t0 = time.perf_counter()
-    out, counts = write_boxes(a.root, a.out, a.workers)
+    try:
+        out, counts, problems = write_boxes(a.root, a.out, a.workers)
+    except MaskclsError as e:
+        raise SystemExit(f"error: {e}") from None
+    for problem in problems:
+        print(f"warning: {problem}; centre crop used")
     n = sum(counts.values())
     shares = ", ".join(f"{s} {counts.get(s, 0)} ({counts.get(s, 0) / max(n, 1):.0%})"
                        for s in SOURCES)

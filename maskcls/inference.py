@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +26,18 @@ from maskcls import atomic, calibration, labels
 from maskcls.checkpoints import load_checkpoint
 from maskcls.data import catalog as cat
 from maskcls.data.batch_transforms import BatchTransform
-from maskcls.data.datamodule import MaskDataModule
+from maskcls.data.datamodule import DATAMODULE_KEY
 from maskcls.data.dataset import ImageDataset
+from maskcls.data.fingerprint import eval_fingerprint
 from maskcls.data.pipeline import Pipeline
 from maskcls.errors import CheckpointError, ConfigError, DataLayoutError
 from maskcls.exported import ExportedModel, load_exported
 from maskcls.logs import quiet_libraries
 from maskcls.model.metrics import score
 from maskcls.model.module import MaskClassifier
+from maskcls.output_paths import check_output
 from maskcls.progress import ProgressBar, progress_bar
-
-# Lightning stores the datamodule's state under its class name.
-DATAMODULE_KEY = MaskDataModule.__qualname__
+from maskcls.run import folder as rf
 
 
 @dataclass
@@ -64,17 +64,17 @@ def find_checkpoints(path: str | os.PathLike) -> tuple[list[Member], Path]:
                               "folder (outputs/<date>/<time>) or a multirun folder.")
     if p.is_file():
         run = p.parent.parent if p.parent.name == "checkpoints" else None
-        known_run = run if run and (run / "config.yaml").exists() else None
+        known_run = run if run and rf.is_run_folder(run) else None
         return [Member(p, known_run)], (run or p.parent)
-    best = p / "checkpoints" / "best.ckpt"
+    best = p / rf.BEST_CKPT
     if best.exists():
         return [Member(best, p)], p
-    jobs = sorted((d for d in p.iterdir() if (d / "checkpoints" / "best.ckpt").exists()),
+    jobs = sorted((d for d in p.iterdir() if (d / rf.BEST_CKPT).exists()),
                   key=lambda d: (len(d.name), d.name))
     if not jobs:
         raise CheckpointError(f"ckpt={path}: no checkpoints/best.ckpt in this folder or its "
                               "sub-folders; is it a finished run or multirun folder?")
-    return [Member(d / "checkpoints" / "best.ckpt", d) for d in jobs], p
+    return [Member(d / rf.BEST_CKPT, d) for d in jobs], p
 
 
 def load_model(ckpt: dict[str, Any], path: Path) -> MaskClassifier:
@@ -114,6 +114,9 @@ def eval_pipeline(ckpt: dict[str, Any], path: Path, face_boxes: str | None = Non
 def pipeline_from_state(state: dict[str, Any], path: Path, face_boxes: str | None = None
                         ) -> Pipeline:
     """A recorded pipeline (a checkpoint's, an exported model's), its face boxes checked."""
+    if face_boxes and not state.get("face_boxes"):
+        raise ConfigError(f"face_boxes={face_boxes}: {path} was trained without face crops, so "
+                          "it takes no box file; drop face_boxes=")
     try:
         return Pipeline.from_state(state, face_boxes)
     except DataLayoutError as e:
@@ -125,7 +128,7 @@ def trained_data_root(run_dir: Path | None) -> str | None:
     """The ``data.root`` a run folder's config trained on (None outside a run folder)."""
     if run_dir is None:
         return None
-    path = run_dir / "config.yaml"
+    path = run_dir / rf.CONFIG
     try:
         return str(OmegaConf.load(path).data.root)
     except Exception as e:  # noqa: BLE001 - a damaged config: say which file
@@ -165,8 +168,10 @@ def _eval_loader(eval_df: pd.DataFrame, pipeline: Pipeline, batch_size: int,
 
 def predict_probs(members: Sequence[Member], data_root: str | os.PathLike, tta: bool = False,
                   batch_size: int = 128, num_workers: int = 2, accelerator: str = "auto",
-                  face_boxes: str | None = None) -> tuple[pd.DataFrame, list[np.ndarray]]:
+                  face_boxes: str | None = None, seen_eval: set[str] | None = None
+                  ) -> tuple[pd.DataFrame, list[np.ndarray]]:
     """(eval table in info.csv order, one (N, 18) probability array per member).
+    ``seen_eval`` collects the eval-set digests the members' runs recorded.
 
     Members that read images the same way (image size and face crop) share one pass over the
     eval set: each image is decoded once for all of them (a k-fold ensemble decodes once)."""
@@ -176,6 +181,8 @@ def predict_probs(members: Sequence[Member], data_root: str | os.PathLike, tta: 
         ckpt = load_checkpoint(m.ckpt)
         model = load_model(ckpt, m.ckpt)
         pipeline = eval_pipeline(ckpt, m.ckpt, face_boxes)
+        if seen_eval is not None and (ckpt.get(DATAMODULE_KEY) or {}).get("eval_data"):
+            seen_eval.add(ckpt[DATAMODULE_KEY]["eval_data"])
         pipelines.setdefault(pipeline.pixels_key, pipeline)
         groups.setdefault(pipeline.pixels_key, []).append((i, model, pipeline.normaliser()))
     eval_df = cat.scan_eval(data_root)
@@ -195,6 +202,22 @@ def predict_probs(members: Sequence[Member], data_root: str | os.PathLike, tta: 
     return eval_df, out
 
 
+def _missing_jobs(folder: Path, members: Sequence[Member]) -> list[str]:
+    """A sweep folder's jobs that have no ``best.ckpt`` (failed, interrupted, unfinished):
+    an ensemble of the others is made, and says which are missing."""
+    if len(members) < 2 or not all(m.run_dir and m.run_dir.parent == folder for m in members):
+        return []
+    found = {m.run_dir.name for m in members if m.run_dir is not None}
+    missing = sorted((d.name for d in folder.iterdir() if d.is_dir() and d.name not in found
+                      and ((d / rf.HYDRA_DIR).is_dir() or rf.is_run_folder(d))),
+                     key=lambda n: (len(n), n))
+    if not missing:
+        return []
+    why = {n: ("failed" if (folder / n / rf.FAILURE).exists() else "unfinished") for n in missing}
+    return [f"ensembling {len(members)} job(s); job(s) without checkpoints/best.ckpt left out: "
+            + ", ".join(f"{n} ({why[n]})" for n in missing)]
+
+
 def _member_offsets(members: Sequence[Member]) -> dict[str, list[float]]:
     """Every member's calibration offsets (checked before predicting), averaged."""
     parts = []
@@ -204,30 +227,6 @@ def _member_offsets(members: Sequence[Member]) -> dict[str, list[float]]:
                                   "calibration.json is unknown; give the run folder as ckpt=")
         parts.append(calibration.load(m.run_dir))
     return calibration.mean_offsets(parts)
-
-
-def check_output(path: Path, inputs: Sequence[Path], data_root: Path) -> None:
-    """``output=`` must be a new or earlier CSV in a writable folder: never a folder, a
-    checkpoint, a config, or any file prediction reads (nothing under the data root's
-    ``train/`` and ``eval/``)."""
-    resolved = path.resolve()
-    if path.is_dir():
-        raise ConfigError(f"output={path} is a folder; give a file name such as "
-                          f"output={path / 'submission.csv'}")
-    if path.suffix.lower() != ".csv":
-        raise ConfigError(f"output={path}: a submission is a .csv file; give a path ending in "
-                          ".csv (refusing to overwrite what may be a checkpoint or a config)")
-    protected = {p.resolve() for p in inputs}
-    data_dirs = [(data_root / d).resolve() for d in ("train", "eval")]
-    if resolved in protected or any(resolved.is_relative_to(d) for d in data_dirs):
-        raise ConfigError(f"output={path} is one of prediction's inputs (a checkpoint, a run's "
-                          "config, or a file of the data tree); choose another output path")
-    folder = path.parent
-    if not folder.is_dir():
-        raise ConfigError(f"output={path}: folder {folder} does not exist; create it or "
-                          "choose another output path")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"output={path}: folder {folder} is not writable")
 
 
 def predict_exported_probs(model: ExportedModel, data_root: str | os.PathLike,
@@ -260,6 +259,7 @@ class Source:
     offsets: dict[str, list[float]] | None   # calibration offsets to apply (calibrate=true)
     data_roots: set[str]                     # the data the models were trained on
     inputs: list[Path]                       # files prediction reads: never an output
+    notes: list[str] = field(default_factory=list)  # what the user should know
 
     @classmethod
     def resolve(cls, ckpt: str | None, model_file: str | None, calibrate: bool) -> Source:
@@ -270,6 +270,8 @@ class Source:
         if model_file is not None:
             exported = load_exported(model_file)
             offsets = exported.metadata.get("calibration")
+            if calibrate and offsets is not None:
+                offsets = calibration.check_offsets(offsets, f"model_file={model_file}")
             if calibrate and offsets is None:
                 raise ConfigError(f"calibrate=true: {model_file} carries no calibration "
                                   "offsets (its run had no calibration.json); predict without "
@@ -280,7 +282,8 @@ class Source:
         return cls(members, None, folder, _member_offsets(members) if calibrate else None,
                    {trained_data_root(m.run_dir) for m in members} - {None},
                    [m.ckpt for m in members]
-                   + [m.run_dir / "config.yaml" for m in members if m.run_dir is not None])
+                   + [m.run_dir / rf.CONFIG for m in members if m.run_dir is not None],
+                   _missing_jobs(folder, members))
 
 
 def predict(ckpt: str | None = None, data_root: str | None = None, output: str | None = None,
@@ -301,24 +304,32 @@ def predict(ckpt: str | None = None, data_root: str | None = None, output: str |
                               f"(found {sorted(source.data_roots) or 'none'}); pass "
                               "data.root=/path/to/data")
         data_root = next(iter(source.data_roots))
-    out = Path(output).expanduser() if output else source.folder / "submission.csv"
+    out = Path(output).expanduser() if output else source.folder / rf.SUBMISSION
     prob_path = out.with_name(out.stem + "_probs.csv")
     for target in (out, prob_path) if save_probs else (out,):
-        check_output(target, source.inputs, Path(data_root).expanduser())
+        check_output(target, "output", ".csv", source.inputs, [Path(data_root).expanduser()])
+    seen_eval: set[str] = set()
     if source.exported is not None:
         eval_df, only = predict_exported_probs(source.exported, data_root, tta, batch_size,
                                                num_workers, face_boxes)
         probs = [only]
+        seen_eval |= {source.exported.metadata.get("eval_data")} - {None}
     else:
         eval_df, probs = predict_probs(members, data_root, tta, batch_size, num_workers,
-                                       accelerator, face_boxes)
+                                       accelerator, face_boxes, seen_eval)
     mean = np.mean(probs, axis=0)
     raw_pred = mean.argmax(1)
     if offsets is not None:
         mean = calibration.apply(mean, offsets)
     sub = pd.DataFrame({"ImageID": eval_df["ImageID"], "ans": mean.argmax(1)})
     atomic.write_csv(sub, out)
-    result: dict[str, Any] = {"submission": out, "rows": len(sub), "members": len(probs)}
+    result: dict[str, Any] = {"submission": out, "rows": len(sub), "members": len(probs),
+                              "notes": list(source.notes)}
+    digest = eval_fingerprint(data_root)
+    if seen_eval and digest not in seen_eval:
+        result["notes"].append(
+            f"the eval set at {data_root} (eval/info.csv digest {digest}) is not the one the "
+            f"model's run saw ({', '.join(sorted(seen_eval))}); predicted as asked")
     if save_probs:
         table = pd.concat([eval_df[["ImageID"]],
                            pd.DataFrame(mean, columns=[f"prob_{c}" for c in range(mean.shape[1])])],
@@ -327,13 +338,39 @@ def predict(ckpt: str | None = None, data_root: str | None = None, output: str |
         result["probs"] = prob_path
     answers_path = Path(data_root) / "eval" / "answers.csv"
     if answers_path.exists():
-        answers = pd.read_csv(answers_path).set_index("ImageID")["ans"]
-        truth = answers.reindex(eval_df["ImageID"]).to_numpy()
-        if not np.isnan(truth.astype(float)).any():
-            truth = truth.astype(np.int64)
-            result["score"] = score(sub["ans"].to_numpy(), truth)
-            if offsets is not None:
-                result["uncalibrated_score"] = score(raw_pred, truth)
-            if len(members) > 1:
-                result["member_scores"] = [score(p.argmax(1), truth) for p in probs]
+        try:
+            truth = read_answers(answers_path, eval_df["ImageID"])
+        except DataLayoutError as e:  # the submission stands; only the local score is skipped
+            result["notes"].append(f"not scored: {e}")
+            return result
+        result["score"] = score(sub["ans"].to_numpy(), truth)
+        if offsets is not None:
+            result["uncalibrated_score"] = score(raw_pred, truth)
+        if len(members) > 1:
+            result["member_scores"] = [score(p.argmax(1), truth) for p in probs]
     return result
+
+
+def read_answers(path: Path, image_ids: pd.Series) -> np.ndarray:
+    """The true class of every eval image, in ``image_ids`` order, from an ``answers.csv``
+    (``ImageID,ans``; the synthetic tree writes one)."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataLayoutError(f"{path} is not a readable CSV ({str(e).splitlines()[0][:120]})"
+                              ) from None
+    if not {"ImageID", "ans"} <= set(table.columns):
+        raise DataLayoutError(f"{path} has no ImageID and ans columns")
+    ans = pd.to_numeric(table["ans"], errors="coerce")
+    bad = ans.isna() | (ans % 1 != 0) | (ans < 0) | (ans >= labels.NUM_CLASSES)
+    if bad.any():
+        raise DataLayoutError(f"{path}: ans {table['ans'][bad].iloc[0]!r} is not a class "
+                              f"0..{labels.NUM_CLASSES - 1} ({int(bad.sum())} such row(s))")
+    twice = table["ImageID"][table["ImageID"].duplicated()]
+    if len(twice):
+        raise DataLayoutError(f"{path}: ImageID {twice.iloc[0]!r} is listed twice")
+    truth = pd.Series(ans.to_numpy(), index=table["ImageID"]).reindex(image_ids)
+    if truth.isna().any():
+        raise DataLayoutError(f"{path} has no answer for {int(truth.isna().sum())} of the "
+                              f"{len(truth)} eval images")
+    return truth.to_numpy().astype(np.int64)

@@ -56,10 +56,15 @@ def age_group(age: Any, bounds: Sequence[int] = DEFAULT_AGE_BOUNDS) -> Any:
 
 
 def check_age_bounds(bounds: Sequence[int]) -> tuple[int, int]:
-    if len(bounds) != 2 or not bounds[0] < bounds[1]:
-        raise ConfigError(
-            f"age bounds must be two increasing ages such as [30, 60], got {list(bounds)!r}"
-        )
+    """``data.age_bounds``: two increasing whole ages."""
+    ok = (isinstance(bounds, Sequence) and not isinstance(bounds, str) and len(bounds) == 2
+          and all(isinstance(b, int) and not isinstance(b, bool) and 0 < b < 130 for b in bounds)
+          and bounds[0] < bounds[1])
+    if not ok:
+        shown = list(bounds) if isinstance(bounds, Sequence) and not isinstance(bounds, str) \
+            else bounds
+        raise ConfigError(f"data.age_bounds must be two increasing whole ages such as [30, 60], "
+                          f"got {shown!r}")
     return int(bounds[0]), int(bounds[1])
 
 

@@ -5,7 +5,7 @@ writes into DIR:
 
 * ``summary.csv`` / ``summary.md``: one row per job, the overrides that vary between jobs,
   validation macro-F1, accuracy, per-task F1, best epoch, wall time and status, sorted by
-  macro-F1 with the best row marked; failed and unfinished jobs are listed too.
+  macro-F1 with the best row marked; failed, damaged and unfinished jobs are listed too.
 * ``summary_cv.csv`` (k-fold sweeps): one row per configuration (the overrides other than
   ``data.fold``): folds done, mean +- std of macro-F1 and accuracy, and the **out-of-fold**
   macro-F1 / accuracy over every fold's saved validation predictions.
@@ -30,6 +30,7 @@ from maskcls.errors import MaskclsError, RunFolderError
 from maskcls.logs import quiet_libraries
 from maskcls.model.metrics import score
 from maskcls.plots import confusion_matrix_png
+from maskcls.run import folder as rf
 
 FOLD_KEY = "data.fold"
 METRIC_COLUMNS = ["f1", "acc", "f1_mask", "f1_gender", "f1_age"]
@@ -48,9 +49,18 @@ def _overrides(job: Path) -> dict[str, str]:
 def find_jobs(sweep_dir: Path) -> list[Path]:
     """Job folders of a sweep, in job-number order."""
     jobs = [d for d in sweep_dir.iterdir()
-            if d.is_dir() and ((d / ".hydra").is_dir() or (d / "config.yaml").exists())]
+            if d.is_dir() and ((d / rf.HYDRA_DIR).is_dir() or rf.is_run_folder(d))]
     return sorted(jobs, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit()
                                        else 0, d.name))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A job's JSON record, or {} when it is damaged."""
+    try:
+        value = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def job_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -58,15 +68,19 @@ def job_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     rows = []
     for job in find_jobs(sweep_dir):
         row: dict[str, Any] = {"job": job.name, "overrides": _overrides(job)}
-        metrics_path, failure_path = job / "metrics.json", job / "failure.json"
+        metrics_path, failure_path = job / rf.METRICS_JSON, job / rf.FAILURE
         if metrics_path.exists():
-            m = json.loads(metrics_path.read_text())
-            row.update({k: m["val"].get(k) for k in METRIC_COLUMNS})
-            row.update(best_epoch=m.get("best_epoch"), wall_s=m.get("wall_seconds"),
-                       status="done")
+            m = _read_json(metrics_path)
+            if isinstance(m.get("val"), dict) and isinstance(m["val"].get("f1"), float | int):
+                row.update({k: m["val"].get(k) for k in METRIC_COLUMNS})
+                row.update(best_epoch=m.get("best_epoch"), wall_s=m.get("wall_seconds"),
+                           status="done")
+            else:  # cut short (a full disk, a copy interrupted) or edited by hand
+                row.update(status="damaged", error=f"{metrics_path.name} cannot be read or "
+                                                   "holds no val/f1")
         elif failure_path.exists():
-            f = json.loads(failure_path.read_text())
-            message = " ".join(f"{f['type']}: {f['message']}".split())  # one line
+            f = _read_json(failure_path)
+            message = " ".join(f"{f.get('type', '?')}: {f.get('message', '')}".split())
             row.update(status="failed", error=message[:200])
         else:
             row.update(status="unfinished")
@@ -112,8 +126,8 @@ def cv_table(sweep_dir: Path, jobs: pd.DataFrame, varying: Sequence[str]) -> pd.
 
 def out_of_fold_predictions(job_dirs: Sequence[Path]) -> pd.DataFrame:
     """Every fold's validation predictions, stacked. Each image must appear once."""
-    parts = [pd.read_csv(d / "val_predictions.csv", usecols=["path", "label", "pred"])
-             for d in job_dirs if (d / "val_predictions.csv").exists()]
+    parts = [pd.read_csv(d / rf.VAL_PREDICTIONS, usecols=["path", "label", "pred"])
+             for d in job_dirs if (d / rf.VAL_PREDICTIONS).exists()]
     if not parts:
         return pd.DataFrame(columns=["path", "label", "pred"])
     oof = pd.concat(parts, ignore_index=True)
@@ -280,7 +294,7 @@ class SweepReport(Callback):
         files = write_report(sweep_dir)
         print(f"sweep report: {files['md']}\n{files['md'].read_text()}", flush=True)
         jobs, _ = job_table(sweep_dir)
-        failed = jobs.loc[jobs["status"] == "failed", "job"].tolist()
+        failed = jobs.loc[jobs["status"].isin(["failed", "damaged"]), "job"].tolist()
         if failed and not config.get("allow_failures", False):
             raise SystemExit(f"error: {len(failed)} of {len(jobs)} job(s) failed (job(s) "
                              f"{', '.join(map(str, failed))}; each folder's failure.json says "

@@ -10,6 +10,7 @@ the best checkpoint's figures and the run's plots and files are sent to the trac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import netrc
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import (
@@ -32,10 +34,11 @@ from pytorch_lightning.loggers import (
 
 from maskcls import atomic
 from maskcls.errors import ConfigError
+from maskcls.run import folder as rf
 
 log = logging.getLogger(__name__)
 
-IDS_FILE = "trackers.json"
+IDS_FILE = rf.TRACKERS
 # logger class -> (packages, any of which provides it; the command that installs it)
 REQUIRES: dict[str, tuple[tuple[str, ...], str]] = {
     "TensorBoardLogger": (("tensorboard", "tensorboardX"), "pip install -e ."),
@@ -43,8 +46,8 @@ REQUIRES: dict[str, tuple[tuple[str, ...], str]] = {
     "WandbLogger": (("wandb",), "pip install -e '.[trackers]'"),
 }
 # Files of the run folder sent to trackers that store files (MLflow artifacts, W&B files).
-ARTIFACTS = ("confusion_matrix.png", "learning_curve.png", "metrics.json", "config.yaml",
-             "val_predictions.csv", "calibration.json")
+ARTIFACTS = (rf.CONFUSION_PNG, rf.LEARNING_CURVE_PNG, rf.METRICS_JSON, rf.CONFIG,
+             rf.VAL_PREDICTIONS, rf.CALIBRATION)
 
 
 def _configured(cfg: DictConfig) -> Iterator[tuple[str, DictConfig]]:
@@ -61,6 +64,43 @@ def check_loggers(cfg: DictConfig) -> None:
         if packages and not any(find_spec(p) is not None for p in packages):
             raise ConfigError(f"logger {name} ({target}) needs the {packages[0]} package, which "
                               f"is not installed: {install} (or choose another logger=)")
+        if target == "MLFlowLogger":
+            _check_mlflow_store(str(node.tracking_uri), f"logger.{name}.tracking_uri")
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_mlflow_store(uri: str, key: str) -> None:
+    """Before any data is read: a server must answer within a few seconds (MLflow itself
+    retries for minutes), and a local store must be an SQLite file (or not exist yet)."""
+    if uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
+        except urllib.error.HTTPError:
+            return  # it answered: a server is there (auth and paths are MLflow's business)
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise ConfigError(f"{key}={uri}: no MLflow server answers there ({reason}); start "
+                              "it (mlflow server --host ... --port ...), check the address, or "
+                              "drop the override to log to the local store") from None
+        return
+    db = _sqlite_path(uri)
+    if db is not None and db.exists():
+        with open(db, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+        if head and head != SQLITE_MAGIC:
+            raise ConfigError(f"{key}: {db} is not an SQLite database, so not an MLflow store; "
+                              "move it away (a new store is created) or give another "
+                              f"{key}=sqlite:///<file>")
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix):]).expanduser().absolute() if uri.startswith(prefix) else None
 
 
 def wandb_mode(mode: str | None) -> str:
@@ -125,7 +165,8 @@ def build_loggers(cfg: DictConfig, continue_in: Path | None = None) -> list[Logg
             kwargs["tags"] = {**{t: "true" for t in tags}, "run_dir": str(cfg.paths.output_dir)}
             if "mlflow" in earlier:
                 kwargs["run_id"] = earlier["mlflow"]["run_id"]
-        logger = instantiate(node, **kwargs)
+        with _store_lock(kwargs.get("tracking_uri")):  # the client creates a new store
+            logger = instantiate(node, **kwargs)
         if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous") is None:
             # Lightning always passes `anonymous`, which wandb >= 0.19 warns is ignored
             logger._wandb_init.pop("anonymous")
@@ -143,14 +184,10 @@ def start(loggers: Sequence[Logger], cfg: DictConfig, out: Path,
     ids: dict[str, Any] = {}
     for logger in loggers:
         if isinstance(logger, CSVLogger):
-            ids["csv"] = {"file": str(Path(logger.log_dir) / "metrics.csv")}
+            ids["csv"] = {"file": str(Path(logger.log_dir) / rf.METRICS_CSV)}
             continue
         if isinstance(logger, MLFlowLogger):
-            _log_mlflow_params(logger, params, continued)
-            client = logger.experiment
-            ids["mlflow"] = {"run_id": logger.run_id, "experiment_id": logger.experiment_id,
-                             "experiment_name": client.get_experiment(logger.experiment_id).name,
-                             "tracking_uri": client.tracking_uri}
+            ids["mlflow"] = _start_mlflow(logger, params, continued)
             continue
         logger.log_hyperparams(params)
         if isinstance(logger, WandbLogger):
@@ -168,6 +205,32 @@ def start(loggers: Sequence[Logger], cfg: DictConfig, out: Path,
     if ids:
         atomic.write_text(out / IDS_FILE, json.dumps(ids, indent=2) + "\n")
     return ids
+
+
+def _store_lock(uri: str | None) -> contextlib.AbstractContextManager:
+    """A local SQLite store is created (its tables migrated) by the first client that opens
+    it; two runs doing that at once fail ("table experiments already exists"). They take turns
+    on a file lock beside the store."""
+    db = _sqlite_path(str(uri)) if uri else None
+    return FileLock(f"{db}.lock") if db is not None else contextlib.nullcontext()
+
+
+def _start_mlflow(logger: MLFlowLogger, params: Mapping[str, Any],
+                  continued: bool) -> dict[str, Any]:
+    """Open the run (creating a local store on first use, one process at a time: two runs
+    creating one SQLite store together would both run its migrations) and log the params."""
+    with _store_lock(logger._tracking_uri):
+        try:
+            client = logger.experiment
+        except Exception as e:  # noqa: BLE001 - MLflow and SQLAlchemy raise their own types
+            where = _sqlite_path(logger._tracking_uri) or logger._tracking_uri
+            raise ConfigError(f"the MLflow store {where} cannot be opened ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200]}); move it away or give another "
+                              "logger.mlflow.tracking_uri") from None
+    _log_mlflow_params(logger, params, continued)
+    return {"run_id": logger.run_id, "experiment_id": logger.experiment_id,
+            "experiment_name": client.get_experiment(logger.experiment_id).name,
+            "tracking_uri": client.tracking_uri}
 
 
 def _log_mlflow_params(logger: MLFlowLogger, params: Mapping[str, Any],

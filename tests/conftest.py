@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -97,3 +99,24 @@ def evil_checkpoint(source: Path, tmp_path: Path) -> tuple[Path, Path]:
     path = tmp_path / "evil.ckpt"
     torch.save(ckpt, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
     return path, marker
+
+
+ROOT = Path(__file__).parents[1]
+TINY_RUN = ["data.synthetic=null", "data.image_size=[32,24]", "data.batch_size=16",
+            "trainer.max_epochs=1", "trainer.accelerator=cpu",
+            "callbacks.progress_bar.refresh_rate=0"]
+
+
+def cli(*args: str, cwd: Path = ROOT, script: str = "train.py") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def assert_one_line_error(res: subprocess.CompletedProcess, *needles: str) -> str:
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-3000:]
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), res.stderr[-2000:]
+    for needle in needles:
+        assert needle in last, last
+    return last

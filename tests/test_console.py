@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from maskcls.training import summary_lines
+from maskcls.run.results import summary_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "pytorch_lightning", "timm", "torchvision", "pandas", "matplotlib")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY, evil_checkpoint, make_cfg
+from conftest import ROOT, TINY, TINY_RUN, assert_one_line_error, cli, evil_checkpoint, make_cfg
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -31,28 +31,9 @@ from maskcls.errors import (
     RunFolderError,
 )
 from maskcls.inference import predict
+from maskcls.run.folder import resume_config
 from maskcls.synth import SynthConfig, ensure_synthetic, generate
-from maskcls.training import check_config, resume_config, train
-
-ROOT = Path(__file__).parents[1]
-TINY_RUN = ["data.synthetic=null", "data.image_size=[32,24]", "data.batch_size=16",
-            "trainer.max_epochs=1", "trainer.accelerator=cpu",
-            "callbacks.progress_bar.refresh_rate=0"]
-
-
-def cli(*args: str, cwd: Path = ROOT, script: str = "train.py") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
-
-
-def assert_one_line_error(res: subprocess.CompletedProcess, *needles: str) -> str:
-    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-3000:]
-    assert "Traceback" not in res.stderr, res.stderr[-3000:]
-    last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: "), res.stderr[-2000:]
-    for needle in needles:
-        assert needle in last, last
-    return last
+from maskcls.training import check_config, train
 
 
 def _evil_checkpoint(fold_runs: Path, tmp_path: Path) -> tuple[Path, Path]:

@@ -96,7 +96,7 @@ def test_missing_tracker_package_is_refused_before_the_data(logger, package, ins
 def test_a_resumed_run_continues_its_mlflow_run(synth_root, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from maskcls.training import resume_config
+    from maskcls.run.folder import resume_config
 
     out = tmp_path / "run"
     store = f"paths.tracking_dir={tmp_path / 'store'}"

@@ -91,6 +91,25 @@ def _read_table(path: Path, what: str, columns: Sequence[str]) -> pd.DataFrame:
     return table
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+    """A folder, or a link to one; a broken or looping link is an error naming it."""
+    try:
+        if entry.is_symlink() and not os.path.exists(entry.path):
+            os.stat(entry.path)  # raises the reason: missing target, or a loop
+        return entry.is_dir()
+    except OSError as e:
+        raise DataLayoutError(f"{entry.path}: cannot be read ({e.strerror}); a broken or "
+                              "looping link? Fix it, or move it out of train/images") from None
+
+
+def _list(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError as e:
+        raise DataLayoutError(f"{folder}: cannot be read ({e.strerror}); fix its permissions or "
+                              "the link it is, or move it out of train/images") from None
+
+
 def _is_image(name: str) -> bool:
     """Image files we read; hidden files (macOS ``._*`` forks, ``.DS_Store``) and other junk
     are ignored."""
@@ -119,11 +138,11 @@ def scan_train(
     rows: list[tuple] = []
     short: list[str] = []
     with os.scandir(images_dir) as entries:
-        folders = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+        folders = sorted(e.name for e in entries if not e.name.startswith(".") and _is_dir(e))
     for folder in folders:
         pid, gender, race, age = _parse_folder(folder, images_dir)
         person_dir = images_dir / folder
-        names = sorted(n for n in os.listdir(person_dir) if _is_image(n))
+        names = sorted(n for n in _list(person_dir) if _is_image(n))
         stems = [os.path.splitext(n)[0] for n in names]
         if len(set(stems)) < SHOTS_PER_PERSON:
             short.append(f"{folder} ({len(set(stems))} of {SHOTS_PER_PERSON})")
@@ -228,6 +247,7 @@ def apply_corrections(catalog: pd.DataFrame, csv_path: str | os.PathLike,
     df = catalog.copy()
     known = df["person_id"].map(_normalise_id)
     unknown = []
+    seen: dict[tuple[str, str], str] = {}
     for row in fixes.itertuples(index=False):
         field, value = str(row.field).strip().lower(), str(row.value).strip()
         if field not in CORRECTABLE_FIELDS:
@@ -244,6 +264,10 @@ def apply_corrections(catalog: pd.DataFrame, csv_path: str | os.PathLike,
         if not ID_RE.match(str(row.person_id).strip()):
             raise DataLayoutError(f"{csv_path}: person_id {row.person_id!r} is not a plain "
                                   "decimal id such as 000123 or 001498-1")
+        earlier = seen.setdefault((_normalise_id(row.person_id), field), value)
+        if earlier != value:
+            raise DataLayoutError(f"{csv_path}: person {row.person_id} has two {field} fixes "
+                                  f"({earlier!r} and {value!r}); keep one")
         hit = known == _normalise_id(row.person_id)
         if not hit.any():
             unknown.append(str(row.person_id))

@@ -24,6 +24,7 @@ from maskcls.data.dataset import (
     ImageReadError,
     unreadable_images,
 )
+from maskcls.data.fingerprint import eval_fingerprint, train_fingerprint
 from maskcls.data.mixing import MixBatch
 from maskcls.data.pipeline import Pipeline
 from maskcls.data.pseudo import check_pseudo_args, pseudo_rows
@@ -117,6 +118,8 @@ class MaskDataModule(pl.LightningDataModule):
         super().__init__()
         self.root = Path(os.path.expanduser(str(root))).absolute()
         self.synthetic = SynthConfig(**synthetic) if synthetic else None
+        if self.synthetic is not None:
+            self.synthetic.check()
         if cache not in CACHE_MODES:
             raise ConfigError(f"data.cache must be one of {CACHE_MODES}, got {cache!r}")
         if isinstance(normalize, str) and normalize not in ("imagenet", "dataset"):
@@ -142,13 +145,17 @@ class MaskDataModule(pl.LightningDataModule):
                                  face_boxes=face_boxes, face_margin=face_margin)
         self.normalize, self.cache_mode = normalize, cache
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root / ".maskcls_cache"
+        if cache == "disk" and self.cache_dir.exists() and not self.cache_dir.is_dir():
+            raise ConfigError(f"data.cache_dir={self.cache_dir} is a file, not a folder; give a "
+                              "folder for the decoded-image cache (it is created if missing)")
         self.corrections, self.age_bounds = corrections, tuple(age_bounds)
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.seed = seed
         self.verify = verify
-        check_pseudo_args(pseudo_labels, pseudo_threshold)
+        check_pseudo_args(pseudo_labels, pseudo_threshold, self.root)
         self.pseudo_labels, self.pseudo_threshold = pseudo_labels, pseudo_threshold
         self.catalog: pd.DataFrame | None = None
+        self.fingerprint: dict[str, Any] | None = None  # of the training tree, once scanned
         self.train_rows: np.ndarray | None = None
         self.val_rows: np.ndarray | None = None
         self._cache: torch.Tensor | None = None
@@ -169,6 +176,8 @@ class MaskDataModule(pl.LightningDataModule):
 
     def _setup_train(self) -> None:
         df = cat.scan_train(self.root, self.age_bounds)
+        self.fingerprint = train_fingerprint(self.root, df["path"].tolist(),
+                                             df["person_id"].nunique())
         if self.corrections:
             df = cat.apply_corrections(df, self.corrections, self.age_bounds)
         if self.n_folds:
@@ -273,7 +282,8 @@ class MaskDataModule(pl.LightningDataModule):
         """Saved in every checkpoint, so prediction rebuilds the exact eval pipeline (the
         normalisation may have been computed from the training split)."""
         return {**self.pipeline.to_state(), "age_bounds": list(self.age_bounds),
-                "split": self._split_id()}
+                "split": self._split_id(), "data": self.fingerprint,
+                "eval_data": eval_fingerprint(self.root)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """On resume: refuse weights trained on another split. Carrying a model from one fold
@@ -283,6 +293,7 @@ class MaskDataModule(pl.LightningDataModule):
             raise ConfigError(f"the checkpoint was trained on split {saved}, this run uses "
                              f"{self._split_id()}; a fold must start from fresh weights. "
                              "Drop ckpt_path, or resume with the checkpoint's own split.")
+        self.pipeline.check_boxes_unchanged(state)
         self.pipeline = self.pipeline.with_normalisation(state["mean"], state["std"])
         self._build_batch_transforms()
 
@@ -342,3 +353,7 @@ class MaskDataModule(pl.LightningDataModule):
                                                    rank=trainer.global_rank, shuffle=False)
             return self._loader(val, sampler=sampler)
         return self._loader(val)
+
+
+# Lightning stores the datamodule's state in a checkpoint under its class name.
+DATAMODULE_KEY = MaskDataModule.__qualname__

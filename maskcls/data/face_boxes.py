@@ -14,12 +14,19 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from maskcls.errors import DataLayoutError
 
 REQUIRED = ["path", "x0", "y0", "x1", "y1"]
+
+
+def _is_relative_image_path(path: str) -> bool:
+    parts = Path(path).parts
+    return (not Path(path).is_absolute() and ".." not in parts and len(parts) >= 3
+            and parts[0] in ("train", "eval") and parts[1] == "images")
 
 
 def relative(path: str) -> str:
@@ -50,15 +57,27 @@ class FaceBoxes:
             raise DataLayoutError(f"data.face_boxes={self.path} lacks column(s) "
                                   f"{', '.join(missing)}; expected {', '.join(REQUIRED)}[, source]")
         coords = table[REQUIRED[1:]].apply(pd.to_numeric, errors="coerce")
-        bad = coords.isna().any(axis=1) | (coords["x1"] <= coords["x0"]) | \
-            (coords["y1"] <= coords["y0"])
+        finite = np.isfinite(coords.to_numpy(dtype=np.float64)).all(axis=1)
+        bad = ~finite | (coords["x1"] <= coords["x0"]).to_numpy() | \
+            (coords["y1"] <= coords["y0"]).to_numpy() | (coords < 0).any(axis=1).to_numpy()
+        self._refuse(table, bad, "without a box of finite pixels 0 <= x0 < x1, 0 <= y0 < y1")
+        paths = table["path"].astype(str)
+        outside = ~paths.map(_is_relative_image_path).to_numpy()
+        self._refuse(table, outside, "whose path is not relative to the data root (paths look "
+                     "like train/images/<folder>/mask1.jpg or eval/images/<file>, with no "
+                     "leading / and no ..)")
+        key = coords.round(3).astype(str).agg(",".join, axis=1)
+        conflict = paths.duplicated(keep=False) & \
+            (key.groupby(paths).transform("nunique") > 1)
+        self._refuse(table, conflict.to_numpy(), "that give another box for an image already "
+                     "listed; keep one row per image")
+        self.boxes = dict(zip(paths, coords.itertuples(index=False, name=None), strict=True))
+
+    def _refuse(self, table: pd.DataFrame, bad: np.ndarray, what: str) -> None:
         if bad.any():
-            row = int(bad.to_numpy().argmax())
-            raise DataLayoutError(f"data.face_boxes={self.path}: {int(bad.sum())} row(s) without "
-                                  f"a box x0 < x1, y0 < y1 (first: line {row + 2}, "
-                                  f"{table['path'].iloc[row]})")
-        self.boxes = dict(zip(table["path"].astype(str),
-                              coords.itertuples(index=False, name=None), strict=True))
+            row = int(bad.argmax())
+            raise DataLayoutError(f"data.face_boxes={self.path}: {int(bad.sum())} row(s) {what} "
+                                  f"(first: line {row + 2}, {table['path'].iloc[row]})")
 
     def check_covers(self, paths: Sequence[str]) -> None:
         """Every image has a box; else one error listing how many do not."""

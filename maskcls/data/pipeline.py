@@ -24,7 +24,7 @@ from maskcls.data.batch_transforms import BatchTransform, check_normalisation
 from maskcls.data.dataset import read_rgb
 from maskcls.data.face_boxes import FaceBoxes
 from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD, FractionCenterCrop
-from maskcls.errors import ConfigError
+from maskcls.errors import ConfigError, DataLayoutError
 
 
 def check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
@@ -119,14 +119,29 @@ class Pipeline:
         return {"image_size": list(self.image_size),
                 "center_crop": list(self.center_crop) if self.center_crop else None,
                 "mean": list(self.mean), "std": list(self.std),
-                "face_boxes": self.face_boxes, "face_margin": self.face_margin}
+                "face_boxes": self.face_boxes, "face_margin": self.face_margin,
+                "face_boxes_digest": self._boxes.digest if self._boxes is not None else None}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], face_boxes: str | None = None) -> Pipeline:
         """``face_boxes``: the box CSV to use instead of the recorded one (another copy of
         the data, boxes of the eval images written later)."""
         recorded = state.get("face_boxes")
-        return cls(tuple(state["image_size"]), state.get("center_crop"),
-                   tuple(state["mean"]), tuple(state["std"]),
-                   face_boxes if (face_boxes and recorded) else recorded,
-                   state.get("face_margin", 0.25))
+        pipeline = cls(tuple(state["image_size"]), state.get("center_crop"),
+                       tuple(state["mean"]), tuple(state["std"]),
+                       face_boxes if (face_boxes and recorded) else recorded,
+                       state.get("face_margin", 0.25))
+        if not face_boxes:
+            pipeline.check_boxes_unchanged(state)
+        return pipeline
+
+    def check_boxes_unchanged(self, state: Mapping[str, Any]) -> None:
+        """The box file has the content recorded in ``state`` (edited boxes would crop
+        otherwise than in training, silently)."""
+        saved = state.get("face_boxes_digest")
+        if saved and self._boxes is not None and self._boxes.digest != saved:
+            raise DataLayoutError(
+                f"{self.face_boxes} has changed since the model was trained (content digest "
+                f"{saved} -> {self._boxes.digest}); its boxes would crop otherwise than in "
+                "training. Restore it, or pass the file explicitly (face_boxes= for predict.py, "
+                "export) to use it as it is now")

@@ -44,7 +44,7 @@ def create_backbone(name: str, pretrained: bool = False, num_classes: int = labe
                          "`python -c \"import timm; print(timm.list_models('resnet*'))\"` lists "
                          "the available names.")
     if pretrained_file:
-        path = check_pretrained_file(pretrained_file)
+        path = check_pretrained_file(pretrained_file, name)
         try:
             net = timm.create_model(name, pretrained=True, num_classes=num_classes,
                                     pretrained_cfg_overlay={"file": str(path)}, **kwargs)
@@ -52,28 +52,44 @@ def create_backbone(name: str, pretrained: bool = False, num_classes: int = labe
             raise ConfigError(f"model.pretrained_file={path} does not fit model.backbone={name} "
                               f"({str(e).splitlines()[0][:300]}); give the weights of this "
                               "architecture") from None
-        _check_weights_cover(net, path, name)
         return net
     return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
 
 
-def _check_weights_cover(net: nn.Module, path: Path, name: str) -> None:
-    """timm loads a file non-strictly when the classifier is replaced; a file of another
-    architecture would then leave the backbone at random weights, silently."""
-    keys = set(timm.models.load_state_dict(str(path), weights_only=True))
+def _file_keys(path: Path) -> set[str]:
+    """The tensor names of a weights file, read without running code; a truncated or empty
+    file is one error naming it."""
+    try:
+        return set(timm.models.load_state_dict(str(path), weights_only=True))
+    except Exception as e:  # noqa: BLE001 - safetensors, torch and zip raise their own types
+        raise ConfigError(f"model.pretrained_file={path} cannot be read as weights "
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+                          "; it may be truncated or empty: copy it again") from None
+
+
+def _check_weights_match(net: nn.Module, keys: set[str], path: Path, name: str) -> None:
+    """timm loads a file non-strictly when the classifier is replaced: a file of another
+    architecture would leave layers at random weights, or its extra layers unused, silently.
+    Every backbone weight must be in the file and every weight of the file in the backbone
+    (the classifier aside)."""
     classifier = net.pretrained_cfg.get("classifier") or "fc"
-    wanted = [k for k in net.state_dict() if not k.startswith(f"{classifier}.")
-              and not k.endswith("num_batches_tracked")]
-    missing = [k for k in wanted if k not in keys]
-    if missing:
+    heads = tuple(f"{c}." for c in ([classifier] if isinstance(classifier, str) else classifier))
+    wanted = {k for k in net.state_dict() if not k.startswith(heads)
+              and not k.endswith("num_batches_tracked")}
+    given = {k for k in keys if not k.startswith(heads) and not k.endswith("num_batches_tracked")}
+    missing, unexpected = sorted(wanted - given), sorted(given - wanted)
+    if missing or unexpected:
+        parts = ([f"{len(missing)} of its {len(wanted)} weights are not in the file (e.g. "
+                  f"{', '.join(missing[:3])})"] if missing else []) + \
+            ([f"{len(unexpected)} weights of the file are not in it (e.g. "
+              f"{', '.join(unexpected[:3])})"] if unexpected else [])
         raise ConfigError(f"model.pretrained_file={path} does not fit model.backbone={name}: "
-                          f"{len(missing)} of its {len(wanted)} weights are not in the file "
-                          f"(e.g. {', '.join(missing[:3])}); give the weights of this "
-                          "architecture")
+                          f"{'; '.join(parts)}. Give the weights of this architecture")
 
 
-def check_pretrained_file(path: str) -> Path:
-    """``model.pretrained_file`` exists and is a weights file timm reads without running code."""
+def check_pretrained_file(path: str, backbone: str) -> Path:
+    """``model.pretrained_file`` is a readable weights file (read without running code) of
+    ``backbone``'s architecture: checked on a model built on the meta device (no memory)."""
     p = Path(os.path.expanduser(str(path)))
     if not p.is_file():
         raise ConfigError(f"model.pretrained_file={path}: no such file. Copy the backbone's "
@@ -82,6 +98,10 @@ def check_pretrained_file(path: str) -> Path:
     if p.suffix.lower() not in (".pth", ".pt", ".bin", ".safetensors"):
         raise ConfigError(f"model.pretrained_file={path}: expected a .pth, .pt, .bin or "
                           ".safetensors weights file")
+    keys = _file_keys(p)
+    with torch.device("meta"):
+        net = timm.create_model(backbone)
+    _check_weights_match(net, keys, p, backbone)
     return p
 
 

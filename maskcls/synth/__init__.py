@@ -47,6 +47,22 @@ class SynthConfig:
     difficulty: float = 1.0
     framing: float = 0.0  # 0: studio shots; 1: backdrop, distance and position vary per shot
 
+    def check(self) -> None:
+        """Each setting in its range, named as the command line flag (and the config key)."""
+        ranges = {"persons": (1, None), "eval_persons": (0, None), "seed": (0, 2**32 - 1),
+                  "width": (16, 4096), "height": (16, 4096), "difficulty": (0, 3),
+                  "framing": (0, 1)}
+        for key, (low, high) in ranges.items():
+            value = getattr(self, key)
+            kind = float if key in ("difficulty", "framing") else int
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and \
+                (kind is float or float(value).is_integer()) and value >= low and \
+                (high is None or value <= high)
+            if not ok:
+                span = f">= {low}" if high is None else f"in {low}..{high}"
+                raise ConfigError(f"--{key.replace('_', '-')} (data.synthetic.{key}) must be "
+                                  f"{span}, got {value!r}")
+
 
 def _write_person(args: tuple) -> list[tuple[str, int]]:
     """Render one person's seven shots into ``folder``; returns (file name, class) pairs."""
@@ -101,22 +117,37 @@ def _build_lock(out: Path) -> FileLock:
 
 def _build(out: Path, cfg: SynthConfig, workers: int | None) -> None:
     """Build ``out``; the caller holds its lock."""
-    if cfg.persons < 1 or cfg.eval_persons < 0:
-        raise ConfigError("--persons must be >= 1 and --eval-persons >= 0 (data.synthetic.persons"
-                          " and data.synthetic.eval_persons)")
+    cfg.check()
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new --out or delete it first")
-    # Temporary folders of builders that died mid-way (only a lock holder creates them).
-    for stale in out.parent.glob(f".{out.name}.*"):
-        if stale.is_dir():
+    # Temporary folders of builders that died mid-way (only a lock holder creates them): ours
+    # by name and by the marker inside; anything else beside the tree is never touched.
+    for stale in out.parent.glob(f"{_tmp_prefix(out)}*"):
+        if stale.is_dir() and not stale.is_symlink() and (stale / TMP_MARKER).is_file():
             shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(out), dir=out.parent))
     try:
+        (tmp / TMP_MARKER).write_text("a maskcls.synth build in progress; removed if it died\n")
         _generate_into(tmp, cfg, workers)
+        (tmp / TMP_MARKER).unlink()
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would hide the tree from other users
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+TMP_MARKER = ".maskcls-synth-building"
+
+
+def _tmp_prefix(out: Path) -> str:
+    return f".{out.name}.maskcls-synth-tmp-"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _generate_into(root: Path, cfg: SynthConfig, workers: int | None) -> None:

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from maskcls import labels
+from maskcls.errors import ConfigError, MaskclsError
 from maskcls.synth import SynthConfig, generate
 
 
@@ -27,11 +28,19 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     cfg = SynthConfig(a.persons, a.eval_persons, a.seed, a.width, a.height, a.difficulty,
                       a.framing)
+    try:
+        cfg.check()
+    except ConfigError as e:
+        p.error(str(e))
+    if a.workers is not None and a.workers < 1:
+        p.error(f"--workers must be >= 1, got {a.workers}")
     t0 = time.perf_counter()
     try:
         out = generate(a.out, cfg, workers=a.workers)
-    except (FileExistsError, ValueError) as e:
+    except (FileExistsError, MaskclsError) as e:
         raise SystemExit(f"error: {e}") from None
+    except OSError as e:  # a read-only or missing parent, a full disk
+        raise SystemExit(f"error: cannot write {a.out}: {e.strerror or e}") from None
     n = labels.SHOTS_PER_PERSON * (cfg.persons + cfg.eval_persons)
     dt = time.perf_counter() - t0
     print(f"wrote {n} images ({cfg.persons} train + {cfg.eval_persons} eval people) to {out} "

@@ -1,0 +1,117 @@
+"""What a finished run leaves in its folder: metrics, predictions, calibration, plots, and the
+one-screen summary printed at the end."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from maskcls import atomic, calibration, labels
+from maskcls.data.datamodule import MaskDataModule
+from maskcls.model.metrics import classes_scored
+from maskcls.plots import confusion_matrix_png, learning_curve_png
+from maskcls.run import folder as rf
+
+log = logging.getLogger(__name__)
+
+
+def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trainer: pl.Trainer,
+                    ckpt: ModelCheckpoint | None, fit_seconds: float,
+                    wall_seconds: float, tags: Sequence[str] = ()) -> dict[str, Any]:
+    """``metrics.json``, ``confusion_matrix.png``, ``learning_curve.png``,
+    ``val_predictions.csv`` and ``calibration.json``."""
+    scalars = {k.split("/", 1)[1]: v for k, v in details.items() if k.startswith("val/")}
+    # the epoch of the checkpoint the final validation loaded (best.ckpt)
+    best_epoch = (trainer.lightning_module.loaded_epoch if ckpt and ckpt.best_model_path
+                  else None)
+    matrix = np.asarray(details["confusion_matrix"])
+    support, predicted = matrix.sum(1), matrix.sum(0)
+    metrics = {
+        "val": {
+            **scalars,
+            "classes_scored": classes_scored(support, predicted),
+            # a class absent from validation has no F1 (null), not 0
+            "f1_per_class": {name: (f if n else None) for name, f, n in
+                             zip(labels.CLASS_NAMES, details["f1_per_class"], support,
+                                 strict=True)},
+        },
+        "confusion_matrix": details["confusion_matrix"],
+        "best_epoch": best_epoch,
+        "epochs": trainer.current_epoch,
+        "fit_seconds": round(fit_seconds, 1),
+        "wall_seconds": round(wall_seconds, 1),
+        "best_checkpoint": ckpt.best_model_path if ckpt else None,
+        "val_people": int(dm.val_catalog["person_id"].nunique()),
+        "val_images": len(dm.val_catalog),
+        "train_images": len(dm.train_rows),
+        "tags": [str(t) for t in tags],
+    }
+    confusion_matrix_png(details["confusion_matrix"], out / rf.CONFUSION_PNG,
+                         title=f"validation confusion matrix (macro-F1 {scalars['f1']:.3f})")
+    if (out / rf.METRICS_CSV).exists():
+        learning_curve_png(out / rf.METRICS_CSV, out / rf.LEARNING_CURVE_PNG, best_epoch)
+    if "probs" in details:
+        probs = details["probs"].numpy()
+        val = dm.val_catalog[["path", "folder", "person_id", "label"]].reset_index(drop=True)
+        if len(val) == len(probs):
+            val["pred"] = probs.argmax(1)
+            prob_cols = pd.DataFrame(probs, columns=[f"prob_{c}" for c in range(probs.shape[1])])
+            atomic.write_csv(pd.concat([val, prob_cols], axis=1), out / rf.VAL_PREDICTIONS,
+                             float_format="%.6f")
+            fitted = calibration.fit(probs, details["targets"].numpy(),
+                                     groups=val["person_id"].to_numpy())
+            calibration.save(fitted, out)
+            metrics["calibration"] = {k: fitted[k] for k in ("share", "f1_before", "f1_after")}
+        else:  # fast_dev_run or limit_val_batches: rows cannot be matched to images
+            log.warning("val_predictions.csv not written: validation saw %d of the %d "
+                        "validation images (trainer.limit_val_batches or fast_dev_run)",
+                        len(probs), len(val))
+    atomic.write_text(out / rf.METRICS_JSON, json.dumps(metrics, indent=2))
+    return metrics
+
+
+def summary_lines(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False) -> list[str]:
+    """The run's summary, as ``train.py`` prints it at the end."""
+    v = metrics["val"]
+    scored = {k: f for k, f in v["f1_per_class"].items() if f is not None}
+    absent = [k for k, f in v["f1_per_class"].items() if f is None]
+    worst = sorted(scored.items(), key=lambda kv: kv[1])[:3]
+    if fast_dev_run:
+        head = ("fast_dev_run: one training and one validation batch, no checkpoint; the "
+                "figures below are of that one batch")
+    else:
+        head = (f"best epoch {metrics['best_epoch']} (of 0..{metrics['epochs'] - 1})   "
+                f"fit {metrics['fit_seconds']:.0f}s   ")
+        head += (f"{metrics['train_images']} train / {metrics['val_images']} val images "
+                 f"({metrics['val_people']} val people)")
+    return [
+        "=" * 72,
+        head,
+        f"val macro-F1 {v['f1']:.4f} over {v['classes_scored']} classes   accuracy "
+        f"{v['acc']:.4f}   F1 mask {v['f1_mask']:.3f}  gender {v['f1_gender']:.3f}  "
+        f"age {v['f1_age']:.3f}",
+        "weakest classes: " + ", ".join(f"{k} {s:.2f}" for k, s in worst),
+        *([f"not in validation (F1 n/a): {', '.join(absent)}"] if absent else []),
+        *([f"calibration.json: decision offsets (share {metrics['calibration']['share']}) give "
+           f"val macro-F1 {metrics['calibration']['f1_after']:.4f} on these images; "
+           "predict.py calibrate=true applies them"]
+          if "calibration" in metrics else []),
+        *([f"tags: {', '.join(metrics['tags'])}"] if metrics.get("tags") else []),
+        f"run folder: {out}",
+        "  " + ", ".join(name for name in rf.RUN_FILES if (out / name).exists()),
+        "=" * 72,
+    ]
+
+
+def print_summary(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False) -> None:
+    """Logged, so the run's ``train.log`` ends with it too."""
+    log.info("\n".join(["", *summary_lines(out, metrics, fast_dev_run)]))
+
