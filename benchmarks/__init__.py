@@ -4,10 +4,11 @@ quality")."""
 
 def markdown_table(title: str, columns: list[str], rows: list[list[str]]) -> str:
     """``title``, a blank line, then the table of already formatted cells."""
-    lines = [title, "", "| " + " | ".join(columns) + " |",
-             "| " + " | ".join("---" for _ in columns) + " |"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
-    return "\n".join(lines)
+    import pandas as pd
+
+    from maskcls.tables import markdown_table as table
+
+    return f"{title}\n\n{table(pd.DataFrame(rows, columns=columns))}"
 
 
 def publish(table: str, out: str) -> None:

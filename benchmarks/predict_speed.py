@@ -38,12 +38,13 @@ def main(argv: list[str] | None = None) -> None:
 
     from hydra import compose, initialize_config_dir
 
-    from maskcls.checkpoints import load_checkpoint
     from maskcls.data import catalog as cat
     from maskcls.data.dataset import decode_all
     from maskcls.data.pipeline import Pipeline
     from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from maskcls.inference import find_checkpoints, load_model, predict
+    from maskcls.inference import predict
+    from maskcls.run.checkpoints import load_checkpoint
+    from maskcls.run.trained import find_checkpoints, load_model
     from maskcls.synth import SynthConfig, generate
     from maskcls.training import train
 

@@ -28,18 +28,26 @@ import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from pytorch_lightning.core.module import _jit_is_scripting
 from torch import nn
 
 from maskcls import atomic, calibration, labels
-from maskcls.checkpoints import load_checkpoint
 from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.pipeline import Pipeline
 from maskcls.errors import CheckpointError, ConfigError, MaskclsError
 from maskcls.exported import FORMATS, LOADERS, METADATA_KEY
-from maskcls.inference import eval_pipeline, find_checkpoints, load_model, trained_data_root
 from maskcls.logs import quiet_libraries
 from maskcls.model.module import MaskClassifier
 from maskcls.output_paths import check_output
+from maskcls.run import folder as rf
+from maskcls.run.checkpoints import load_checkpoint
+from maskcls.run.trained import (
+    eval_pipeline,
+    find_checkpoints,
+    load_model,
+    recorded_eval_set,
+    trained_data_root,
+)
 
 # Largest difference allowed between the exported model's probabilities and the checkpoint's
 # (float32 kernels of another runtime reorder sums; differences seen are ~1e-7).
@@ -47,23 +55,18 @@ TOLERANCE = 1e-4
 
 
 class Deployable(nn.Module):
-    """uint8 pixels -> normalised -> backbone (and per-task heads) -> 18 probabilities.
-
-    Holds the network modules only, not the LightningModule (whose trainer properties tracing
-    cannot pass through)."""
+    """uint8 pixels -> the pipeline's normalisation -> ``MaskClassifier.probabilities``: the
+    module's own forward, per-task heads and channels-last included."""
 
     def __init__(self, model: MaskClassifier, normaliser: BatchTransform) -> None:
         super().__init__()
-        self.net, self.heads = model.net, model.heads
+        self.model = model
         # the pipeline's own (pixel / 255 - mean) / std, as one multiply-add
         self.register_buffer("scale", normaliser.scale.clone())
         self.register_buffer("shift", normaliser.shift.clone())
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        features = self.net(pixels.float() * self.scale + self.shift)
-        outputs = ({task: head(features) for task, head in self.heads.items()}
-                   if len(self.heads) else features)
-        return MaskClassifier.scores(outputs).softmax(1)
+        return self.model.probabilities(pixels.float() * self.scale + self.shift)
 
 
 def metadata(ckpt: dict[str, Any], path: Path, run_dir: Path | None,
@@ -71,7 +74,7 @@ def metadata(ckpt: dict[str, Any], path: Path, run_dir: Path | None,
     """What a user of the exported file needs to feed it and read its output."""
     hp = ckpt.get("hyper_parameters") or {}
     offsets = None
-    if run_dir is not None and (run_dir / calibration.FILE).exists():
+    if run_dir is not None and (run_dir / rf.CALIBRATION).exists():
         offsets = calibration.load(run_dir)
     return {
         "format_version": 1,
@@ -87,6 +90,7 @@ def metadata(ckpt: dict[str, Any], path: Path, run_dir: Path | None,
         "calibration": offsets,
         "source_checkpoint": str(path),
         "data_root": trained_data_root(run_dir),
+        "eval_data": recorded_eval_set(ckpt),
     }
 
 
@@ -111,8 +115,10 @@ def _write_onnx(module: Deployable, example: torch.Tensor, meta: dict[str, Any],
 
 def _write_torchscript(module: Deployable, example: torch.Tensor, meta: dict[str, Any],
                        path: Path) -> None:
-    with warnings.catch_warnings():  # torch marks TorchScript deprecated; ONNX is the future
-        warnings.simplefilter("ignore", FutureWarning)
+    # tracing reads every attribute of the LightningModule inside, its `trainer` too: Lightning's
+    # own to_torchscript switch lets that through without a Trainer
+    with warnings.catch_warnings(), _jit_is_scripting():
+        warnings.simplefilter("ignore", FutureWarning)  # torch marks TorchScript deprecated
         scripted = torch.jit.trace(module, example, check_trace=False)
         torch.jit.save(scripted, str(path), _extra_files={METADATA_KEY: json.dumps(meta)})
 

@@ -1,17 +1,21 @@
-"""Plots written into run folders."""
+"""Every figure maskcls writes: a run's confusion matrix and learning curve, a sweep's
+summary."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; no display on training machines
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from maskcls import labels
 
-from maskcls import labels  # noqa: E402
+# Files only, never a window (training machines have no display): every figure is made with
+# pyplot under the Agg backend, chosen here explicitly rather than by the environment.
+plt.switch_backend("agg")
 
 
 def confusion_matrix_png(matrix: Sequence[Sequence[float]], path: str | Path,
@@ -74,3 +78,81 @@ def learning_curve_png(metrics_csv: str | Path, path: str | Path,
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def sweep_summary_png(table: pd.DataFrame, cv: pd.DataFrame, varying: Sequence[str],
+                      fold_key: str, path: Path) -> Path:
+    """A sweep's ``summary.png`` (``sweep_figure``)."""
+    fig = sweep_figure(table, cv, varying, fold_key)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def fitted_limits(values: Sequence[float], room: float = 0.0) -> tuple[float, float]:
+    """An axis around the finite ``values`` (within 0..1) with a margin, and ``room`` (a
+    share of the span) on the right for value labels: differences of a few points show."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if not len(v):
+        return 0.0, 1.0
+    lo, hi = float(v.min()), float(v.max())
+    pad = max(0.01, 0.1 * (hi - lo))
+    span = hi - lo + 2 * pad
+    return max(0.0, lo - pad), min(1.0 + room * span, hi + pad + room * span)
+
+
+def sweep_figure(table: pd.DataFrame, cv: pd.DataFrame, varying: Sequence[str],
+                 fold_key: str) -> Figure:
+    """Jobs as dots on an axis fitted to their macro-F1 (failed and unfinished jobs marked at
+    its left edge); for k-fold sweeps, each configuration's fold mean with its +-std bar and,
+    on its own row beside it, the out-of-fold macro-F1."""
+    panels = 2 if not cv.empty else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 1.4 + 0.35 * len(table)),
+                             squeeze=False)
+    ax = axes[0, 0]
+    names = [" ".join(f"{k.split('.')[-1]}={r[k]}" for k in varying) or f"job {r['job']}"
+             for _, r in table.iterrows()]
+    y = np.arange(len(table))
+    done = (table["status"] == "done").to_numpy()
+    f1 = table["macro_f1"].to_numpy(dtype=float)
+    lo, hi = fitted_limits(f1[done], room=0.15)
+    ax.hlines(y[done], lo, f1[done], color="tab:blue", alpha=0.25, lw=1)
+    ax.plot(f1[done], y[done], "o", color="tab:blue", label="validation macro-F1")
+    for i in y[done]:
+        ax.annotate(f"{f1[i]:.3f}", (f1[i], i), xytext=(5, 0), textcoords="offset points",
+                    va="center", fontsize=8)
+    for i in y[~done]:
+        failed = table["status"].iloc[i] == "failed"
+        ax.plot(lo, i, "x", color="tab:red" if failed else "tab:gray", ms=8, clip_on=False)
+        ax.annotate(table["status"].iloc[i], (lo, i), xytext=(8, 0), textcoords="offset points",
+                    va="center", fontsize=8, color="tab:red" if failed else "tab:gray")
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_ylim(len(table) - 0.5, -0.5)
+    ax.set_xlim(lo, hi)
+    ax.set_xlabel("validation macro-F1")
+    ax.set_title("jobs (x: failed in red, unfinished in grey)")
+    ax.grid(axis="x", alpha=0.3)
+    if not cv.empty:
+        ax = axes[0, 1]
+        keys = [k for k in varying if k != fold_key]
+        labels_ = [" ".join(f"{k.split('.')[-1]}={r[k]}" for k in keys) or "all folds"
+                   for _, r in cv.iterrows()]
+        yc = np.arange(len(cv), dtype=float)
+        mean, std = cv["f1_mean"].to_numpy(float), cv["f1_std"].fillna(0).to_numpy(float)
+        shown = [*(mean - std), *(mean + std)]
+        ax.errorbar(mean, yc - 0.15, xerr=std, fmt="D", color="tab:blue", capsize=4,
+                    label="fold mean +- std")
+        if "oof_f1" in cv:
+            oof = cv["oof_f1"].to_numpy(float)
+            shown += list(oof)
+            ax.plot(oof, yc + 0.15, "o", color="black", label="out-of-fold")
+        lo, hi = fitted_limits(shown)
+        ax.set_yticks(yc, labels_, fontsize=8)
+        ax.set_ylim(len(cv) - 0.5, -0.5)
+        ax.set_xlim(lo, hi)
+        ax.set_xlabel("macro-F1")
+        ax.set_title("cross-validation")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig

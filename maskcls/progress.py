@@ -26,8 +26,8 @@ T = TypeVar("T")
 
 
 def progress_bar(batches: Iterable[T], desc: str) -> Iterator[T]:
-    """A tqdm bar over ``batches`` of images (the exported-model prediction loop), then one
-    log line with the images per second."""
+    """A tqdm bar over ``batches`` of images (prediction), then one log line with the images
+    per second."""
     start, images = time.perf_counter(), 0
     with tqdm(batches, desc=desc, unit="batch", disable=not interactive(),
               dynamic_ncols=True) as bar:
@@ -48,8 +48,8 @@ def _batch_size(batch: Any) -> int:
 
 
 class ProgressBar(TQDMProgressBar):
-    """Lightning's tqdm bar on a terminal; everywhere, one line per epoch (and one per
-    prediction pass) with the training rate in images per second and the epoch's metrics.
+    """Lightning's tqdm bar on a terminal; everywhere, one line per epoch with the training
+    rate in images per second and the epoch's metrics (prediction: ``progress_bar``).
 
     An epoch's line is written when the next epoch starts (or training ends): the module logs
     the epoch's training metrics in its own ``on_train_epoch_end``, which Lightning calls after
@@ -95,18 +95,3 @@ class ProgressBar(TQDMProgressBar):
         last = trainer.max_epochs - 1 if trainer.max_epochs and trainer.max_epochs > 0 else "?"
         log.info("epoch %d/%s  %.1f s  %.0f img/s  %s", epoch, last, seconds, rate,
                  "  ".join(shown))
-
-    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_predict_epoch_start(trainer, pl_module)
-        self._started, self._images = time.perf_counter(), 0
-
-    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                             outputs: Any, batch: Any, batch_idx: int,
-                             dataloader_idx: int = 0) -> None:
-        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx,
-                                     dataloader_idx)
-        self._images += _batch_size(batch)
-
-    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_predict_epoch_end(trainer, pl_module)
-        log_prediction_rate(self._images, time.perf_counter() - self._started)

@@ -29,8 +29,9 @@ from omegaconf import DictConfig
 from maskcls.errors import MaskclsError, RunFolderError
 from maskcls.logs import quiet_libraries
 from maskcls.model.metrics import score
-from maskcls.plots import confusion_matrix_png
+from maskcls.plots import confusion_matrix_png, sweep_summary_png
 from maskcls.run import folder as rf
+from maskcls.tables import markdown_table
 
 FOLD_KEY = "data.fold"
 METRIC_COLUMNS = ["f1", "acc", "f1_mask", "f1_gender", "f1_age"]
@@ -139,22 +140,14 @@ def out_of_fold_predictions(job_dirs: Sequence[Path]) -> pd.DataFrame:
     return oof
 
 
-def _markdown(df: pd.DataFrame) -> str:
-    def fmt(col: str, v: Any) -> str:
-        if isinstance(v, float | np.floating):
-            if np.isnan(v):
-                return ""
-            if "f1" in col or "acc" in col:
-                return f"{v:.4f}"
-            return f"{int(v)}" if float(v).is_integer() else f"{v:.1f}"
-        return str(v).replace("|", "\\|")
-
-    cols = list(df.columns)
-    head = "| " + " | ".join(cols) + " |"
-    rule = "| " + " | ".join("---" for _ in cols) + " |"
-    body = ["| " + " | ".join(fmt(c, v) for c, v in zip(cols, row, strict=True)) + " |"
-            for row in df.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
+def _cell(col: str, v: Any) -> str:
+    if isinstance(v, float | np.floating):
+        if np.isnan(v):
+            return ""
+        if "f1" in col or "acc" in col:
+            return f"{v:.4f}"
+        return f"{int(v)}" if float(v).is_integer() else f"{v:.1f}"
+    return str(v)
 
 
 def write_report(sweep_dir: str | Path) -> dict[str, Path]:
@@ -181,94 +174,17 @@ def write_report(sweep_dir: str | Path) -> dict[str, Path]:
     md = [f"# Sweep {sweep_dir}", "",
           f"{len(jobs)} job(s): " + ", ".join(f"{v} {k}" for k, v in counts.items())
           + ". Sorted by validation macro-F1; `*` marks the best.", "",
-          _markdown(table.drop(columns=["error"] if table["error"].isna().all() else []))]
+          markdown_table(table.drop(columns=["error"] if table["error"].isna().all() else []),
+                         _cell)]
     if not cv.empty:
         out["cv_csv"] = sweep_dir / "summary_cv.csv"
         cv.to_csv(out["cv_csv"], index=False)
         md += ["", "## Cross-validation", "",
                "Mean +- std over folds, and out-of-fold (OOF) scores over every fold's "
-               "validation predictions.", "", _markdown(cv)]
+               "validation predictions.", "", markdown_table(cv, _cell)]
     out["md"].write_text("\n".join(md) + "\n")
-    _plot(table, cv, varying, out["png"])
+    sweep_summary_png(table, cv, [k for k in varying], FOLD_KEY, out["png"])
     return out
-
-
-def _plot(table: pd.DataFrame, cv: pd.DataFrame, varying: Sequence[str], path: Path) -> None:
-    import matplotlib.pyplot as plt  # maskcls.plots set the Agg backend
-
-    fig = sweep_figure(table, cv, varying)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def fitted_limits(values: Sequence[float], room: float = 0.0) -> tuple[float, float]:
-    """An axis around the finite ``values`` (within 0..1) with a margin, and ``room`` (a
-    share of the span) on the right for value labels: differences of a few points show."""
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
-    if not len(v):
-        return 0.0, 1.0
-    lo, hi = float(v.min()), float(v.max())
-    pad = max(0.01, 0.1 * (hi - lo))
-    span = hi - lo + 2 * pad
-    return max(0.0, lo - pad), min(1.0 + room * span, hi + pad + room * span)
-
-
-def sweep_figure(table: pd.DataFrame, cv: pd.DataFrame, varying: Sequence[str]) -> Any:
-    """Jobs as dots on an axis fitted to their macro-F1 (failed and unfinished jobs marked at
-    its left edge); for k-fold sweeps, each configuration's fold mean with its +-std bar and,
-    on its own row beside it, the out-of-fold macro-F1."""
-    import matplotlib.pyplot as plt
-
-    panels = 2 if not cv.empty else 1
-    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 1.4 + 0.35 * len(table)),
-                             squeeze=False)
-    ax = axes[0, 0]
-    names = [" ".join(f"{k.split('.')[-1]}={r[k]}" for k in varying) or f"job {r['job']}"
-             for _, r in table.iterrows()]
-    y = np.arange(len(table))
-    done = (table["status"] == "done").to_numpy()
-    f1 = table["macro_f1"].to_numpy(dtype=float)
-    lo, hi = fitted_limits(f1[done], room=0.15)
-    ax.hlines(y[done], lo, f1[done], color="tab:blue", alpha=0.25, lw=1)
-    ax.plot(f1[done], y[done], "o", color="tab:blue", label="validation macro-F1")
-    for i in y[done]:
-        ax.annotate(f"{f1[i]:.3f}", (f1[i], i), xytext=(5, 0), textcoords="offset points",
-                    va="center", fontsize=8)
-    for i in y[~done]:
-        failed = table["status"].iloc[i] == "failed"
-        ax.plot(lo, i, "x", color="tab:red" if failed else "tab:gray", ms=8, clip_on=False)
-        ax.annotate(table["status"].iloc[i], (lo, i), xytext=(8, 0), textcoords="offset points",
-                    va="center", fontsize=8, color="tab:red" if failed else "tab:gray")
-    ax.set_yticks(y, names, fontsize=8)
-    ax.set_ylim(len(table) - 0.5, -0.5)
-    ax.set_xlim(lo, hi)
-    ax.set_xlabel("validation macro-F1")
-    ax.set_title("jobs (x: failed in red, unfinished in grey)")
-    ax.grid(axis="x", alpha=0.3)
-    if not cv.empty:
-        ax = axes[0, 1]
-        keys = [k for k in varying if k != FOLD_KEY]
-        labels_ = [" ".join(f"{k.split('.')[-1]}={r[k]}" for k in keys) or "all folds"
-                   for _, r in cv.iterrows()]
-        yc = np.arange(len(cv), dtype=float)
-        mean, std = cv["f1_mean"].to_numpy(float), cv["f1_std"].fillna(0).to_numpy(float)
-        shown = [*(mean - std), *(mean + std)]
-        ax.errorbar(mean, yc - 0.15, xerr=std, fmt="D", color="tab:blue", capsize=4,
-                    label="fold mean +- std")
-        if "oof_f1" in cv:
-            oof = cv["oof_f1"].to_numpy(float)
-            shown += list(oof)
-            ax.plot(oof, yc + 0.15, "o", color="black", label="out-of-fold")
-        lo, hi = fitted_limits(shown)
-        ax.set_yticks(yc, labels_, fontsize=8)
-        ax.set_ylim(len(cv) - 0.5, -0.5)
-        ax.set_xlim(lo, hi)
-        ax.set_xlabel("macro-F1")
-        ax.set_title("cross-validation")
-        ax.grid(axis="x", alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    return fig
 
 
 class SweepReport(Callback):

@@ -24,7 +24,6 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from maskcls import labels, trackers
-from maskcls.checkpoints import SafeCheckpointIO, check_resumable
 from maskcls.config_checks import check_accelerator, check_values
 from maskcls.data.datamodule import MaskDataModule
 from maskcls.errors import ConfigError, MaskclsError, RunFolderError, RunInterrupted
@@ -39,6 +38,7 @@ from maskcls.model.module import (
 )
 from maskcls.run import STARTED, sweep
 from maskcls.run import folder as rf
+from maskcls.run.checkpoints import SafeCheckpointIO, check_resumable
 from maskcls.run.inputs import check_data_root, check_same_data, settle
 from maskcls.run.results import print_summary, write_run_files
 

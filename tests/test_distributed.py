@@ -13,11 +13,11 @@ from hydra.utils import instantiate
 from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
 from omegaconf import OmegaConf
 
-from maskcls.checkpoints import load_checkpoint
 from maskcls.data import catalog as cat
 from maskcls.data.sampling import TrainSampler
-from maskcls.inference import load_model
 from maskcls.model.metrics import score
+from maskcls.run.checkpoints import load_checkpoint
+from maskcls.run.trained import load_model
 
 ROOT = Path(__file__).parents[1]
 

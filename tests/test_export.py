@@ -15,7 +15,7 @@ from maskcls import calibration, labels
 from maskcls.errors import CheckpointError, ConfigError
 from maskcls.export import TOLERANCE, export
 from maskcls.exported import METADATA_KEY, load_exported
-from maskcls.inference import find_checkpoints, predict, predict_exported_probs, predict_probs
+from maskcls.inference import Source, predict, predict_probs
 
 ROOT = Path(__file__).resolve().parents[1]
 # Exported and checkpoint probabilities agree to this (float32 kernels of another runtime
@@ -42,13 +42,13 @@ def test_exported_model_gives_the_checkpoints_probabilities(fmt, head, fold_runs
     assert res["max_diff"] <= TOLERANCE
     model = load_exported(res["path"])
     assert model.metadata["head"] == head
-    members, _ = find_checkpoints(str(run))
+    checkpoint = Source.resolve(str(run), None, False).scorers(None, "cpu")
+    exported = Source.resolve(None, str(res["path"]), False).scorers(None, "cpu")
     for tta in (False, True):
         # a batch size the export never saw: the batch axis is dynamic
-        _, expected = predict_probs(members, synth_root, tta=tta, batch_size=7, num_workers=0,
-                                    accelerator="cpu")
-        _, got = predict_exported_probs(model, synth_root, tta=tta, batch_size=7,
-                                        num_workers=0)
+        _, expected = predict_probs(checkpoint, synth_root, tta=tta, batch_size=7,
+                                    num_workers=0)
+        _, [got] = predict_probs(exported, synth_root, tta=tta, batch_size=7, num_workers=0)
         assert got.shape == expected[0].shape == (len(got), labels.NUM_CLASSES)
         np.testing.assert_allclose(got, expected[0], atol=ATOL)
         np.testing.assert_allclose(got.sum(1), 1, atol=1e-5)

@@ -14,8 +14,8 @@ from conftest import ROOT, TINY_RUN, assert_one_line_error, cli
 from PIL import Image
 
 from maskcls import atomic
-from maskcls.checkpoints import SafeCheckpointIO
 from maskcls.errors import DiskFullError
+from maskcls.run.checkpoints import SafeCheckpointIO
 from maskcls.synth import SynthConfig, generate
 
 TINY = SynthConfig(persons=3, eval_persons=1, seed=2, width=48, height=64)

@@ -14,8 +14,9 @@ from PIL import Image
 
 from maskcls.data.catalog import DataLayoutError
 from maskcls.errors import CheckpointError, ConfigError
-from maskcls.inference import find_checkpoints, predict
+from maskcls.inference import Source, predict
 from maskcls.model.module import MaskClassifier
+from maskcls.run.trained import find_checkpoints
 
 ROOT = Path(__file__).parents[1]
 
@@ -154,7 +155,7 @@ def test_fold_ensemble_decodes_each_eval_image_once(fold_runs, synth_root, monke
     from maskcls.data import pipeline
     from maskcls.inference import predict_probs
 
-    members, _ = find_checkpoints(fold_runs)
+    members = Source.resolve(str(fold_runs), None, False).scorers(None, "cpu")
     alone = [predict_probs([m], synth_root, num_workers=0)[1][0] for m in members]
     reads = []
     real_read = pipeline.read_rgb

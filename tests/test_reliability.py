@@ -13,8 +13,8 @@ import torch
 from conftest import make_cfg
 from PIL import Image
 
-from maskcls.checkpoints import SafeCheckpointIO
 from maskcls.data.dataset import ImageReadError
+from maskcls.run.checkpoints import SafeCheckpointIO
 from maskcls.training import train
 
 ROOT = Path(__file__).parents[1]

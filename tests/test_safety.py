@@ -20,7 +20,6 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from maskcls import atomic
-from maskcls.checkpoints import SafeCheckpointIO, load_checkpoint
 from maskcls.data import catalog as cat
 from maskcls.data.dataset import MAX_IMAGE_PIXELS, read_rgb, unreadable_images
 from maskcls.errors import (
@@ -31,6 +30,7 @@ from maskcls.errors import (
     RunFolderError,
 )
 from maskcls.inference import predict
+from maskcls.run.checkpoints import SafeCheckpointIO, load_checkpoint
 from maskcls.run.folder import resume_config
 from maskcls.synth import SynthConfig, ensure_synthetic, generate
 from maskcls.training import check_config, train

@@ -129,7 +129,7 @@ def test_sweep_chart_fits_its_axis_and_places_the_cv_error_bar():
     import matplotlib.pyplot as plt
     from matplotlib.container import ErrorbarContainer
 
-    from maskcls.report import sweep_figure
+    from maskcls.plots import sweep_figure
 
     table = pd.DataFrame({"job": ["0", "1", "2", "3", "4"], "loss": ["ce", "ce", "focal",
                                                                      "focal", "f1"],
@@ -137,7 +137,7 @@ def test_sweep_chart_fits_its_axis_and_places_the_cv_error_bar():
                           "macro_f1": [0.61, 0.63, 0.66, 0.70, None]})
     cv = pd.DataFrame({"loss": ["ce", "focal"], "f1_mean": [0.62, 0.68],
                        "f1_std": [0.01, 0.02], "oof_f1": [0.615, 0.69]})
-    fig = sweep_figure(table, cv, ["loss"])
+    fig = sweep_figure(table, cv, ["loss"], "data.fold")
     try:
         jobs, folds = fig.axes
         lo, hi = jobs.get_xlim()

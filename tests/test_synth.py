@@ -75,8 +75,16 @@ def test_cli_refuses_existing_folder_and_bad_counts(tmp_path, capsys):
     assert "wrote 21 images" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="already exists"):
         synth_main(["--out", str(out)])
-    with pytest.raises(SystemExit, match="--persons must be >= 1"):
-        synth_main(["--out", str(tmp_path / "u"), "--persons", "0"])
+    for flag, value, message in (("--persons", "0", "--persons (data.synthetic.persons) must "
+                                  "be >= 1, got 0"),
+                                 ("--framing", "5", "--framing (data.synthetic.framing) must "
+                                  "be in 0..1, got 5.0"),
+                                 ("--workers", "0", "--workers must be >= 1")):
+        with pytest.raises(SystemExit) as exit_:
+            synth_main(["--out", str(tmp_path / "u"), flag, value])
+        assert exit_.value.code == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last == f"python -m maskcls.synth: error: {message}" or message in last, last
     assert not (tmp_path / "u").exists()
 
 

@@ -54,7 +54,8 @@ def _workers(value: int | str, cache: str) -> int:
 
 
 class MaskDataModule(pl.LightningDataModule):
-    """Train / val loaders over a competition tree, and a predict loader over ``eval/``.
+    """Train and validation loaders over a competition tree's ``train/`` (prediction reads
+    ``eval/`` through ``maskcls.inference``).
 
     Args:
         root: data root holding ``train/`` (and ``eval/`` for prediction).

@@ -1,8 +1,9 @@
-"""Augmentation settings, the face crop and normalisation statistics.
+"""Augmentation settings, the centre crop and normalisation statistics.
 
 Images travel in two stages so the deterministic part can be cached:
 
-1. per image (``maskcls.data.pipeline``): decode -> optional centre (face) crop -> resize to
+1. per image (``maskcls.data.pipeline``): decode -> optional crop (the centre, or the face box
+   of ``data.face_boxes``) -> resize to
    ``image_size``; deterministic, so its uint8 output is decoded once and cached.
 2. per batch (``maskcls.data.batch_transforms``): a uint8 batch on the training device ->
    (training only) random rotation, flip, colour and sharpness jitter, erasing -> normalised.

@@ -6,8 +6,8 @@ of full checkpoints (``last.ckpt``, with the raw weights beside them for resumin
 them into the model when training ends. Two gaps are closed here:
 
 * ``best.ckpt`` is saved weights-only, and Lightning lets callbacks edit only full
-  checkpoints: ``put_average`` (called by the module's ``on_save_checkpoint``) writes the
-  averaged weights there too, so prediction uses the weights that were validated;
+  checkpoints: ``put_average``, registered with the module as one of its checkpoint editors,
+  writes the averaged weights there too, so prediction uses the weights that were validated;
 * after ``fit`` the run re-validates ``best.ckpt``; the callback then holds no average of
   its own, so the loaded weights are validated as they are, without a swap or a warning.
 """
@@ -37,6 +37,12 @@ class EMA(EMAWeightAveraging):
         check_value("callbacks.ema.start_step", start_step, "int", 0)
         super().__init__(decay=decay, update_starting_at_step=start_step)
         self.decay = decay
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        editors = getattr(pl_module, "checkpoint_editors", None)
+        if editors is not None and self.put_average not in editors:
+            editors.append(self.put_average)
 
     def put_average(self, checkpoint: dict[str, Any]) -> None:
         """Averaged weights as ``checkpoint["state_dict"]`` where Lightning did not put them."""

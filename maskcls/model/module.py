@@ -23,7 +23,6 @@ from torch.optim.lr_scheduler import LinearLR, ReduceLROnPlateau, SequentialLR
 
 from maskcls import labels
 from maskcls.errors import ConfigError
-from maskcls.model.ema import EMA
 from maskcls.model.metrics import StageMetrics
 
 HEADS = ("single", "multi")
@@ -175,6 +174,8 @@ class MaskClassifier(pl.LightningModule):
         self.val_details: dict[str, Any] = {}
         self.loaded_epoch: int | None = None
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # functions that edit every checkpoint this module saves, weights-only ones included
+        self.checkpoint_editors: list[Callable[[dict[str, Any]], None]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """18 class scores (logits, or the per-task head's joint log-probabilities)."""
@@ -188,6 +189,11 @@ class MaskClassifier(pl.LightningModule):
         if not self.heads:
             return out
         return {task: head(out) for task, head in self.heads.items()}
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(N, 18)`` of normalised images: what validation, prediction
+        (ensembles, TTA) and the exported graph all compute."""
+        return self(x).float().softmax(1)
 
     @staticmethod
     def scores(outputs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
@@ -217,7 +223,7 @@ class MaskClassifier(pl.LightningModule):
         self.log("val/loss", self.criterion(out, y), on_epoch=True, sync_dist=True,
                  batch_size=len(y))
         self.val_metrics.update(logits.argmax(1), y)
-        self._val_outputs.append((logits.float().softmax(1), y, index))
+        self._val_outputs.append((logits.float().softmax(1), y, index))  # = probabilities(x)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # which epoch's weights were loaded (the run's final validation loads best.ckpt)
@@ -225,10 +231,9 @@ class MaskClassifier(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning lets callbacks edit only full checkpoints; a weights-only one (best.ckpt)
-        # must hold the averaged weights too.
-        for callback in self.trainer.callbacks if self._trainer is not None else ():
-            if isinstance(callback, EMA):
-                callback.put_average(checkpoint)
+        # is edited through the module's hook by whoever registered (the EMA callback).
+        for edit in self.checkpoint_editors:
+            edit(checkpoint)
 
     def on_validation_epoch_end(self) -> None:
         logged = self.val_metrics.logged()

@@ -26,8 +26,8 @@ from filelock import FileLock
 from maskcls import labels
 from maskcls.errors import ConfigError
 from maskcls.parallel import pool_map
-from maskcls.synth.faces import PersonLook, render
 from maskcls.synth.population import sample_people
+from maskcls.synth.portraits import PersonLook, render
 
 __all__ = ["SynthConfig", "generate", "ensure_synthetic"]
 SETTINGS_FILE = "synthetic.json"  # the settings a tree was generated with, at its root

@@ -108,8 +108,16 @@ def render(look: PersonLook, mask: int, rng: np.random.Generator, width: int, he
         cx += width * rng.uniform(-0.15, 0.15) * framing
         cy += height * rng.uniform(-0.1, 0.1) * framing
     fw, fh = look.face_w * s, look.face_h * s
+    _draw_head(d, look, cx, cy, fw, fh, s, width)
+    _draw_face(d, look, cx, cy, fw, fh)
+    if mask != 2:
+        _draw_mask(d, rng, mask, cx, cy, fw, fh, width)
+    return _camera(img, rng, look, width, height, difficulty, framing)
 
-    # Shoulders and neck.
+
+def _draw_head(d: ImageDraw.ImageDraw, look: PersonLook, cx: float, cy: float, fw: float,
+               fh: float, s: float, width: int) -> None:
+    """Shoulders, neck, hair, head and forehead wrinkles."""
     d.ellipse([cx - 0.9 * s, cy + 0.55 * fh, cx + 0.9 * s, cy + 2.2 * fh], fill=look.shirt)
     d.rectangle([cx - 0.18 * fw, cy + 0.3 * fh, cx + 0.18 * fw, cy + 0.75 * fh], fill=look.skin)
     # Hair behind the head: long hair falls to the shoulders.
@@ -117,21 +125,23 @@ def render(look: PersonLook, mask: int, rng: np.random.Generator, width: int, he
     if look.long_hair:
         d.rounded_rectangle([cx - 0.62 * fw, top, cx + 0.62 * fw, cy + 0.85 * fh],
                             radius=int(0.4 * fw), fill=look.hair)
-    # Head.
     d.ellipse([cx - fw / 2, cy - fh / 2, cx + fw / 2, cy + fh / 2], fill=look.skin)
     # Hair on top; a receding hairline shows more forehead.
     hair_bottom = cy - (0.28 + 0.14 * look.recede) * fh
     crown = top + 0.22 * fh * look.recede  # thinning hair sits lower on the head
     d.chord([cx - 0.54 * fw, crown, cx + 0.54 * fw, hair_bottom + 0.35 * fh], 180, 360,
             fill=look.hair)
-    # Forehead wrinkles.
     if look.wrinkles > 0.05:
         shade = _mix(np.array(look.skin, float), np.zeros(3), 0.25 + 0.3 * look.wrinkles)
         for k in range(1 + int(3 * look.wrinkles)):
             y = hair_bottom + (0.06 + 0.045 * k) * fh
             d.arc([cx - 0.25 * fw, y, cx + 0.25 * fw, y + 0.08 * fh], 200, 340, fill=shade,
                   width=max(1, int(width / 160 + 2 * look.wrinkles)))
-    # Eyes, brows, eye bags.
+
+
+def _draw_face(d: ImageDraw.ImageDraw, look: PersonLook, cx: float, cy: float, fw: float,
+               fh: float) -> None:
+    """Eyes, brows, eye bags, nose, beard and mouth."""
     ey = cy - 0.08 * fh
     for side in (-1, 1):
         ex = cx + side * 0.2 * fw
@@ -144,7 +154,6 @@ def render(look: PersonLook, mask: int, rng: np.random.Generator, width: int, he
             bag = _mix(np.array(look.skin, float), np.array([90, 60, 70.0]), 0.5 * look.eye_bags)
             d.arc([ex - r * 1.4, ey, ex + r * 1.4, ey + 2.2 * r], 20, 160, fill=bag,
                   width=max(1, int(r * 0.5 * look.eye_bags) + 1))
-    # Nose and mouth; a beard around the mouth.
     nose_y = cy + 0.12 * fh
     dark = _mix(np.array(look.skin, float), np.zeros(3), 0.3)
     d.polygon([(cx, cy - 0.02 * fh), (cx - 0.06 * fw, nose_y), (cx + 0.06 * fw, nose_y)],
@@ -155,24 +164,31 @@ def render(look: PersonLook, mask: int, rng: np.random.Generator, width: int, he
                 fill=_mix(np.array(look.hair, float), np.array(look.skin, float), 0.3))
     d.ellipse([cx - 0.13 * fw, mouth_y - 0.03 * fh, cx + 0.13 * fw, mouth_y + 0.03 * fh],
               fill=look.lips)
-    # The mask.
-    if mask != 2:
-        colour = MASK_COLOURS[rng.integers(len(MASK_COLOURS))]
-        if mask == labels.WEAR:  # over nose and mouth
-            y0 = cy + rng.uniform(-0.04, 0.02) * fh
-        elif rng.random() < 0.5:  # below the nose
-            y0 = cy + rng.uniform(0.15, 0.2) * fh
-        else:  # on the chin
-            y0 = cy + rng.uniform(0.31, 0.36) * fh
-        y1 = cy + rng.uniform(0.5, 0.56) * fh
-        d.rounded_rectangle([cx - 0.46 * fw, y0, cx + 0.46 * fw, y1],
-                            radius=int(0.12 * fw), fill=colour)
-        strap = _mix(np.array(colour, float), np.zeros(3), 0.2)
-        for side in (-1, 1):
-            d.line([cx + side * 0.46 * fw, y0 + 0.04 * fh, cx + side * 0.5 * fw, cy - 0.05 * fh],
-                   fill=strap, width=max(1, width // 128))
-    # Pose, light and camera. NEAREST rotation: 12x faster than BILINEAR, and the shapes have
-    # no anti-aliasing to preserve.
+
+
+def _draw_mask(d: ImageDraw.ImageDraw, rng: np.random.Generator, mask: int, cx: float,
+               cy: float, fw: float, fh: float, width: int) -> None:
+    """Over nose and mouth (worn), or below the nose or on the chin (worn incorrectly)."""
+    colour = MASK_COLOURS[rng.integers(len(MASK_COLOURS))]
+    if mask == labels.WEAR:
+        y0 = cy + rng.uniform(-0.04, 0.02) * fh
+    elif rng.random() < 0.5:  # below the nose
+        y0 = cy + rng.uniform(0.15, 0.2) * fh
+    else:  # on the chin
+        y0 = cy + rng.uniform(0.31, 0.36) * fh
+    y1 = cy + rng.uniform(0.5, 0.56) * fh
+    d.rounded_rectangle([cx - 0.46 * fw, y0, cx + 0.46 * fw, y1],
+                        radius=int(0.12 * fw), fill=colour)
+    strap = _mix(np.array(colour, float), np.zeros(3), 0.2)
+    for side in (-1, 1):
+        d.line([cx + side * 0.46 * fw, y0 + 0.04 * fh, cx + side * 0.5 * fw, cy - 0.05 * fh],
+               fill=strap, width=max(1, width // 128))
+
+
+def _camera(img: Image.Image, rng: np.random.Generator, look: PersonLook, width: int,
+            height: int, difficulty: float, framing: float) -> Image.Image:
+    """Pose, light and sensor noise. NEAREST rotation: 12x faster than BILINEAR, and the
+    shapes have no anti-aliasing to preserve."""
     img = img.rotate(rng.uniform(-8, 8), resample=Image.NEAREST,
                      fillcolor=img.getpixel((0, 0)) if framing else look.background)
     light = 1.0 + rng.uniform(-0.25, 0.25) * min(1.0, difficulty)

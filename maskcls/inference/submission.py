@@ -1,0 +1,218 @@
+"""Trained models -> a competition submission: what ``predict.py`` does, importable.
+
+A checkpoint knows its backbone (hyper-parameters) and its eval pipeline (the datamodule state:
+image size, face crop, normalisation), and its run folder knows the data it was trained on, so
+prediction never falls back to defaults. Several checkpoints (a k-fold sweep) are ensembled by
+averaging their softmax probabilities. An exported model carries the same facts in its file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from maskcls import atomic, calibration, labels
+from maskcls.data import catalog as cat
+from maskcls.data.fingerprint import eval_fingerprint
+from maskcls.errors import CheckpointError, ConfigError, DataLayoutError
+from maskcls.exported import ExportedModel, load_exported
+from maskcls.inference.scorers import (
+    Scorer,
+    checkpoint_scorer,
+    device_for,
+    eval_probabilities,
+    exported_scorer,
+)
+from maskcls.logs import quiet_libraries
+from maskcls.model.metrics import score
+from maskcls.output_paths import check_output
+from maskcls.run import folder as rf
+from maskcls.run.checkpoints import load_checkpoint
+from maskcls.run.trained import (
+    Member,
+    eval_pipeline,
+    find_checkpoints,
+    load_model,
+    missing_jobs,
+    pipeline_from_state,
+    recorded_eval_set,
+    trained_data_root,
+)
+
+
+@dataclass
+class Source:
+    """What ``predict`` reads: checkpoints (``members``) or one exported model."""
+
+    members: list[Member]
+    exported: ExportedModel | None
+    folder: Path                             # where the submission goes by default
+    offsets: dict[str, list[float]] | None   # calibration offsets to apply (calibrate=true)
+    data_roots: set[str]                     # the data the models were trained on
+    inputs: list[Path]                       # files prediction reads: never an output
+    notes: list[str] = field(default_factory=list)  # what the user should know
+    seen_eval: set[str] = field(default_factory=set)  # eval sets the models' runs saw
+
+    @classmethod
+    def resolve(cls, ckpt: str | None, model_file: str | None, calibrate: bool) -> Source:
+        if (ckpt is None) == (model_file is None):
+            raise ConfigError("give either ckpt=<run folder | multirun folder | .ckpt> or "
+                              "model_file=<.onnx | .pt from python -m maskcls.export>"
+                              + (", not both" if ckpt is not None else ""))
+        if model_file is not None:
+            exported = load_exported(model_file)
+            offsets = exported.metadata.get("calibration") if calibrate else None
+            if calibrate and offsets is None:
+                raise ConfigError(f"calibrate=true: {model_file} carries no calibration "
+                                  "offsets (its run had no calibration.json); predict without "
+                                  "calibrate")
+            if offsets is not None:
+                offsets = calibration.check_offsets(offsets, f"model_file={model_file}")
+            return cls([], exported, exported.path.parent, offsets,
+                       {exported.metadata.get("data_root")} - {None}, [exported.path],
+                       seen_eval={exported.metadata.get("eval_data")} - {None})
+        members, folder = find_checkpoints(str(ckpt))
+        return cls(members, None, folder, _member_offsets(members) if calibrate else None,
+                   {trained_data_root(m.run_dir) for m in members} - {None},
+                   [m.ckpt for m in members]
+                   + [m.run_dir / rf.CONFIG for m in members if m.run_dir is not None],
+                   missing_jobs(folder, members))
+
+    def scorers(self, face_boxes: str | None, accelerator: str) -> list[Scorer]:
+        """Every model, loaded and checked (with its pipeline) before any image is read."""
+        if self.exported is not None:
+            pipeline = pipeline_from_state(self.exported.metadata["pipeline"],
+                                           self.exported.path, face_boxes)
+            return [exported_scorer(self.exported, pipeline)]
+        device, out = device_for(accelerator), []
+        for m in self.members:
+            ckpt = load_checkpoint(m.ckpt)
+            self.seen_eval |= {recorded_eval_set(ckpt)} - {None}
+            out.append(checkpoint_scorer(m.name, load_model(ckpt, m.ckpt),
+                                         eval_pipeline(ckpt, m.ckpt, face_boxes), device))
+        return out
+
+
+def _member_offsets(members: list[Member]) -> dict[str, list[float]]:
+    """Every member's calibration offsets (checked before predicting), averaged."""
+    parts = []
+    for m in members:
+        if m.run_dir is None:
+            raise CheckpointError(f"calibrate=true: {m.ckpt} is not inside a run folder, so its "
+                                  "calibration.json is unknown; give the run folder as ckpt=")
+        parts.append(calibration.load(m.run_dir))
+    return calibration.mean_offsets(parts)
+
+
+def predict_probs(scorers: list[Scorer], data_root: str | os.PathLike, tta: bool = False,
+                  batch_size: int = 128, num_workers: int = 2
+                  ) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """(eval table in info.csv order, one (N, 18) probability array per scorer), after
+    checking that the eval set is there and every face-cropping scorer has its boxes."""
+    eval_df = cat.scan_eval(data_root)
+    for s in scorers:
+        if s.pipeline.boxes is not None:
+            s.pipeline.boxes.check_covers(eval_df["path"].tolist())
+    return eval_df, eval_probabilities(scorers, eval_df, tta, batch_size, num_workers)
+
+
+def predict(ckpt: str | None = None, data_root: str | None = None, output: str | None = None,
+            tta: bool = False, save_probs: bool = False, batch_size: int = 128,
+            num_workers: int = 2, accelerator: str = "auto", calibrate: bool = False,
+            face_boxes: str | None = None, model_file: str | None = None) -> dict[str, Any]:
+    """Write ``submission.csv`` (and optionally the probabilities) from checkpoints (``ckpt``)
+    or an exported model (``model_file``); returns what was done, with scores when
+    ``eval/answers.csv`` exists. ``calibrate`` applies the decision offsets of each member's
+    run (``calibration.json``; an ensemble uses their mean; an exported model carries its
+    run's)."""
+    quiet_libraries()
+    source = Source.resolve(ckpt, model_file, calibrate)
+    if data_root is None:
+        if len(source.data_roots) != 1:
+            raise ConfigError("data.root is not known from the run's config.yaml "
+                              f"(found {sorted(source.data_roots) or 'none'}); pass "
+                              "data.root=/path/to/data")
+        data_root = next(iter(source.data_roots))
+    out = Path(output).expanduser() if output else source.folder / rf.SUBMISSION
+    prob_path = out.with_name(out.stem + "_probs.csv")
+    for target in (out, prob_path) if save_probs else (out,):
+        check_output(target, "output", ".csv", source.inputs, [Path(data_root).expanduser()])
+    scorers = source.scorers(face_boxes, accelerator)
+    eval_df, probs = predict_probs(scorers, data_root, tta, batch_size, num_workers)
+    mean = np.mean(probs, axis=0)
+    raw_pred = mean.argmax(1)
+    if source.offsets is not None:
+        mean = calibration.apply(mean, source.offsets)
+    sub = pd.DataFrame({"ImageID": eval_df["ImageID"], "ans": mean.argmax(1)})
+    atomic.write_csv(sub, out)
+    result: dict[str, Any] = {"submission": out, "rows": len(sub), "members": len(probs),
+                              "notes": [*source.notes, *_eval_set_note(source, data_root)]}
+    if save_probs:
+        table = pd.concat([eval_df[["ImageID"]],
+                           pd.DataFrame(mean, columns=[f"prob_{c}" for c in range(mean.shape[1])])],
+                          axis=1)
+        atomic.write_csv(table, prob_path, float_format="%.6f")
+        result["probs"] = prob_path
+    result.update(_scores(Path(data_root), eval_df, sub["ans"].to_numpy(), raw_pred, probs,
+                          source.offsets is not None, result["notes"]))
+    return result
+
+
+def _eval_set_note(source: Source, data_root: str | os.PathLike) -> list[str]:
+    """Another eval set than the run's is a legitimate use of predict.py: said, not refused."""
+    digest = eval_fingerprint(data_root)
+    if not source.seen_eval or digest in source.seen_eval:
+        return []
+    return [f"the eval set at {data_root} (eval/info.csv digest {digest}) is not the one the "
+            f"model's run saw ({', '.join(sorted(source.seen_eval))}); predicted as asked"]
+
+
+def _scores(data_root: Path, eval_df: pd.DataFrame, pred: np.ndarray, raw_pred: np.ndarray,
+            probs: list[np.ndarray], calibrated: bool, notes: list[str]) -> dict[str, Any]:
+    """Scores against ``eval/answers.csv`` where there is one (the synthetic tree writes it);
+    a malformed one is a note, and the submission stands."""
+    path = data_root / "eval" / "answers.csv"
+    if not path.exists():
+        return {}
+    try:
+        truth = read_answers(path, eval_df["ImageID"])
+    except DataLayoutError as e:
+        notes.append(f"not scored: {e}")
+        return {}
+    result = {"score": score(pred, truth)}
+    if calibrated:
+        result["uncalibrated_score"] = score(raw_pred, truth)
+    if len(probs) > 1:
+        result["member_scores"] = [score(p.argmax(1), truth) for p in probs]
+    return result
+
+
+def read_answers(path: Path, image_ids: pd.Series) -> np.ndarray:
+    """The true class of every eval image, in ``image_ids`` order, from an ``answers.csv``
+    (``ImageID,ans``)."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataLayoutError(f"{path} is not a readable CSV ({str(e).splitlines()[0][:120]})"
+                              ) from None
+    if not {"ImageID", "ans"} <= set(table.columns):
+        raise DataLayoutError(f"{path} has no ImageID and ans columns")
+    ans = pd.to_numeric(table["ans"], errors="coerce")
+    bad = ans.isna() | (ans % 1 != 0) | (ans < 0) | (ans >= labels.NUM_CLASSES)
+    if bad.any():
+        raise DataLayoutError(f"{path}: ans {table['ans'][bad].iloc[0]!r} is not a class "
+                              f"0..{labels.NUM_CLASSES - 1} ({int(bad.sum())} such row(s))")
+    twice = table["ImageID"][table["ImageID"].duplicated()]
+    if len(twice):
+        raise DataLayoutError(f"{path}: ImageID {twice.iloc[0]!r} is listed twice")
+    truth = pd.Series(ans.to_numpy(), index=table["ImageID"]).reindex(image_ids)
+    if truth.isna().any():
+        raise DataLayoutError(f"{path} has no answer for {int(truth.isna().sum())} of the "
+                              f"{len(truth)} eval images")
+    return truth.to_numpy().astype(np.int64)
+
