@@ -47,14 +47,6 @@ def _overrides(job: Path) -> dict[str, str]:
     return out
 
 
-def find_jobs(sweep_dir: Path) -> list[Path]:
-    """Job folders of a sweep, in job-number order."""
-    jobs = [d for d in sweep_dir.iterdir()
-            if d.is_dir() and ((d / rf.HYDRA_DIR).is_dir() or rf.is_run_folder(d))]
-    return sorted(jobs, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit()
-                                       else 0, d.name))
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     """A job's JSON record, or {} when it is damaged."""
     try:
@@ -67,7 +59,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def job_table(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     """One row per job and the override keys that vary between jobs."""
     rows = []
-    for job in find_jobs(sweep_dir):
+    for job in rf.find_jobs(sweep_dir):
         row: dict[str, Any] = {"job": job.name, "overrides": _overrides(job)}
         metrics_path, failure_path = job / rf.METRICS_JSON, job / rf.FAILURE
         if metrics_path.exists():
@@ -198,7 +190,7 @@ class SweepReport(Callback):
         # before the sweeper starts (Optuna announces its study)
         quiet_libraries(optuna="optuna" in str(config.hydra.sweeper.get("_target_", "")))
         sweep_dir = Path(config.hydra.sweep.dir)
-        if sweep_dir.is_dir() and find_jobs(sweep_dir):
+        if sweep_dir.is_dir() and rf.find_jobs(sweep_dir):
             raise SystemExit(f"error: hydra.sweep.dir={sweep_dir} already holds another sweep's "
                              "jobs; a sweep never writes over another. Choose a new "
                              "hydra.sweep.dir, or leave it to the default (a new time stamp).")

@@ -8,6 +8,7 @@ import pytest
 
 from maskcls.data import catalog as cat
 from maskcls.data.catalog import DataLayoutError
+from maskcls.data.corrections import apply_corrections
 
 # Image counts per class 0..17 in the real training set (labels from folder names).
 REAL_CLASS_COUNTS = [2745, 2050, 415, 3660, 4085, 545, 549, 410, 83, 732, 817, 109, 549, 410, 83,
@@ -157,14 +158,14 @@ def test_corrections_relabel_and_warn_for_unknown_ids(synth_copy, tmp_path):
     if "-" in pid:
         pytest.skip("first synthetic id has a suffix")
     with pytest.warns(UserWarning, match="999999"):
-        fixed = cat.apply_corrections(df, fixes)
+        fixed = apply_corrections(df, fixes)
     rows = fixed[fixed["person_id"] == pid]
     assert (rows["gender"] == new_gender).all()
     assert (rows["label"] != df.loc[rows.index, "label"]).all()
     bad = tmp_path / "bad.csv"
     bad.write_text("person_id,field,value\n1,race,x\n")
     with pytest.raises(DataLayoutError, match="field 'race'"):
-        cat.apply_corrections(df, bad)
+        apply_corrections(df, bad)
 
 
 def test_copy_of_tree_without_train_csv_still_scans(synth_copy):

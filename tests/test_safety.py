@@ -21,6 +21,7 @@ from PIL import Image
 
 from maskcls import atomic
 from maskcls.data import catalog as cat
+from maskcls.data.corrections import apply_corrections
 from maskcls.data.dataset import MAX_IMAGE_PIXELS, read_rgb, unreadable_images
 from maskcls.errors import (
     CheckpointError,
@@ -367,10 +368,10 @@ def test_an_empty_corrections_file_is_named(synth_copy, tmp_path):
     fixes = tmp_path / "fixes.csv"
     fixes.write_text("")
     with pytest.raises(DataLayoutError, match=f"{fixes} is empty"):
-        cat.apply_corrections(cat.scan_train(synth_copy), fixes)
+        apply_corrections(cat.scan_train(synth_copy), fixes)
     fixes.write_text("person_id,field,value\n00x1,age,30\n")
     with pytest.raises(DataLayoutError, match="person_id '00x1' is not a plain decimal id"):
-        cat.apply_corrections(cat.scan_train(synth_copy), fixes)
+        apply_corrections(cat.scan_train(synth_copy), fixes)
 
 
 @pytest.mark.parametrize(("rows", "message"), [

@@ -27,7 +27,7 @@ import pandas as pd
 from maskcls import labels
 from maskcls.errors import DataLayoutError
 
-__all__ = ["DataLayoutError", "scan_train", "scan_eval", "apply_corrections",
+__all__ = ["DataLayoutError", "scan_train", "scan_eval",
            "train_csv_disagreements", "summarise"]
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png"}
@@ -228,55 +228,6 @@ def train_csv_disagreements(root: str | os.PathLike, catalog: pd.DataFrame) -> p
 def _normalise_id(raw: str) -> str:
     head, _, suffix = str(raw).strip().partition("-")
     return f"{int(head)}-{suffix}" if suffix else str(int(head))
-
-
-CORRECTABLE_FIELDS = ("gender", "age")
-
-
-def apply_corrections(catalog: pd.DataFrame, csv_path: str | os.PathLike,
-                      age_bounds: Sequence[int] = labels.DEFAULT_AGE_BOUNDS) -> pd.DataFrame:
-    """Apply label fixes from a CSV with columns ``person_id,field,value`` and relabel.
-
-    ``person_id`` is the folder id (``000123`` or ``123``; ``001498-1`` for suffixed ids),
-    ``field`` is ``gender`` or ``age``. Ids not in the catalog are reported with a warning.
-    """
-    csv_path = Path(csv_path)
-    if not csv_path.exists():
-        raise DataLayoutError(f"data.corrections: {csv_path} does not exist")
-    fixes = _read_table(csv_path, "data.corrections", ["person_id", "field", "value"])
-    df = catalog.copy()
-    known = df["person_id"].map(_normalise_id)
-    unknown = []
-    seen: dict[tuple[str, str], str] = {}
-    for row in fixes.itertuples(index=False):
-        field, value = str(row.field).strip().lower(), str(row.value).strip()
-        if field not in CORRECTABLE_FIELDS:
-            raise DataLayoutError(f"{csv_path}: field {row.field!r} for person {row.person_id} "
-                                  f"is not one of {CORRECTABLE_FIELDS}")
-        if field == "gender":
-            value = value.lower()
-            if value not in labels.GENDER_CODES:
-                raise DataLayoutError(f"{csv_path}: gender {row.value!r} for person "
-                                      f"{row.person_id} is not one of {labels.GENDER_NAMES}")
-        elif _age(value) is None:
-            raise DataLayoutError(f"{csv_path}: age {row.value!r} for person {row.person_id} is "
-                                  f"not a whole number of years in 0..{MAX_AGE}")
-        if not ID_RE.match(str(row.person_id).strip()):
-            raise DataLayoutError(f"{csv_path}: person_id {row.person_id!r} is not a plain "
-                                  "decimal id such as 000123 or 001498-1")
-        earlier = seen.setdefault((_normalise_id(row.person_id), field), value)
-        if earlier != value:
-            raise DataLayoutError(f"{csv_path}: person {row.person_id} has two {field} fixes "
-                                  f"({earlier!r} and {value!r}); keep one")
-        hit = known == _normalise_id(row.person_id)
-        if not hit.any():
-            unknown.append(str(row.person_id))
-            continue
-        df.loc[hit, field] = int(value) if field == "age" else value
-    if unknown:
-        warnings.warn(f"{csv_path}: {len(unknown)} correction(s) name ids that are not in the data "
-                      f"and were skipped: {', '.join(unknown[:10])}", stacklevel=2)
-    return add_labels(df, age_bounds)
 
 
 def extra_rows(person_ids: Sequence[str], paths: Sequence[str], classes: np.ndarray,

@@ -19,6 +19,7 @@ from maskcls import labels
 from maskcls.data import catalog as cat
 from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.cache import disk_cache, ram_cache
+from maskcls.data.corrections import apply_corrections
 from maskcls.data.dataset import (
     ImageDataset,
     ImageReadError,
@@ -29,6 +30,7 @@ from maskcls.data.mixing import MixBatch
 from maskcls.data.pipeline import Pipeline
 from maskcls.data.pseudo import check_pseudo_args, pseudo_rows
 from maskcls.data.sampling import TrainSampler, check_sampling_args
+from maskcls.data.settings import cache_folder, check_modes, loader_workers
 from maskcls.data.smote import smote_images, smote_rows
 from maskcls.data.splits import check_split_args, holdout_split, kfold_split
 from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, mean_std
@@ -37,20 +39,6 @@ from maskcls.seeding import seed_rngs
 from maskcls.synth import SynthConfig, ensure_synthetic
 
 log = logging.getLogger(__name__)
-CACHE_MODES = ("ram", "disk", "none")
-
-
-def _workers(value: int | str, cache: str) -> int:
-    """``auto``: with a pixel cache on CPU the loader only indexes memory (augmentation runs
-    on the batch, see ``on_after_batch_transfer``), so worker processes would only take cores
-    from the model; decoding full images, or feeding a GPU, needs workers."""
-    if value != "auto":
-        if not isinstance(value, int) or value < 0:
-            raise ConfigError(f"data.num_workers must be 'auto' or an integer >= 0, got {value!r}")
-        return value
-    if cache != "none" and not torch.cuda.is_available():
-        return 0
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 class MaskDataModule(pl.LightningDataModule):
@@ -117,26 +105,17 @@ class MaskDataModule(pl.LightningDataModule):
         face_margin: float = 0.25,
     ) -> None:
         super().__init__()
+        check_modes(cache, normalize, oversample, age_bounds)
         self.root = Path(os.path.expanduser(str(root))).absolute()
         self.synthetic = SynthConfig(**synthetic) if synthetic else None
         if self.synthetic is not None:
             self.synthetic.check()
-        if cache not in CACHE_MODES:
-            raise ConfigError(f"data.cache must be one of {CACHE_MODES}, got {cache!r}")
-        if isinstance(normalize, str) and normalize not in ("imagenet", "dataset"):
-            raise ConfigError("data.normalize must be 'imagenet', 'dataset' or {mean, std}, "
-                             f"got {normalize!r}")
-        labels.check_age_bounds(age_bounds)
-        self.batch_size = batch_size
-        self.num_workers = _workers(num_workers, cache)
-        self.val_ratio, self.n_folds, self.fold = val_ratio, n_folds, fold
-        self.split_seed = split_seed
-        self.undersample = {"keep_masked": 5, "resample_each_epoch": True, **(undersample or {})}
+        self.batch_size, self.num_workers = batch_size, loader_workers(num_workers, cache)
         check_split_args(val_ratio, n_folds, fold)
+        self.val_ratio, self.n_folds, self.fold = val_ratio, n_folds, fold
+        self.split_seed, self.seed = split_seed, seed
+        self.undersample = {"keep_masked": 5, "resample_each_epoch": True, **(undersample or {})}
         check_sampling_args(self.undersample["keep_masked"], oversample)
-        if oversample == "smote" and cache == "none":
-            raise ConfigError("data.oversample=smote works on the cached pixels; use "
-                              "data.cache=ram or data.cache=disk with it")
         self.oversample = oversample
         self.augment = AugmentConfig(**(augment or {}))
         given = (normalize["mean"], normalize["std"]) if isinstance(normalize, Mapping) \
@@ -145,13 +124,9 @@ class MaskDataModule(pl.LightningDataModule):
         self.pipeline = Pipeline(image_size, self.augment.center_crop, *given,
                                  face_boxes=face_boxes, face_margin=face_margin)
         self.normalize, self.cache_mode = normalize, cache
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root / ".maskcls_cache"
-        if cache == "disk" and self.cache_dir.exists() and not self.cache_dir.is_dir():
-            raise ConfigError(f"data.cache_dir={self.cache_dir} is a file, not a folder; give a "
-                              "folder for the decoded-image cache (it is created if missing)")
+        self.cache_dir = cache_folder(cache, cache_dir, self.root)
         self.corrections, self.age_bounds = corrections, tuple(age_bounds)
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.seed = seed
         self.verify = verify
         check_pseudo_args(pseudo_labels, pseudo_threshold, self.root)
         self.pseudo_labels, self.pseudo_threshold = pseudo_labels, pseudo_threshold
@@ -180,7 +155,7 @@ class MaskDataModule(pl.LightningDataModule):
         self.fingerprint = train_fingerprint(self.root, df["path"].tolist(),
                                              df["person_id"].nunique())
         if self.corrections:
-            df = cat.apply_corrections(df, self.corrections, self.age_bounds)
+            df = apply_corrections(df, self.corrections, self.age_bounds)
         if self.n_folds:
             train_ids, val_ids = kfold_split(df, self.n_folds, self.fold, self.split_seed)
         else:

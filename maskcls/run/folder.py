@@ -66,6 +66,14 @@ def is_run_folder(path: Path) -> bool:
     return (path / CONFIG).is_file()
 
 
+def find_jobs(sweep_dir: Path) -> list[Path]:
+    """Job folders of a sweep, in job-number order."""
+    jobs = [d for d in sweep_dir.iterdir()
+            if d.is_dir() and ((d / HYDRA_DIR).is_dir() or is_run_folder(d))]
+    return sorted(jobs, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit()
+                                       else 0, d.name))
+
+
 # ------------------------------------------------------------------------------ claiming
 def claim(out: Path, config_yaml: str, resuming: bool) -> FileLock:
     """Make ``out`` this run's and return its lock, held (release it when the run ends).

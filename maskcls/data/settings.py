@@ -1,0 +1,50 @@
+"""The datamodule's settings that need no data: cache mode and folder, loader workers,
+normalisation and oversampling modes, age bounds. Checked when the datamodule is built."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from maskcls import labels
+from maskcls.errors import ConfigError
+
+CACHE_MODES = ("ram", "disk", "none")
+
+
+def loader_workers(value: int | str, cache: str) -> int:
+    """``auto``: with a pixel cache on CPU the loader only indexes memory (augmentation runs
+    on the batch, see ``on_after_batch_transfer``), so worker processes would only take cores
+    from the model; decoding full images, or feeding a GPU, needs workers."""
+    if value != "auto":
+        if not isinstance(value, int) or value < 0:
+            raise ConfigError(f"data.num_workers must be 'auto' or an integer >= 0, got {value!r}")
+        return value
+    if cache != "none" and not torch.cuda.is_available():
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def check_modes(cache: str, normalize: Any, oversample: str, age_bounds: Sequence[int]) -> None:
+    if cache not in CACHE_MODES:
+        raise ConfigError(f"data.cache must be one of {CACHE_MODES}, got {cache!r}")
+    if isinstance(normalize, str) and normalize not in ("imagenet", "dataset"):
+        raise ConfigError("data.normalize must be 'imagenet', 'dataset' or {mean, std}, "
+                          f"got {normalize!r}")
+    if oversample == "smote" and cache == "none":
+        raise ConfigError("data.oversample=smote works on the cached pixels; use "
+                          "data.cache=ram or data.cache=disk with it")
+    labels.check_age_bounds(age_bounds)
+
+
+def cache_folder(cache: str, cache_dir: str | None, root: Path) -> Path:
+    """Where ``cache=disk`` keeps its files (default ``<root>/.maskcls_cache``)."""
+    path = Path(cache_dir).expanduser() if cache_dir else root / ".maskcls_cache"
+    if cache == "disk" and path.exists() and not path.is_dir():
+        raise ConfigError(f"data.cache_dir={path} is a file, not a folder; give a folder for "
+                          "the decoded-image cache (it is created if missing)")
+    return path
