@@ -12,6 +12,7 @@ class ids. All functions accept scalars, numpy arrays and torch tensors.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,7 +59,8 @@ def age_group(age: Any, bounds: Sequence[int] = DEFAULT_AGE_BOUNDS) -> Any:
 def check_age_bounds(bounds: Sequence[int]) -> tuple[int, int]:
     """``data.age_bounds``: two increasing whole ages."""
     ok = (isinstance(bounds, Sequence) and not isinstance(bounds, str) and len(bounds) == 2
-          and all(isinstance(b, int) and not isinstance(b, bool) and 0 < b < 130 for b in bounds)
+          and all(isinstance(b, numbers.Integral) and not isinstance(b, bool) and 0 < b < 130
+              for b in bounds)
           and bounds[0] < bounds[1])
     if not ok:
         shown = list(bounds) if isinstance(bounds, Sequence) and not isinstance(bounds, str) \

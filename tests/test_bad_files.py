@@ -259,3 +259,48 @@ def test_the_report_lists_a_job_with_a_damaged_metrics_file(fold_runs, tmp_path,
     table, _ = job_table(sweep)
     assert table.set_index("job").loc["1", "status"] == "damaged"
     assert table.set_index("job").loc["0", "status"] == "done"
+
+
+# --------------------------------------------------------------- face boxes and sweeps
+
+
+def _all_boxes(root: Path, path: Path) -> Path:
+    paths = [*cat.scan_train(root)["path"], *cat.scan_eval(root)["path"]]
+    pd.DataFrame([(relative(p), 2, 3, 40, 56) for p in paths],
+                 columns=["path", "x0", "y0", "x1", "y1"]).to_csv(path, index=False)
+    return path
+
+
+def test_a_box_file_edited_after_training_is_named(synth_root, tmp_path):
+    from maskcls.training import train
+
+    boxes = _all_boxes(synth_root, tmp_path / "boxes.csv")
+    train(make_cfg(synth_root, tmp_path / "run", f"data.face_boxes={boxes}"))
+    predict(str(tmp_path / "run"), output=str(tmp_path / "a.csv"))  # unchanged: fine
+    table = pd.read_csv(boxes)
+    table.loc[0, "x1"] = 30
+    table.to_csv(boxes, index=False)
+    with pytest.raises(CheckpointError, match="has changed since the model was trained"):
+        predict(str(tmp_path / "run"), output=str(tmp_path / "b.csv"))
+    # given explicitly, the file is used as it is now
+    predict(str(tmp_path / "run"), output=str(tmp_path / "c.csv"), face_boxes=str(boxes))
+    assert (tmp_path / "c.csv").exists() and not (tmp_path / "b.csv").exists()
+
+
+def test_face_boxes_for_a_model_without_face_crops_are_refused(fold_runs, synth_root, tmp_path):
+    boxes = _all_boxes(synth_root, tmp_path / "boxes.csv")
+    with pytest.raises(ConfigError, match="trained without face crops"):
+        predict(str(fold_runs / "0"), output=str(tmp_path / "s.csv"), face_boxes=str(boxes))
+
+
+def test_an_ensemble_of_a_sweep_names_the_jobs_left_out(fold_runs, tmp_path):
+    import shutil
+
+    sweep = tmp_path / "sweep"
+    for job in ("0", "1"):
+        shutil.copytree(fold_runs / job, sweep / job)
+    (sweep / "2" / ".hydra").mkdir(parents=True)
+    (sweep / "2" / "failure.json").write_text('{"type": "X", "message": "boom"}')
+    res = predict(str(sweep), output=str(tmp_path / "s.csv"))
+    assert res["members"] == 2
+    assert any("left out: 2 (failed)" in n for n in res["notes"]), res["notes"]

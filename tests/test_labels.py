@@ -29,7 +29,7 @@ def test_age_boundaries(age, group):
 
 def test_age_bounds_are_configurable_and_checked():
     assert labels.age_group(58, (30, 58)) == 2
-    with pytest.raises(ValueError, match="age bounds"):
+    with pytest.raises(ValueError, match="age_bounds"):
         labels.age_group(40, (60, 30))
 
 

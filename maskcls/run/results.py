@@ -53,6 +53,7 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
         "val_images": len(dm.val_catalog),
         "train_images": len(dm.train_rows),
         "tags": [str(t) for t in tags],
+        "data": dm.fingerprint,  # what it trained on (checked again on resume)
     }
     confusion_matrix_png(details["confusion_matrix"], out / rf.CONFUSION_PNG,
                          title=f"validation confusion matrix (macro-F1 {scalars['f1']:.3f})")
