@@ -53,7 +53,7 @@ ABLATIONS = [
                                  "augment.mix_prob=0.5"], tta=True),
     Row("quick + EMA", ["experiment=quick", "callbacks=ema"], tta=True),
     Row("quick + face crop (detected)", ["experiment=quick"], tta=True, face_boxes=True),
-    Row("quick + SMOTE", ["experiment=quick", "data.oversample=smote"], tta=True),
+    Row("quick + SMOTE", ["experiment=quick", "data.smote=true"], tta=True),
     Row("quick + oversample=weighted", ["experiment=quick", "data.oversample=weighted"],
         tta=True),
     Row("quick + oversample=repeat", ["experiment=quick", "data.oversample=repeat"], tta=True),

@@ -18,7 +18,7 @@ from maskcls.errors import ConfigError
 # Options that are booleans wherever they appear in the config tree (matched by leaf name).
 BOOLEAN_KEYS = frozenset({
     "pretrained", "channels_last", "sync_batchnorm", "nesterov", "weighted",
-    "resample_each_epoch", "verify", "tta", "save_probs", "calibrate", "allow_failures",
+    "resample_each_epoch", "verify", "tta", "save_probs", "calibrate", "allow_failures", "smote",
     "benchmark", "enable_progress_bar", "enable_model_summary", "inference_mode",
     "use_distributed_sampler",
 })

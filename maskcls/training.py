@@ -9,6 +9,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,21 @@ def _build(node: Any, **kwargs: Any) -> Any:
         raise
 
 
-def check_config(cfg: DictConfig) -> tuple[MaskDataModule, int | None]:
-    """Catch configuration mistakes before any data is read or model is built. Returns the
-    datamodule, constructed (its settings checked) but not set up, and the global step of
-    ``ckpt_path`` (None without one): the checkpoint is read once, here.
+@dataclass
+class Plan:
+    """What ``check_config`` built and checked, used as it is by the rest of the run: the
+    datamodule (not set up yet), the callbacks, the scheduler settings, and the global step
+    of ``ckpt_path`` (None without one; the checkpoint is read once)."""
+
+    datamodule: MaskDataModule
+    callbacks: list[pl.Callback]
+    scheduler: dict[str, Any] | None
+    resume_step: int | None = None
+
+
+def check_config(cfg: DictConfig) -> Plan:
+    """Catch configuration mistakes before any data is read or model is built; what is built
+    for the checks (datamodule, callbacks, scheduler) is returned for the run to use.
 
     ``cfg`` is settled first (``inputs.settle``): input paths made absolute, so the run folder
     records what this run read whatever folder a later resume or prediction starts in."""
@@ -75,18 +87,18 @@ def check_config(cfg: DictConfig) -> tuple[MaskDataModule, int | None]:
                           "layers need two or more images per batch. Use data.batch_size >= 2 "
                           "(trainer.accumulate_grad_batches adds up batches if memory is short)")
     # Constructing the datamodule reads no data: it checks its settings (image size, split,
-    # sampling, cache, normalisation). The loss is built for real once the class counts are
-    # known; this trial build checks its parameters now.
-    dm: MaskDataModule = _build(cfg.data, _convert_="all")
+    # sampling, cache, normalisation). The loss's class weights need the data's class counts,
+    # so it is built for real later; this trial build checks its parameters now.
+    plan = Plan(_build(cfg.data, _convert_="all"), build_callbacks(cfg),
+                instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None)
     check_head(cfg.model.get("head", "single"))
     if cfg.model.get("pretrained_file"):
         check_pretrained_file(cfg.model.pretrained_file, name)
     build_loss(cfg, [1] * labels.NUM_CLASSES)
-    build_callbacks(cfg)  # their own checks (e.g. the EMA decay); they hold no data yet
-    check_schedule(instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None)
+    check_schedule(plan.scheduler)
     check_data_root(cfg)
     if not cfg.get("ckpt_path"):
-        return dm, None
+        return plan
     ckpt = check_resumable(cfg.ckpt_path)
     done = int(ckpt["epoch"]) + 1
     if cfg.trainer.max_epochs < done:
@@ -94,8 +106,9 @@ def check_config(cfg: DictConfig) -> tuple[MaskDataModule, int | None]:
                           f"has already trained {done} epoch(s); give trainer.max_epochs "
                           f">= {done}")
     if _resumes_in(cfg, Path(cfg.paths.output_dir)):
-        check_same_data(dm, ckpt, Path(cfg.paths.output_dir))
-    return dm, int(ckpt["global_step"])
+        check_same_data(plan.datamodule, ckpt, Path(cfg.paths.output_dir))
+    plan.resume_step = int(ckpt["global_step"])
+    return plan
 
 
 def _has_batchnorm(backbone: str) -> bool:
@@ -104,16 +117,16 @@ def _has_batchnorm(backbone: str) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
-def build(cfg: DictConfig, dm: MaskDataModule | None = None
-          ) -> tuple[MaskDataModule, MaskClassifier]:
-    """Set up the data (``dm``, or one built from ``cfg.data``) and build the model."""
-    dm = dm if dm is not None else _build(cfg.data, _convert_="all")
+def build(cfg: DictConfig, plan: Plan | None = None) -> tuple[MaskDataModule, MaskClassifier]:
+    """Set up the data and build the model (``plan``: from ``check_config``, run here when
+    not given)."""
+    plan = plan if plan is not None else check_config(cfg)
+    dm = plan.datamodule
     dm.prepare_data()
     dm.setup("fit")
     loss = build_loss(cfg, dm.class_counts)
-    model: MaskClassifier = _build(
-        cfg.model, loss=loss, optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler, _convert_="all"))
+    model: MaskClassifier = _build(cfg.model, loss=loss, optimizer=instantiate(cfg.optimizer),
+                                   scheduler=plan.scheduler)
     _check_input_size(model, dm.pipeline.image_size)
     # Lightning's model summary measures FLOPs and layer sizes on this (else it shows 0)
     model.example_input_array = torch.zeros(1, 3, *dm.pipeline.image_size, dtype=torch.uint8)
@@ -203,14 +216,15 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> float
     started = time.perf_counter()
     quiet_libraries()
     out = Path(cfg.paths.output_dir)
-    dm, resume_step = check_config(cfg)
+    plan = check_config(cfg)
     resuming = _resumes_in(cfg, out)
+    if not resuming:
+        plan.resume_step = None  # ckpt_path= of another run: a new run from its weights
     with ExitStack() as held:
         if _is_main_process():
             lock = rf.claim(out, OmegaConf.to_yaml(cfg, resolve=True), resuming)
             held.callback(lock.release)
-        return _fit_and_report(cfg, dm, out, started, extra_callbacks,
-                               resume_step if resuming else None)
+        return _fit_and_report(cfg, plan, out, started, extra_callbacks)
 
 
 def _fit(trainer: pl.Trainer, model: MaskClassifier, dm: MaskDataModule, out: Path,
@@ -228,13 +242,14 @@ def _fit(trainer: pl.Trainer, model: MaskClassifier, dm: MaskDataModule, out: Pa
                              f"{where}") from None
 
 
-def _fit_and_report(cfg: DictConfig, dm: MaskDataModule, out: Path, started: float,
-                    extra_callbacks: Sequence[pl.Callback], resume_step: int | None) -> float:
-    """``resume_step``: the global step of ``last.ckpt`` when resuming in ``out``."""
+def _fit_and_report(cfg: DictConfig, plan: Plan, out: Path, started: float,
+                    extra_callbacks: Sequence[pl.Callback]) -> float:
+    """``plan.resume_step``: the global step of ``last.ckpt`` when resuming in ``out``."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    dm, model = build(cfg, dm)
-    callbacks = build_callbacks(cfg) + list(extra_callbacks)
+    dm, model = build(cfg, plan)
+    callbacks = plan.callbacks + list(extra_callbacks)
+    resume_step = plan.resume_step
     # resuming in place continues the trackers' runs recorded in the folder
     continued = resume_step is not None
     loggers = trackers.build_loggers(cfg, continue_in=out if continued else None)

@@ -335,13 +335,13 @@ def test_smote_fills_rare_classes_up_to_the_median_with_same_class_blends():
 def test_smote_images_train_only(synth_root, tmp_path):
     from maskcls.training import build
 
-    dm, _ = build(make_cfg(synth_root, tmp_path / "run", "data.oversample=smote"))
+    dm, _ = build(make_cfg(synth_root, tmp_path / "run", "data.smote=true"))
     synthetic = dm.catalog.index[dm.catalog["person_id"].str.startswith("smote:")]
     assert len(synthetic) > 0
     assert set(synthetic) <= set(dm.train_rows) and not set(synthetic) & set(dm.val_rows)
     assert len(dm.dataset) == len(dm.catalog) == len(dm._cache)
     with pytest.raises(ConfigError, match="data.cache=ram or data.cache=disk"):
-        train(make_cfg(synth_root, tmp_path / "b", "data.oversample=smote", "data.cache=none"))
+        train(make_cfg(synth_root, tmp_path / "b", "data.smote=true", "data.cache=none"))
 
 
 # ------------------------------------------------------------------------- experiments
@@ -369,5 +369,5 @@ def test_competition_is_what_the_readme_says(synth_root, tmp_path):
     assert plain.data.n_folds == 5 and list(plain.data.image_size) == [384, 288]
     assert "ema" in plain.callbacks and plain.augment.mixup > 0 and plain.augment.cutmix > 0
     offline = cfg("trainer.accelerator=cpu", "model.pretrained=false")
-    dm, _ = check_config(offline)  # every value passes the checks
+    dm = check_config(offline).datamodule  # every value passes the checks
     assert dm.pipeline.image_size == (384, 288) and dm.n_folds == 5

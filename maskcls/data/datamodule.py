@@ -50,14 +50,17 @@ class MaskDataModule(pl.LightningDataModule):
         synthetic: if given, the synthetic tree's settings; ``prepare_data`` generates it at
             ``root`` when ``root`` does not exist yet.
         image_size: ``[H, W]`` fed to the model.
+        center_crop: ``[h, w]`` fractions of the photo kept by a centre crop before resizing
+            (part of the eval pipeline: prediction crops the same).
         num_workers: DataLoader worker processes, or ``auto``.
         val_ratio: people held out when ``n_folds`` is unset.
         n_folds, fold: person-level stratified k-fold; ``fold`` is the validation fold.
         split_seed: seed of the split (independent of the training seed, so several seeds
             can be compared on one split).
         undersample: ``keep_masked`` (1..5) and ``resample_each_epoch``.
-        oversample: ``none``, ``weighted``, ``repeat`` (see ``maskcls.data.sampling``) or
-            ``smote`` (synthetic rare-class images, see ``maskcls.data.smote``).
+        oversample: ``none``, ``weighted`` or ``repeat`` (see ``maskcls.data.sampling``).
+        smote: add synthetic rare-class images to the training rows (``maskcls.data.smote``),
+            drawn like the others.
         augment: an ``AugmentConfig`` mapping (``conf/augment``).
         normalize: ``imagenet``, ``dataset`` (computed on the training split) or
             ``{mean: [...], std: [...]}``.
@@ -82,6 +85,7 @@ class MaskDataModule(pl.LightningDataModule):
         root: str,
         synthetic: Mapping[str, Any] | None = None,
         image_size: Sequence[int] = (128, 96),
+        center_crop: Sequence[float] | None = None,
         batch_size: int = 64,
         num_workers: int | str = "auto",
         val_ratio: float = 0.2,
@@ -90,6 +94,7 @@ class MaskDataModule(pl.LightningDataModule):
         split_seed: int = 42,
         undersample: Mapping[str, Any] | None = None,
         oversample: str = "none",
+        smote: bool = False,
         augment: Mapping[str, Any] | None = None,
         normalize: str | Mapping[str, Sequence[float]] = "imagenet",
         cache: str = "ram",
@@ -105,7 +110,7 @@ class MaskDataModule(pl.LightningDataModule):
         face_margin: float = 0.25,
     ) -> None:
         super().__init__()
-        check_modes(cache, normalize, oversample, age_bounds)
+        check_modes(cache, normalize, smote, age_bounds)
         self.root = Path(os.path.expanduser(str(root))).absolute()
         self.synthetic = SynthConfig(**synthetic) if synthetic else None
         if self.synthetic is not None:
@@ -116,12 +121,12 @@ class MaskDataModule(pl.LightningDataModule):
         self.split_seed, self.seed = split_seed, seed
         self.undersample = {"keep_masked": 5, "resample_each_epoch": True, **(undersample or {})}
         check_sampling_args(self.undersample["keep_masked"], oversample)
-        self.oversample = oversample
+        self.oversample, self.smote = oversample, smote
         self.augment = AugmentConfig(**(augment or {}))
         given = (normalize["mean"], normalize["std"]) if isinstance(normalize, Mapping) \
             else (IMAGENET_MEAN, IMAGENET_STD)
         # image size, face crop and normalisation: checked here, before any data is read
-        self.pipeline = Pipeline(image_size, self.augment.center_crop, *given,
+        self.pipeline = Pipeline(image_size, center_crop, *given,
                                  face_boxes=face_boxes, face_margin=face_margin)
         self.normalize, self.cache_mode = normalize, cache
         self.cache_dir = cache_folder(cache, cache_dir, self.root)
@@ -180,7 +185,7 @@ class MaskDataModule(pl.LightningDataModule):
         elif self.cache_mode == "disk":
             self._cache = disk_cache(paths, self.pipeline, workers, self.cache_dir,
                                      variant=str(self.root))
-        if self.oversample == "smote":
+        if self.smote:
             self._add_smote()
             paths = self.catalog["path"].tolist()
         # One dataset of uint8 pixels serves both stages; the batch transforms differ.

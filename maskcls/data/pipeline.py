@@ -65,8 +65,8 @@ class Pipeline:
         boxes = None
         if self.face_boxes is not None:
             if self.center_crop:
-                raise ConfigError("augment.center_crop and data.face_boxes both crop the photo; "
-                                  "keep one (augment.center_crop=null with face boxes)")
+                raise ConfigError("data.center_crop and data.face_boxes both crop the photo; "
+                                  "keep one (data.center_crop=null with face boxes)")
             check_value("data.face_margin", self.face_margin, "number", 0, 2)
             boxes = FaceBoxes(self.face_boxes)
             object.__setattr__(self, "face_boxes", str(boxes.path))

@@ -22,13 +22,14 @@ from maskcls import labels
 from maskcls.config_checks import check_value
 from maskcls.errors import ConfigError
 
-OVERSAMPLE_MODES = ("none", "weighted", "repeat", "smote")  # smote: extra rows, drawn as none
+OVERSAMPLE_MODES = ("none", "weighted", "repeat")
 
 
 def check_sampling_args(keep_masked: int, oversample: str) -> None:
     check_value("data.undersample.keep_masked", keep_masked, "int", 1, labels.MASKED_SHOTS)
     if oversample not in OVERSAMPLE_MODES:
-        raise ConfigError(f"data.oversample must be one of {OVERSAMPLE_MODES}, got {oversample!r}")
+        raise ConfigError(f"data.oversample must be one of {OVERSAMPLE_MODES}, got {oversample!r}"
+                          + ("; SMOTE images are data.smote=true" if oversample == "smote" else ""))
 
 
 class TrainSampler(Sampler[int]):

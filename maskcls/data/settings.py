@@ -29,14 +29,14 @@ def loader_workers(value: int | str, cache: str) -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
-def check_modes(cache: str, normalize: Any, oversample: str, age_bounds: Sequence[int]) -> None:
+def check_modes(cache: str, normalize: Any, smote: bool, age_bounds: Sequence[int]) -> None:
     if cache not in CACHE_MODES:
         raise ConfigError(f"data.cache must be one of {CACHE_MODES}, got {cache!r}")
     if isinstance(normalize, str) and normalize not in ("imagenet", "dataset"):
         raise ConfigError("data.normalize must be 'imagenet', 'dataset' or {mean, std}, "
                           f"got {normalize!r}")
-    if oversample == "smote" and cache == "none":
-        raise ConfigError("data.oversample=smote works on the cached pixels; use "
+    if smote and cache == "none":
+        raise ConfigError("data.smote=true works on the cached pixels; use "
                           "data.cache=ram or data.cache=disk with it")
     labels.check_age_bounds(age_bounds)
 

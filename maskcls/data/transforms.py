@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torchvision.transforms import v2
@@ -44,8 +44,6 @@ class AugmentConfig:
     cutmix: float = 0.0  # cutmix's Beta(alpha, alpha); 0 = off
     mix_prob: float = 1.0  # share of batches mixed (when mixup or cutmix is on)
     mix_switch: float = 0.5  # with both on: share of mixed batches that use cutmix
-    # (h, w) fraction kept by a centre crop before resizing, e.g. [0.8, 0.7]
-    center_crop: Sequence[float] | None = field(default=None)
 
     def __post_init__(self) -> None:
         limits = {"rotation": 180.0, "brightness": math.inf, "contrast": math.inf,
@@ -68,7 +66,7 @@ class FractionCenterCrop(v2.Transform):
         fh, fw = (float(fraction[0]), float(fraction[1]))
         if not (0 < fh <= 1 and 0 < fw <= 1):
             raise ConfigError(
-                f"augment.center_crop must be two fractions in (0, 1], got {fraction}")
+                f"data.center_crop must be two fractions in (0, 1], got {fraction}")
         self.fraction = (fh, fw)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
