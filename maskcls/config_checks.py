@@ -118,8 +118,16 @@ def check_values(cfg: DictConfig) -> None:
         raise ConfigError(f"monitor_mode must be max or min, got {mode!r}")
 
 
-PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true",
-              "64", "32", "16", "bf16", "transformer-engine", "transformer-engine-float16")
+def precisions() -> tuple[str, ...]:
+    """The precisions Lightning's Trainer takes, from Lightning's own type."""
+    from typing import get_args
+
+    from lightning_fabric.plugins.precision.precision import (
+        _PRECISION_INPUT_STR,
+        _PRECISION_INPUT_STR_ALIAS,
+    )
+
+    return get_args(_PRECISION_INPUT_STR) + get_args(_PRECISION_INPUT_STR_ALIAS)
 
 
 def _check_trainer(cfg: DictConfig) -> None:
@@ -127,9 +135,10 @@ def _check_trainer(cfg: DictConfig) -> None:
     if OmegaConf.select(cfg, "trainer", default=None) is None:
         return
     precision = cfg.trainer.get("precision")
-    if precision is not None and str(precision) not in PRECISIONS:
-        raise ConfigError(f"trainer.precision must be one of {', '.join(PRECISIONS[:6])} (or "
-                          f"{', '.join(PRECISIONS[6:])}), got {precision!r}")
+    known = precisions()
+    if precision is not None and str(precision) not in known:
+        raise ConfigError(f"trainer.precision must be one of {', '.join(known)}, got "
+                          f"{precision!r}")
     max_time = cfg.trainer.get("max_time")
     if max_time is not None and not _is_duration(max_time):
         raise ConfigError(f"trainer.max_time must be DD:HH:MM:SS (e.g. 00:12:00:00 for 12 hours) "

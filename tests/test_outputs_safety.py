@@ -160,7 +160,8 @@ def _closed_port() -> int:
 def test_an_mlflow_server_that_does_not_answer_is_named_before_data(synth_root, tmp_path):
     uri = f"http://127.0.0.1:{_closed_port()}"
     res = cli(f"data.root={synth_root}", *TINY_RUN, "logger=mlflow",
-              f"logger.mlflow.tracking_uri={uri}", f"hydra.run.dir={tmp_path / 'r'}")
+              f"logger.mlflow.tracking_uri={uri}", f"paths.tracking_dir={tmp_path}",
+              f"hydra.run.dir={tmp_path / 'r'}")
     assert_one_line_error(res, "no MLflow server answers", uri)
     assert not (tmp_path / "r").exists()
 
@@ -171,7 +172,8 @@ def test_a_garbage_mlflow_store_is_named(synth_root, tmp_path):
     db = tmp_path / "mlflow.db"
     db.write_text("this is not a database")
     res = cli(f"data.root={synth_root}", *TINY_RUN, "logger=mlflow",
-              f"logger.mlflow.tracking_uri=sqlite:///{db}", f"hydra.run.dir={tmp_path / 'r'}")
+              f"logger.mlflow.tracking_uri=sqlite:///{db}", f"paths.tracking_dir={tmp_path}",
+              f"hydra.run.dir={tmp_path / 'r'}")
     assert_one_line_error(res, str(db), "not an SQLite database")
 
 
@@ -182,6 +184,7 @@ def test_two_runs_create_one_mlflow_store_together(synth_root, tmp_path):
     procs = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), f"data.root={synth_root}",
                                *TINY_RUN, "logger=mlflow",
                                f"logger.mlflow.tracking_uri=sqlite:///{db}",
+                               f"paths.tracking_dir={tmp_path}",
                                f"hydra.run.dir={tmp_path / f'r{i}'}"],
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]

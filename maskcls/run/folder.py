@@ -137,6 +137,8 @@ def discard_unstarted(out: Path, since: float) -> None:
             continue
     with contextlib.suppress(OSError):  # not empty: it holds files this run did not make
         out.rmdir()
+        if out.parent.stat().st_mtime >= since:  # outputs/<date>/ made for this run alone
+            out.parent.rmdir()
 
 
 # ------------------------------------------------------------------------------ resuming
