@@ -1,0 +1,30 @@
+"""Named experiments keep their promise whatever data group or tree they are composed with."""
+
+import pytest
+from conftest import CONF, ROOT, cli
+from hydra import compose, initialize_config_dir
+
+
+def _compose(*overrides: str):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("data", ["synthetic", "competition"])
+def test_quick_sets_what_its_time_and_score_depend_on(data, tmp_path):
+    cfg = _compose("experiment=quick", f"data={data}", f"data.root={tmp_path}")
+    assert list(cfg.data.image_size) == [80, 60]
+    assert cfg.trainer.max_epochs == 16
+    assert cfg.data.cache == "ram" and cfg.data.batch_size == 64
+    assert cfg.data.undersample.keep_masked == 1
+    assert cfg.model.head == "multi" and cfg.model.backbone == "resnet18"
+    assert cfg.augment.scale == 0.15 and cfg.augment.mixup == 0
+
+
+def test_the_competition_experiment_runs_one_batch_on_a_cpu(synth_root, tmp_path):
+    res = cli("experiment=competition", "debug=fast", f"data.root={synth_root}",
+              "trainer.accelerator=cpu", "trainer.precision=32-true", "model.pretrained=false",
+              "data.cache=none", "data.batch_size=4", "data.image_size=[64,48]",
+              f"hydra.run.dir={tmp_path / 'run'}", cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "fast_dev_run" in res.stderr + res.stdout
