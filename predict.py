@@ -26,9 +26,10 @@ def main(cfg: DictConfig) -> None:
     try:
         check_values(cfg)
         check_accelerator(cfg.accelerator, key="accelerator")
-        res = predict(cfg.ckpt, cfg.data.root, cfg.output, cfg.tta, cfg.save_probs,
+        ckpt = cfg.ckpt if isinstance(cfg.ckpt, str | None) else [str(c) for c in cfg.ckpt]
+        res = predict(ckpt, cfg.data.root, cfg.output, cfg.tta, cfg.save_probs,
                       cfg.batch_size, cfg.num_workers, cfg.accelerator, cfg.calibrate,
-                      cfg.face_boxes, cfg.model_file)
+                      cfg.face_boxes, cfg.model_file, cfg.overwrite)
     except MaskclsError as e:
         raise SystemExit(f"error: {e}") from None
     source = "exported model" if cfg.model_file else f"{res['members']} model(s)"
@@ -47,8 +48,11 @@ def main(cfg: DictConfig) -> None:
         print(f"  without calibration: macro-F1 {res['uncalibrated_score']['f1']:.4f}")
     if "member_scores" in res:
         f1s = [m["f1"] for m in res["member_scores"]]
-        print("members' macro-F1: " + ", ".join(f"{v:.4f}" for v in f1s)
+        print("members' macro-F1: " + ", ".join(
+            f"{name} {v:.4f}" for name, v in zip(res["member_names"], f1s, strict=True))
               + f"  (mean {sum(f1s) / len(f1s):.4f}); ensemble {res['score']['f1']:.4f}")
+    elif res["members"] > 1:
+        print("members: " + ", ".join(res["member_names"]))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from maskcls.errors import ConfigError
 BOOLEAN_KEYS = frozenset({
     "pretrained", "channels_last", "sync_batchnorm", "nesterov", "weighted",
     "resample_each_epoch", "verify", "tta", "save_probs", "calibrate", "allow_failures", "smote",
+    "overwrite",
     "benchmark", "enable_progress_bar", "enable_model_summary", "inference_mode",
     "use_distributed_sampler",
 })

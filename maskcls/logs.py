@@ -21,6 +21,9 @@ CHATTER = (
     "A new study created",                    # Optuna
     "Trainer already configured with model summary",  # maskcls configures its own
     "`Trainer.fit` stopped: `max_epochs=",   # the normal end (other reasons are kept)
+    "GPU available: ",                        # the summary names the device used
+    "TPU available: ",
+    "HPU available: ",
 )
 # Library loggers kept at WARNING: migrations and connection pools speak at INFO.
 QUIET_LOGGERS = ("alembic", "optuna", "mlflow", "sqlalchemy", "urllib3", "wandb", "git",

@@ -166,3 +166,25 @@ def test_fold_ensemble_decodes_each_eval_image_once(fold_runs, synth_root, monke
     for a, b in zip(alone, together, strict=True):  # each member keeps its own probabilities
         assert np.allclose(a, b, atol=1e-5)
     assert not np.allclose(together[0], together[1])
+
+
+def test_a_submission_is_never_replaced_silently(fold_runs, tmp_path):
+    out = tmp_path / "sub.csv"
+    predict(str(fold_runs / "0"), output=str(out))
+    first = out.read_bytes()
+    with pytest.raises(ConfigError, match="exists .*overwrite=true"):
+        predict(str(fold_runs / "1"), output=str(out))
+    assert out.read_bytes() == first
+    predict(str(fold_runs / "1"), output=str(out), overwrite=True)
+    assert out.read_bytes() != first
+
+
+def test_any_runs_are_ensembled_and_named(fold_runs, tmp_path):
+    runs = [str(fold_runs / "0"), str(fold_runs / "1")]
+    with pytest.raises(ConfigError, match="give output="):
+        predict(runs)
+    res = predict(runs, output=str(tmp_path / "ens.csv"))
+    assert res["members"] == 2 and res["member_names"] == runs
+    same = predict(str(fold_runs), output=str(tmp_path / "sweep.csv"))
+    assert (tmp_path / "ens.csv").read_bytes() == (tmp_path / "sweep.csv").read_bytes()
+    assert same["score"] == res["score"]

@@ -181,3 +181,17 @@ def test_image_size_too_small_for_the_backbone(synth_root, tmp_path):
     with pytest.raises(ValueError, match=r"data.image_size=\[32, 24\] is too small for "
                                          r"model.backbone=densenet161"):
         train(make_cfg(synth_root, tmp_path, "model=densenet161"))
+
+
+def test_the_run_folder_has_an_epoch_table_and_a_readable_matrix(fold_runs):
+    run = fold_runs / "0"
+    epochs = pd.read_csv(run / "metrics_epochs.csv")
+    assert epochs["epoch"].tolist() == [0, 1]
+    assert {"val/f1", "train/loss_epoch", "lr-AdamW"} <= set(epochs.columns)
+    assert epochs["val/f1"].notna().all()
+    text = (run / "metrics.json").read_text()
+    rows = [line for line in text.splitlines() if line.strip().startswith("[") and
+            line.count(",") == 17]
+    assert len(rows) == 18
+    assert json.loads(text)["confusion_matrix"] == [json.loads(r.strip().rstrip(","))
+                                                    for r in rows]

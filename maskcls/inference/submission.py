@@ -9,6 +9,7 @@ averaging their softmax probabilities. An exported model carries the same facts 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ class Source:
 
     members: list[Member]
     exported: ExportedModel | None
-    folder: Path                             # where the submission goes by default
+    folder: Path | None                      # where the submission goes by default
     offsets: dict[str, list[float]] | None   # calibration offsets to apply (calibrate=true)
     data_roots: set[str]                     # the data the models were trained on
     inputs: list[Path]                       # files prediction reads: never an output
@@ -59,7 +60,8 @@ class Source:
     seen_eval: set[str] = field(default_factory=set)  # eval sets the models' runs saw
 
     @classmethod
-    def resolve(cls, ckpt: str | None, model_file: str | None, calibrate: bool) -> Source:
+    def resolve(cls, ckpt: str | Sequence[str] | None, model_file: str | None,
+                calibrate: bool) -> Source:
         if (ckpt is None) == (model_file is None):
             raise ConfigError("give either ckpt=<run folder | multirun folder | .ckpt> or "
                               "model_file=<.onnx | .pt from python -m maskcls.export>"
@@ -76,7 +78,12 @@ class Source:
             return cls([], exported, exported.path.parent, offsets,
                        {exported.metadata.get("data_root")} - {None}, [exported.path],
                        seen_eval={exported.metadata.get("eval_data")} - {None})
-        members, folder = find_checkpoints(str(ckpt))
+        if isinstance(ckpt, str):
+            members, folder = find_checkpoints(ckpt)
+        else:  # several runs (or sweeps): one ensemble of all their checkpoints
+            members = [m for c in ckpt for m in find_checkpoints(str(c))[0]]
+            folder = None
+            _name_uniquely(members)
         return cls(members, None, folder, _member_offsets(members) if calibrate else None,
                    {trained_data_root(m.run_dir) for m in members} - {None},
                    [m.ckpt for m in members]
@@ -96,6 +103,13 @@ class Source:
             out.append(checkpoint_scorer(m.name, load_model(ckpt, m.ckpt),
                                          eval_pipeline(ckpt, m.ckpt, face_boxes), device))
         return out
+
+
+def _name_uniquely(members: list[Member]) -> None:
+    """Members of several runs are named by their run folder's path (job "0" of two sweeps
+    would otherwise share a name)."""
+    for m in members:
+        m.label = str(m.run_dir or m.ckpt)
 
 
 def _member_offsets(members: list[Member]) -> dict[str, list[float]]:
@@ -124,12 +138,14 @@ def predict_probs(scorers: list[Scorer], data_root: str | os.PathLike, tta: bool
 def predict(ckpt: str | None = None, data_root: str | None = None, output: str | None = None,
             tta: bool = False, save_probs: bool = False, batch_size: int = 128,
             num_workers: int = 2, accelerator: str = "auto", calibrate: bool = False,
-            face_boxes: str | None = None, model_file: str | None = None) -> dict[str, Any]:
+            face_boxes: str | None = None, model_file: str | None = None,
+            overwrite: bool = False) -> dict[str, Any]:
     """Write ``submission.csv`` (and optionally the probabilities) from checkpoints (``ckpt``)
     or an exported model (``model_file``); returns what was done, with scores when
     ``eval/answers.csv`` exists. ``calibrate`` applies the decision offsets of each member's
     run (``calibration.json``; an ensemble uses their mean; an exported model carries its
-    run's)."""
+    run's). ``ckpt`` may list several runs (ensembled like the folds of a sweep; give
+    ``output``). An existing output is replaced only with ``overwrite``."""
     quiet_libraries()
     source = Source.resolve(ckpt, model_file, calibrate)
     if data_root is None:
@@ -138,10 +154,15 @@ def predict(ckpt: str | None = None, data_root: str | None = None, output: str |
                               f"(found {sorted(source.data_roots) or 'none'}); pass "
                               "data.root=/path/to/data")
         data_root = next(iter(source.data_roots))
+    if output is None and source.folder is None:
+        raise ConfigError("ckpt= lists several runs: give output=<file.csv> for their ensemble")
     out = Path(output).expanduser() if output else source.folder / rf.SUBMISSION
     prob_path = out.with_name(out.stem + "_probs.csv")
     for target in (out, prob_path) if save_probs else (out,):
         check_output(target, "output", ".csv", source.inputs, [Path(data_root).expanduser()])
+        if target.exists() and not overwrite:
+            raise ConfigError(f"output={target} exists (an earlier prediction); pass "
+                              "overwrite=true to replace it, or give another output=")
     scorers = source.scorers(face_boxes, accelerator)
     eval_df, probs = predict_probs(scorers, data_root, tta, batch_size, num_workers)
     mean = np.mean(probs, axis=0)
@@ -151,6 +172,7 @@ def predict(ckpt: str | None = None, data_root: str | None = None, output: str |
     sub = pd.DataFrame({"ImageID": eval_df["ImageID"], "ans": mean.argmax(1)})
     atomic.write_csv(sub, out)
     result: dict[str, Any] = {"submission": out, "rows": len(sub), "members": len(probs),
+                              "member_names": [s.name for s in scorers],
                               "notes": [*source.notes, *_eval_set_note(source, data_root)]}
     if save_probs:
         table = pd.concat([eval_df[["ImageID"]],

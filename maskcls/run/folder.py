@@ -31,6 +31,7 @@ LAST_CKPT = f"{CHECKPOINTS}/last.ckpt"
 BEST_CKPT = f"{CHECKPOINTS}/best.ckpt"
 METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
+METRICS_EPOCHS = "metrics_epochs.csv"
 METRICS_BEFORE_RESUME = "metrics.before_resume.csv"
 VAL_PREDICTIONS = "val_predictions.csv"
 CONFUSION_PNG = "confusion_matrix.png"
@@ -45,7 +46,7 @@ HYDRA_DIR = ".hydra"
 # In a sweep folder: jobs a SIGTERM left unfinished or never started.
 INTERRUPTED = "interrupted.json"
 
-RUN_FILES = (BEST_CKPT, LAST_CKPT, METRICS_JSON, METRICS_CSV, CONFUSION_PNG,
+RUN_FILES = (BEST_CKPT, LAST_CKPT, METRICS_JSON, METRICS_CSV, METRICS_EPOCHS, CONFUSION_PNG,
              LEARNING_CURVE_PNG, VAL_PREDICTIONS, CALIBRATION, CONFIG, TRACKERS, TRAIN_LOG)
 
 # What a resumed run may change: where and how fast it runs, how long it trains, and where its

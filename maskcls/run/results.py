@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trainer: pl.Trainer,
                     ckpt: ModelCheckpoint | None, fit_seconds: float,
                     wall_seconds: float, tags: Sequence[str] = ()) -> dict[str, Any]:
-    """``metrics.json``, ``confusion_matrix.png``, ``learning_curve.png``,
-    ``val_predictions.csv`` and ``calibration.json``."""
+    """``metrics.json``, ``metrics_epochs.csv``, ``confusion_matrix.png``,
+    ``learning_curve.png``, ``val_predictions.csv`` and ``calibration.json``."""
     scalars = {k.split("/", 1)[1]: v for k, v in details.items() if k.startswith("val/")}
     # the epoch of the checkpoint the final validation loaded (best.ckpt)
     best_epoch = (trainer.lightning_module.loaded_epoch if ckpt and ckpt.best_model_path
@@ -54,11 +54,13 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
         "train_images": len(dm.train_rows),
         "tags": [str(t) for t in tags],
         "data": dm.fingerprint,  # what it trained on (checked again on resume)
+        "device": str(trainer.strategy.root_device),
     }
     confusion_matrix_png(details["confusion_matrix"], out / rf.CONFUSION_PNG,
                          title=f"validation confusion matrix (macro-F1 {scalars['f1']:.3f})")
     if (out / rf.METRICS_CSV).exists():
         learning_curve_png(out / rf.METRICS_CSV, out / rf.LEARNING_CURVE_PNG, best_epoch)
+        write_epoch_table(out / rf.METRICS_CSV, out / rf.METRICS_EPOCHS)
     if "probs" in details:
         probs = details["probs"].numpy()
         val = dm.val_catalog[["path", "folder", "person_id", "label"]].reset_index(drop=True)
@@ -75,8 +77,54 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
             log.warning("val_predictions.csv not written: validation saw %d of the %d "
                         "validation images (trainer.limit_val_batches or fast_dev_run)",
                         len(probs), len(val))
-    atomic.write_text(out / rf.METRICS_JSON, json.dumps(metrics, indent=2))
+    atomic.write_text(out / rf.METRICS_JSON, metrics_json(metrics))
     return metrics
+
+
+def metrics_json(metrics: dict[str, Any]) -> str:
+    """Indented JSON with the confusion matrix as 18 rows of 18 (not 324 lines)."""
+    rows = metrics["confusion_matrix"]
+    text = json.dumps({**metrics, "confusion_matrix": [f"@row{i}@" for i in range(len(rows))]},
+                      indent=2)
+    for i, row in enumerate(rows):
+        text = text.replace(f'"@row{i}@"', json.dumps([int(v) for v in row]))
+    return text
+
+
+def write_epoch_table(metrics_csv: Path, out: Path) -> None:
+    """Lightning's sparse ``metrics.csv`` (a row per logging call) as one row per epoch with
+    every metric a column (the learning rate, logged with no epoch, joins its step's epoch)."""
+    rows = pd.read_csv(metrics_csv)
+    if "epoch" not in rows or rows.empty:
+        return
+    rows["epoch"] = rows["epoch"].bfill().ffill()
+    table = rows.drop(columns=["step"], errors="ignore").groupby("epoch").last()
+    table.index = table.index.astype(int)
+    atomic.write_csv(table.reset_index(), out)
+
+
+def tracker_lines(out: Path) -> list[str]:
+    """Where this run's tracker entries are, and the command that opens each."""
+    path = out / rf.TRACKERS
+    try:
+        ids = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        return []
+    lines = []
+    if "mlflow" in ids:
+        m = ids["mlflow"]
+        uri = str(m.get("tracking_uri", ""))
+        open_it = (f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http")
+                   else f"{uri.rstrip('/')}/#/experiments/{m.get('experiment_id')}/runs/"
+                        f"{m.get('run_id')}")
+        lines.append(f"MLflow run {m.get('run_id')}: {open_it}")
+    if "tensorboard" in ids:
+        lines.append(f"TensorBoard: tensorboard --logdir {ids['tensorboard']['log_dir']}")
+    if "wandb" in ids:
+        w = ids["wandb"]
+        lines.append(f"W&B run {w.get('run_id')}: "
+                     + (w["url"] if w.get("url") else f"wandb sync {w.get('dir')}"))
+    return lines
 
 
 def summary_lines(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False) -> list[str]:
@@ -90,7 +138,7 @@ def summary_lines(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False
                 "figures below are of that one batch")
     else:
         head = (f"best epoch {metrics['best_epoch']} (of 0..{metrics['epochs'] - 1})   "
-                f"fit {metrics['fit_seconds']:.0f}s   ")
+                f"fit {metrics['fit_seconds']:.0f}s on {metrics.get('device', 'cpu')}   ")
         head += (f"{metrics['train_images']} train / {metrics['val_images']} val images "
                  f"({metrics['val_people']} val people)")
     return [
@@ -106,6 +154,7 @@ def summary_lines(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False
            "predict.py calibrate=true applies them"]
           if "calibration" in metrics else []),
         *([f"tags: {', '.join(metrics['tags'])}"] if metrics.get("tags") else []),
+        *tracker_lines(out),
         f"run folder: {out}",
         "  " + ", ".join(name for name in rf.RUN_FILES if (out / name).exists()),
         "=" * 72,

@@ -27,10 +27,11 @@ class Member:
 
     ckpt: Path
     run_dir: Path | None
+    label: str | None = None  # how it is named in the output (default: its folder's name)
 
     @property
     def name(self) -> str:
-        return str(self.run_dir.name if self.run_dir else self.ckpt.stem)
+        return self.label or str(self.run_dir.name if self.run_dir else self.ckpt.stem)
 
 
 def find_checkpoints(path: str | os.PathLike) -> tuple[list[Member], Path]:
