@@ -156,3 +156,42 @@ def sweep_figure(table: pd.DataFrame, cv: pd.DataFrame, varying: Sequence[str],
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
+
+
+def label_issues_png(issues: pd.DataFrame, oof: pd.DataFrame, path: Path,
+                     columns: int = 4) -> Path:
+    """A gallery of suspected label issues: per person the ``normal`` shot (gender, age) or
+    the two shots thought swapped (mask), titled with the given and suggested labels."""
+    from PIL import Image
+
+    n = max(1, len(issues))
+    rows = (n + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.6 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    shots = oof.set_index(["folder", "stem"])["path"]
+    for ax, r in zip(axes.ravel(), issues.itertuples(index=False), strict=False):
+        stems = ("incorrect_mask", "normal") if r.field == "mask" else ("normal",)
+        images = [Image.open(shots[(r.folder, s)]).convert("RGB")
+                  for s in stems if (r.folder, s) in shots.index]
+        if images:
+            h = min(im.height for im in images)
+            images = [im.resize((round(im.width * h / im.height), h)) for im in images]
+            canvas = Image.new("RGB", (sum(im.width for im in images), h))
+            x = 0
+            for im in images:
+                canvas.paste(im, (x, 0))
+                x += im.width
+            ax.imshow(canvas)
+        given, suggested = str(r.given), str(r.suggested)
+        if r.field == "mask":
+            given, suggested = "as named", "incorrect_mask <-> normal"
+        ax.set_title(f"{r.person_id} {r.field} ({r.score:.2f})\n{given} -> {suggested}",
+                     fontsize=8)
+    if issues.empty:
+        axes[0, 0].text(0.5, 0.5, "no suspected label issues", ha="center", va="center")
+    fig.suptitle("suspected label issues, most suspicious first", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -26,6 +26,7 @@ from filelock import FileLock
 from maskcls import labels
 from maskcls.errors import ConfigError
 from maskcls.parallel import pool_map
+from maskcls.synth import label_errors
 from maskcls.synth.population import sample_people
 from maskcls.synth.portraits import PersonLook, render
 
@@ -46,15 +47,16 @@ class SynthConfig:
     height: int = 512
     difficulty: float = 1.0
     framing: float = 0.0  # 0: studio shots; 1: backdrop, distance and position vary per shot
+    label_errors: float = 0.0  # share of training people given a wrong label (label_errors.csv)
 
     def check(self) -> None:
         """Each setting in its range, named as the command line flag (and the config key)."""
         ranges = {"persons": (1, None), "eval_persons": (0, None), "seed": (0, 2**32 - 1),
                   "width": (16, 4096), "height": (16, 4096), "difficulty": (0, 3),
-                  "framing": (0, 1)}
+                  "framing": (0, 1), "label_errors": (0, 0.5)}
         for key, (low, high) in ranges.items():
             value = getattr(self, key)
-            kind = float if key in ("difficulty", "framing") else int
+            kind = float if key in ("difficulty", "framing", "label_errors") else int
             ok = isinstance(value, int | float) and not isinstance(value, bool) and \
                 (kind is float or float(value).is_integer()) and value >= low and \
                 (high is None or value <= high)
@@ -157,13 +159,15 @@ def _generate_into(root: Path, cfg: SynthConfig, workers: int | None) -> None:
                                 id_quirks=False)
     images = root / "train" / "images"
     jobs, csv_rows = [], []
+    wrong = label_errors.choose(train_people, cfg.label_errors, cfg.seed)
     for p in train_people:
-        folder_name = f"{p.person_id}_{p.gender}_{p.race}_{p.age}"
+        gender, age, stems = label_errors.given(p, wrong.get(p.person_id))
+        folder_name = f"{p.person_id}_{gender}_{p.race}_{age}"
         folder = images / folder_name
         folder.mkdir(parents=True)
-        jobs.append((p, folder, cfg, labels.IMAGE_STEMS, _extensions(rng)))
+        jobs.append((p, folder, cfg, stems, _extensions(rng)))
         csv_id = p.person_id.lstrip("0") or "0"
-        csv_rows.append((csv_id, p.gender, p.race, p.age, folder_name))
+        csv_rows.append((csv_id, gender, p.race, age, folder_name))
         if rng.random() < HIDDEN_FILE_SHARE:
             (folder / "._mask1.jpg").write_bytes(b"\x00\x05\x16\x07 hidden fork")
     (images / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
@@ -184,6 +188,8 @@ def _generate_into(root: Path, cfg: SynthConfig, workers: int | None) -> None:
     ans = pd.DataFrame([answers[i] for i in order], columns=["ImageID", "ans"])
     ans.to_csv(root / "eval" / "answers.csv", index=False)
     ans.assign(ans=0).to_csv(root / "eval" / "info.csv", index=False)
+    if wrong:
+        label_errors.write_truth(root, train_people, wrong)
     (root / SETTINGS_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
 

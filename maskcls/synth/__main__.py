@@ -7,7 +7,7 @@ import time
 
 from maskcls import labels
 from maskcls.errors import ConfigError, MaskclsError
-from maskcls.synth import SynthConfig, generate
+from maskcls.synth import SynthConfig, generate, label_errors
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,10 +24,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--framing", type=float, default=d.framing,
                    help="0 = studio shots (default); 1 = backdrop, distance and face position "
                         "vary from shot to shot, as in phone photos")
+    p.add_argument("--label-errors", type=float, default=d.label_errors,
+                   help="share of training people given a wrong label (gender, age group, or "
+                        "swapped incorrect_mask/normal shots), listed in label_errors.csv")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     a = p.parse_args(argv)
     cfg = SynthConfig(a.persons, a.eval_persons, a.seed, a.width, a.height, a.difficulty,
-                      a.framing)
+                      a.framing, a.label_errors)
     try:
         cfg.check()
     except ConfigError as e:
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     dt = time.perf_counter() - t0
     print(f"wrote {n} images ({cfg.persons} train + {cfg.eval_persons} eval people) to {out} "
           f"in {dt:.1f}s ({n / dt:.0f} images/s)")
+    if cfg.label_errors:
+        print(f"  {label_errors.FILE} lists the people given a wrong label on purpose")
 
 
 if __name__ == "__main__":
