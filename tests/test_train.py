@@ -1,6 +1,7 @@
 """Compose configs the way ``train.py`` does and run them on the tiny synthetic tree."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -190,8 +191,8 @@ def test_the_run_folder_has_an_epoch_table_and_a_readable_matrix(fold_runs):
     assert {"val/f1", "train/loss_epoch", "lr-AdamW"} <= set(epochs.columns)
     assert epochs["val/f1"].notna().all()
     text = (run / "metrics.json").read_text()
-    rows = [line for line in text.splitlines() if line.strip().startswith("[") and
-            line.count(",") == 17]
+    rows = [line for line in text.splitlines()
+            if re.fullmatch(r"\s*\[\d+(, \d+){17}\],?", line)]
     assert len(rows) == 18
     assert json.loads(text)["confusion_matrix"] == [json.loads(r.strip().rstrip(","))
                                                     for r in rows]
