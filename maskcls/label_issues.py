@@ -155,7 +155,7 @@ def write(paths: Sequence[str | os.PathLike], out: Path, threshold: float = 0.8,
     oof = load_oof(paths)
     issues = find_issues(oof)
     from maskcls import atomic
-    from maskcls.plots import label_issues_png
+    from maskcls.galleries import label_issues_png
 
     atomic.write_csv(issues[COLUMNS], files["csv"], float_format="%.4f")
     fixes = corrections(issues, threshold)

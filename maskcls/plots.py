@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from maskcls import labels
 
@@ -20,62 +22,100 @@ plt.switch_backend("agg")
 
 def confusion_matrix_png(matrix: Sequence[Sequence[float]], path: str | Path,
                          title: str = "validation confusion matrix") -> Path:
-    """Row-normalised confusion matrix with raw counts in each cell."""
+    """Row-normalised 18x18 confusion matrix with raw counts in each cell, each class's F1 and
+    support beside its row, lines between the mask blocks; beside it the per-task matrices
+    (mask 3x3, gender 2x2, age 3x3)."""
     cm = np.asarray(matrix, dtype=float)
-    norm = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
-    fig, ax = plt.subplots(figsize=(11, 9.5))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     n = len(cm)
+    fig = plt.figure(figsize=(17, 9.5))
+    grid = fig.add_gridspec(3, 2, width_ratios=[3.2, 1], hspace=0.75, wspace=0.25)
+    ax = fig.add_subplot(grid[:, 0])
+    im = _matrix(ax, cm, [f"{c} {labels.CLASS_NAMES[c]}" for c in range(n)]
+                 if n == labels.NUM_CLASSES else [str(c) for c in range(n)], fontsize=7)
+    support, predicted = cm.sum(1), cm.sum(0)
+    f1 = np.divide(2 * np.diag(cm), support + predicted, out=np.zeros(n),
+                   where=support + predicted > 0)
     for i in range(n):
-        for j in range(n):
-            if cm[i, j]:
-                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
-    names = [f"{c} {labels.CLASS_NAMES[c]}" for c in range(n)] if n == labels.NUM_CLASSES \
-        else [str(c) for c in range(n)]
-    ax.set_xticks(range(n), names, rotation=90, fontsize=7)
-    ax.set_yticks(range(n), names, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+        text = f"F1 {f1[i]:.2f}  n={int(support[i])}" if support[i] else "n=0"
+        ax.text(n - 0.3, i, text, va="center", fontsize=7, clip_on=False)
+    if n == labels.NUM_CLASSES:
+        for edge in (5.5, 11.5):  # mask blocks: wear | incorrect | not worn
+            ax.axhline(edge, color="black", lw=1)
+            ax.axvline(edge, color="black", lw=1)
     ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
-    fig.tight_layout()
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.12, label="share of the true class")
+    if n == labels.NUM_CLASSES:
+        for k, (task, names) in enumerate(labels.TASKS.items()):
+            _matrix(fig.add_subplot(grid[k, 1]), _task_matrix(cm, k), list(names), fontsize=8)
+            fig.axes[-1].set_title(f"{task}", fontsize=9)
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
-def learning_curve_png(metrics_csv: str | Path, path: str | Path,
-                       best_epoch: int | None = None) -> Path | None:
-    """Train and validation loss and macro-F1 per epoch, from the run's ``metrics.csv``; the
-    best checkpoint's epoch marked. None when no epoch was logged."""
-    import pandas as pd
+def _task_matrix(cm: np.ndarray, task: int) -> np.ndarray:
+    """The 18x18 matrix summed down to one task's (class = 6 mask + 3 gender + age)."""
+    codes = [labels.decode(c)[task] for c in range(labels.NUM_CLASSES)]
+    size = labels.TASK_SHAPE[task]
+    out = np.zeros((size, size))
+    for i, a in enumerate(codes):
+        for j, b in enumerate(codes):
+            out[int(a), int(b)] += cm[i, j]
+    return out
 
+
+def _matrix(ax: plt.Axes, cm: np.ndarray, names: Sequence[str], fontsize: int) -> Any:
+    norm = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(cm)):
+        for j in range(len(cm)):
+            if cm[i, j]:
+                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=fontsize,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(cm)), names, rotation=90, fontsize=fontsize)
+    ax.set_yticks(range(len(cm)), names, fontsize=fontsize)
+    ax.set_xlabel("predicted", fontsize=fontsize + 1)
+    ax.set_ylabel("true", fontsize=fontsize + 1)
+    return im
+
+
+def learning_curve_png(metrics_csv: str | Path, path: str | Path,
+                       best_epoch: int | None = None, run_name: str = "") -> Path | None:
+    """Per epoch, from the run's ``metrics.csv``: train and validation loss, macro-F1, the
+    validation F1 of each task, and the learning rate; the best checkpoint's epoch marked.
+    None when no epoch was logged."""
     rows = pd.read_csv(metrics_csv)
     if "epoch" not in rows:
         return None
-    per_epoch = rows.dropna(subset=["epoch"]).groupby("epoch").mean(numeric_only=True)
-    panels = [("loss", "train/loss_epoch", "val/loss"), ("macro-F1", "train/f1", "val/f1")]
-    if per_epoch.empty or not any(c in per_epoch for _, *cols in panels for c in cols):
+    rows["epoch"] = rows["epoch"].bfill().ffill()  # the learning rate is logged without one
+    per_epoch = rows.groupby("epoch").mean(numeric_only=True)
+    lr = [c for c in per_epoch if c.startswith("lr-")]
+    panels = [("loss", [("train/loss_epoch", "train"), ("val/loss", "validation")]),
+              ("macro-F1", [("train/f1", "train"), ("val/f1", "validation")]),
+              ("validation F1 per task", [(f"val/f1_{t}", t) for t in labels.TASKS]),
+              ("learning rate", [(c, c[3:]) for c in lr])]
+    if per_epoch.empty or "val/f1" not in per_epoch and "train/f1" not in per_epoch:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, (name, train_col, val_col) in zip(axes, panels, strict=True):
-        for col, label, style in ((train_col, "train", "o-"), (val_col, "validation", "s-")):
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    for ax, (name, series) in zip(axes, panels, strict=True):
+        for col, label in series:
             if col in per_epoch and per_epoch[col].notna().any():
-                series = per_epoch[col].dropna()
-                ax.plot(series.index, series.to_numpy(), style, ms=3, label=label)
+                values = per_epoch[col].dropna()
+                ax.plot(values.index, values.to_numpy(), "o-", ms=3, label=label)
         if best_epoch is not None:
             ax.axvline(best_epoch, color="gray", ls="--", lw=1, label=f"best epoch {best_epoch}")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[1].set_ylim(0, 1)
-    fig.suptitle("learning curve")
+    axes[2].set_ylim(0, 1)
+    fig.suptitle(f"learning curve{': ' + run_name if run_name else ''}")
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 
@@ -156,42 +196,3 @@ def sweep_figure(table: pd.DataFrame, cv: pd.DataFrame, varying: Sequence[str],
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
-
-
-def label_issues_png(issues: pd.DataFrame, oof: pd.DataFrame, path: Path,
-                     columns: int = 4) -> Path:
-    """A gallery of suspected label issues: per person the ``normal`` shot (gender, age) or
-    the two shots thought swapped (mask), titled with the given and suggested labels."""
-    from PIL import Image
-
-    n = max(1, len(issues))
-    rows = (n + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.6 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    shots = oof.set_index(["folder", "stem"])["path"]
-    for ax, r in zip(axes.ravel(), issues.itertuples(index=False), strict=False):
-        stems = ("incorrect_mask", "normal") if r.field == "mask" else ("normal",)
-        images = [Image.open(shots[(r.folder, s)]).convert("RGB")
-                  for s in stems if (r.folder, s) in shots.index]
-        if images:
-            h = min(im.height for im in images)
-            images = [im.resize((round(im.width * h / im.height), h)) for im in images]
-            canvas = Image.new("RGB", (sum(im.width for im in images), h))
-            x = 0
-            for im in images:
-                canvas.paste(im, (x, 0))
-                x += im.width
-            ax.imshow(canvas)
-        given, suggested = str(r.given), str(r.suggested)
-        if r.field == "mask":
-            given, suggested = "as named", "incorrect_mask <-> normal"
-        ax.set_title(f"{r.person_id} {r.field} ({r.score:.2f})\n{given} -> {suggested}",
-                     fontsize=8)
-    if issues.empty:
-        axes[0, 0].text(0.5, 0.5, "no suspected label issues", ha="center", va="center")
-    fig.suptitle("suspected label issues, most suspicious first", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path

@@ -35,6 +35,7 @@ METRICS_EPOCHS = "metrics_epochs.csv"
 METRICS_BEFORE_RESUME = "metrics.before_resume.csv"
 VAL_PREDICTIONS = "val_predictions.csv"
 CONFUSION_PNG = "confusion_matrix.png"
+ERRORS_PNG = "errors.png"
 LEARNING_CURVE_PNG = "learning_curve.png"
 CALIBRATION = "calibration.json"
 TRACKERS = "trackers.json"
@@ -47,7 +48,8 @@ HYDRA_DIR = ".hydra"
 INTERRUPTED = "interrupted.json"
 
 RUN_FILES = (BEST_CKPT, LAST_CKPT, METRICS_JSON, METRICS_CSV, METRICS_EPOCHS, CONFUSION_PNG,
-             LEARNING_CURVE_PNG, VAL_PREDICTIONS, CALIBRATION, CONFIG, TRACKERS, TRAIN_LOG)
+             ERRORS_PNG, LEARNING_CURVE_PNG, VAL_PREDICTIONS, CALIBRATION, CONFIG, TRACKERS,
+             TRAIN_LOG)
 
 # What a resumed run may change: where and how fast it runs, how long it trains, and where its
 # inputs now lie (data and box files moved with the same content). Anything else (data, model,

@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from maskcls import atomic, calibration, labels
 from maskcls.data.datamodule import MaskDataModule
+from maskcls.galleries import errors_png
 from maskcls.model.metrics import classes_scored
 from maskcls.plots import confusion_matrix_png, learning_curve_png
 from maskcls.run import folder as rf
@@ -59,7 +60,8 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
     confusion_matrix_png(details["confusion_matrix"], out / rf.CONFUSION_PNG,
                          title=f"validation confusion matrix (macro-F1 {scalars['f1']:.3f})")
     if (out / rf.METRICS_CSV).exists():
-        learning_curve_png(out / rf.METRICS_CSV, out / rf.LEARNING_CURVE_PNG, best_epoch)
+        learning_curve_png(out / rf.METRICS_CSV, out / rf.LEARNING_CURVE_PNG, best_epoch,
+                           run_name=out.name)
         write_epoch_table(out / rf.METRICS_CSV, out / rf.METRICS_EPOCHS)
     if "probs" in details:
         probs = details["probs"].numpy()
@@ -67,8 +69,9 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
         if len(val) == len(probs):
             val["pred"] = probs.argmax(1)
             prob_cols = pd.DataFrame(probs, columns=[f"prob_{c}" for c in range(probs.shape[1])])
-            atomic.write_csv(pd.concat([val, prob_cols], axis=1), out / rf.VAL_PREDICTIONS,
-                             float_format="%.6f")
+            table = pd.concat([val, prob_cols], axis=1)
+            atomic.write_csv(table, out / rf.VAL_PREDICTIONS, float_format="%.6f")
+            errors_png(table, out / rf.ERRORS_PNG)
             fitted = calibration.fit(probs, details["targets"].numpy(),
                                      groups=val["person_id"].to_numpy())
             calibration.save(fitted, out)
