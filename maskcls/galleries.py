@@ -30,10 +30,11 @@ def _side_by_side(paths: list[str]) -> Image.Image | None:
 
 
 def errors_png(predictions: pd.DataFrame, path: Path, per_class: int = 4,
-               max_rows: int = 12) -> Path:
+               max_rows: int = 12) -> list[tuple[int, int]]:
     """From ``val_predictions.csv``: per true class (the rarest first), the wrong
     predictions, then the least confident right ones, up to ``per_class`` tiles; each titled
-    with its predicted class and that class's probability."""
+    with its predicted class and that class's probability. Returns the (class, tiles) rows
+    drawn, top to bottom."""
     probs = predictions[PROB_COLUMNS].to_numpy()
     table = predictions.assign(confidence=probs.max(1), p_true=probs[np.arange(len(probs)),
                                                                      predictions["label"]])
@@ -69,7 +70,7 @@ def errors_png(predictions: pd.DataFrame, path: Path, per_class: int = 4,
     fig.tight_layout()
     fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
-    return path
+    return [(int(cls), len(rows)) for cls, rows in shown]
 
 
 def label_issues_png(issues: pd.DataFrame, oof: pd.DataFrame, path: Path,

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import pytorch_lightning as pl
@@ -196,3 +197,20 @@ def test_the_run_folder_has_an_epoch_table_and_a_readable_matrix(fold_runs):
     assert len(rows) == 18
     assert json.loads(text)["confusion_matrix"] == [json.loads(r.strip().rstrip(","))
                                                     for r in rows]
+
+
+def test_the_error_gallery_shows_wrong_images_rarest_class_first(fold_runs, tmp_path):
+    from maskcls.galleries import errors_png
+
+    table = pd.read_csv(fold_runs / "0" / "val_predictions.csv")
+    drawn = errors_png(table, tmp_path / "e.png", per_class=3)
+    assert (tmp_path / "e.png").stat().st_size > 5_000
+    support = table["label"].value_counts()
+    assert [support[c] for c, _ in drawn] == sorted(support[c] for c, _ in drawn)
+    probs = table[[f"prob_{c}" for c in range(18)]].to_numpy()
+    p_true = probs[np.arange(len(table)), table["label"]]
+    for cls, tiles in drawn:
+        rows = table["label"] == cls
+        shown_if = ((table["pred"] != table["label"]) | (p_true < 0.9))[rows].sum()
+        assert tiles == min(3, shown_if)
+    assert (fold_runs / "0" / "errors.png").exists()
