@@ -46,7 +46,7 @@ from maskcls.run.results import print_summary, write_run_files
 log = logging.getLogger(__name__)
 
 
-def _build(node: Any, **kwargs: Any) -> Any:
+def instantiate_plainly(node: Any, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate``, re-raising the class's own error (which names the key and
     the fix) instead of Hydra's wrapper around it."""
     try:
@@ -89,7 +89,7 @@ def check_config(cfg: DictConfig) -> Plan:
     # Constructing the datamodule reads no data: it checks its settings (image size, split,
     # sampling, cache, normalisation). The loss's class weights need the data's class counts,
     # so it is built for real later; this trial build checks its parameters now.
-    plan = Plan(_build(cfg.data, _convert_="all"), build_callbacks(cfg),
+    plan = Plan(instantiate_plainly(cfg.data, _convert_="all"), build_callbacks(cfg),
                 instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None)
     check_head(cfg.model.get("head", "single"))
     if cfg.model.get("pretrained_file"):
@@ -125,8 +125,8 @@ def build(cfg: DictConfig, plan: Plan | None = None) -> tuple[MaskDataModule, Ma
     dm.prepare_data()
     dm.setup("fit")
     loss = build_loss(cfg, dm.class_counts)
-    model: MaskClassifier = _build(cfg.model, loss=loss, optimizer=instantiate(cfg.optimizer),
-                                   scheduler=plan.scheduler)
+    model: MaskClassifier = instantiate_plainly(
+        cfg.model, loss=loss, optimizer=instantiate(cfg.optimizer), scheduler=plan.scheduler)
     _check_input_size(model, dm.pipeline.image_size)
     # Lightning's model summary measures FLOPs and layer sizes on this (else it shows 0)
     model.example_input_array = torch.zeros(1, 3, *dm.pipeline.image_size, dtype=torch.uint8)
@@ -134,13 +134,13 @@ def build(cfg: DictConfig, plan: Plan | None = None) -> tuple[MaskDataModule, Ma
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    return [_build(c) for c in (cfg.get("callbacks") or {}).values()]
+    return [instantiate_plainly(c) for c in (cfg.get("callbacks") or {}).values()]
 
 
 def build_loss(cfg: DictConfig, class_counts: list[int]) -> torch.nn.Module:
     """``conf/loss`` for the configured head: one 18-class loss, or one per task."""
     def make(counts: list[int]) -> torch.nn.Module:
-        return _build(cfg.loss, class_counts=counts)
+        return instantiate_plainly(cfg.loss, class_counts=counts)
 
     if cfg.model.get("head", "single") == "multi":
         weights = cfg.model.get("task_weights")
