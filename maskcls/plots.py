@@ -150,7 +150,7 @@ def sweep_figure(table: pd.DataFrame, cv: pd.DataFrame, varying: Sequence[str],
     fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 1.4 + 0.35 * len(table)),
                              squeeze=False)
     ax = axes[0, 0]
-    names = [" ".join(f"{k.split('.')[-1]}={r[k]}" for k in varying) or f"job {r['job']}"
+    names = [_wrap(" ".join(f"{k.split('.')[-1]}={r[k]}" for k in varying) or f"job {r['job']}")
              for _, r in table.iterrows()]
     y = np.arange(len(table))
     done = (table["status"] == "done").to_numpy()
@@ -170,12 +170,13 @@ def sweep_figure(table: pd.DataFrame, cv: pd.DataFrame, varying: Sequence[str],
     ax.set_ylim(len(table) - 0.5, -0.5)
     ax.set_xlim(lo, hi)
     ax.set_xlabel("validation macro-F1")
-    ax.set_title("jobs (x: failed in red, unfinished in grey)")
+    ax.set_title("jobs" + (" (x: failed in red, unfinished or damaged in grey)"
+                           if (~done).any() else ""))
     ax.grid(axis="x", alpha=0.3)
     if not cv.empty:
         ax = axes[0, 1]
         keys = [k for k in varying if k != fold_key]
-        labels_ = [" ".join(f"{k.split('.')[-1]}={r[k]}" for k in keys) or "all folds"
+        labels_ = [_wrap(" ".join(f"{k.split('.')[-1]}={r[k]}" for k in keys) or "all folds")
                    for _, r in cv.iterrows()]
         yc = np.arange(len(cv), dtype=float)
         mean, std = cv["f1_mean"].to_numpy(float), cv["f1_std"].fillna(0).to_numpy(float)
@@ -196,3 +197,31 @@ def sweep_figure(table: pd.DataFrame, cv: pd.DataFrame, varying: Sequence[str],
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
+
+
+def _wrap(label: str, width: int = 38) -> str:
+    """A long settings label on several lines, nothing cut off."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(label, width, break_on_hyphens=False)) or label
+
+
+def sweep_epochs_png(curves: dict[str, Path], path: Path) -> Path | None:
+    """Every job's validation macro-F1 per epoch (``metrics_epochs.csv``), one line each."""
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for label, csv in curves.items():
+        table = pd.read_csv(csv)
+        if "val/f1" in table:
+            ax.plot(table["epoch"], table["val/f1"], "o-", ms=3, label=_wrap(label, 50))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation macro-F1")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_title("validation macro-F1 per epoch, every job")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -9,7 +9,8 @@ writes into DIR:
 * ``summary_cv.csv`` (k-fold sweeps): one row per configuration (the overrides other than
   ``data.fold``): folds done, mean +- std of macro-F1 and accuracy, and the **out-of-fold**
   macro-F1 / accuracy over every fold's saved validation predictions.
-* ``summary.png``: the same at a glance; ``oof_confusion_<n>.png`` per CV configuration.
+* ``summary.png``: the same at a glance; ``oof_confusion_<n>.png`` per CV configuration,
+  titled by its settings; ``summary_epochs.png``: every job's validation macro-F1 per epoch.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from omegaconf import DictConfig
 from maskcls.errors import MaskclsError, RunFolderError
 from maskcls.logs import quiet_libraries
 from maskcls.model.metrics import score
-from maskcls.plots import confusion_matrix_png, sweep_summary_png
+from maskcls.plots import confusion_matrix_png, sweep_epochs_png, sweep_summary_png
 from maskcls.run import folder as rf
 from maskcls.tables import markdown_table
 
@@ -109,8 +110,10 @@ def cv_table(sweep_dir: Path, jobs: pd.DataFrame, varying: Sequence[str]) -> pd.
         if len(oof):
             s = score(oof["pred"].to_numpy(), oof["label"].to_numpy(), detail=True)
             row.update(oof_f1=s["f1"], oof_acc=s["acc"], oof_images=len(oof))
+            settings = " ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(config_keys, key,
+                                                                         strict=True))
             confusion_matrix_png(s["confusion_matrix"], sweep_dir / f"oof_confusion_{n}.png",
-                                 title=f"out-of-fold confusion, config {n} "
+                                 title=f"out-of-fold confusion, {settings or 'all folds'} "
                                        f"(macro-F1 {s['f1']:.3f})")
         rows.append(row)
     return pd.DataFrame(rows).sort_values("oof_f1" if "oof_f1" in rows[0] else "f1_mean",
@@ -176,7 +179,17 @@ def write_report(sweep_dir: str | Path) -> dict[str, Path]:
                "validation predictions.", "", markdown_table(cv, _cell)]
     out["md"].write_text("\n".join(md) + "\n")
     sweep_summary_png(table, cv, [k for k in varying], FOLD_KEY, out["png"])
+    curves = {_label(r, varying): sweep_dir / str(r["job"]) / rf.METRICS_EPOCHS
+              for _, r in jobs.iterrows()}
+    if sweep_epochs_png({k: v for k, v in curves.items() if v.exists()},
+                        sweep_dir / "summary_epochs.png"):
+        out["epochs_png"] = sweep_dir / "summary_epochs.png"
     return out
+
+
+def _label(row: pd.Series, varying: Sequence[str]) -> str:
+    settings = " ".join(f"{k.split('.')[-1]}={row[k]}" for k in varying)
+    return f"job {row['job']}" + (f": {settings}" if settings else "")
 
 
 class SweepReport(Callback):

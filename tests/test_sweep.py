@@ -81,6 +81,7 @@ def test_kfold_cv_rows_and_out_of_fold_score(synth_root, tmp_path):
         assert row["oof_acc"] == pytest.approx(accuracy_score(preds["label"], preds["pred"]))
         assert (out / f"oof_confusion_{int(row['config'])}.png").exists()
     assert "## Cross-validation" in (out / "summary.md").read_text()
+    assert (out / "summary_epochs.png").stat().st_size > 5_000  # every job's curve
 
 
 def test_report_on_a_half_finished_sweep(synth_root, tmp_path, capsys):
@@ -174,3 +175,22 @@ def test_every_run_folder_has_a_learning_curve(fold_runs, tmp_path):
     assert learning_curve_png(no_epochs, tmp_path / "lc.png") is None
     assert not (tmp_path / "lc.png").exists()
 
+
+
+def test_sweep_chart_wraps_long_labels_and_names_failures_only_when_there_are_some():
+    import matplotlib.pyplot as plt
+
+    from maskcls.plots import sweep_figure
+
+    long = "a-very-long-backbone-name-from-timm_with_a_suffix " * 2
+    table = pd.DataFrame({"job": ["0", "1"], "model.backbone": [long, "resnet18"],
+                          "status": ["done", "done"], "macro_f1": [0.6, 0.7]})
+    fig = sweep_figure(table, pd.DataFrame(), ["model.backbone"], "data.fold")
+    try:
+        ax = fig.axes[0]
+        assert ax.get_title() == "jobs"  # nothing failed: no legend for failures
+        ticks = [t.get_text() for t in ax.get_yticklabels()]
+        assert all(len(line) <= 40 for t in ticks for line in t.splitlines())
+        assert "".join(ticks[0].split()) == "".join(f"backbone={long}".split())  # all of it
+    finally:
+        plt.close(fig)
