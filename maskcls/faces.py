@@ -144,7 +144,8 @@ def write_boxes(root: str | os.PathLike, out: str | os.PathLike | None = None,
     out = Path(out).expanduser() if out else root / "face_boxes.csv"
     check_output(out, "--out", ".csv", data_roots=[root])
     paths = image_paths(root)
-    found = pool_map(_detect_file, paths, workers, min_items=64, chunksize=32)
+    found = pool_map(_detect_file, paths, workers, min_items=64, chunksize=32,
+                     desc="finding face boxes")
     table = pd.DataFrame([(relative(p), *box, src) for p, (box, src, _) in
                           zip(paths, found, strict=True) if box is not None], columns=COLUMNS)
     atomic.write_csv(table, out)

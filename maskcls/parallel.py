@@ -4,16 +4,30 @@ pool when there are cores and enough items to pay for starting it, else a plain 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+def steps(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
+    """A tqdm bar with its ETA over a long one-off step (decoding a cache, finding face
+    boxes, generating a tree); silent where the output is not a terminal."""
+    yield from tqdm(items, desc=desc, total=total, disable=not sys.stderr.isatty(),
+                    dynamic_ncols=True, leave=False)
 
 
 def pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | None = None,
-             min_items: int = 8, chunksize: int = 8) -> list[Any]:
-    """``[fn(x) for x in items]``, in ``workers`` processes (default: every core), in order."""
+             min_items: int = 8, chunksize: int = 8, desc: str | None = None) -> list[Any]:
+    """``[fn(x) for x in items]``, in ``workers`` processes (default: every core), in order;
+    with ``desc``, a progress bar with its ETA on a terminal."""
     workers = workers or os.cpu_count() or 1
     if workers > 1 and len(items) > min_items:
         with ProcessPoolExecutor(workers) as pool:
-            return list(pool.map(fn, items, chunksize=chunksize))
-    return [fn(x) for x in items]
+            results = pool.map(fn, items, chunksize=chunksize)
+            return list(steps(results, desc, total=len(items)) if desc else results)
+    return [fn(x) for x in (steps(items, desc, total=len(items)) if desc else items)]

@@ -21,7 +21,7 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from maskcls import labels, trackers
@@ -206,6 +206,10 @@ def _command_line_overrides() -> list[str]:
     return [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
 
 
+def _later_sweep_job() -> bool:
+    return _in_multirun() and int(HydraConfig.get().job.num) > 0
+
+
 def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -249,12 +253,16 @@ def _fit_and_report(cfg: DictConfig, plan: Plan, out: Path, started: float,
 
     dm, model = build(cfg, plan)
     callbacks = plan.callbacks + list(extra_callbacks)
+    summary = not _later_sweep_job()  # the layer table once per sweep, not once per job
+    if not summary:
+        callbacks = [c for c in callbacks if not isinstance(c, ModelSummary)]
     resume_step = plan.resume_step
     # resuming in place continues the trackers' runs recorded in the folder
     continued = resume_step is not None
     loggers = trackers.build_loggers(cfg, continue_in=out if continued else None)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
-                                      plugins=[SafeCheckpointIO(out if continued else None)])
+                                      plugins=[SafeCheckpointIO(out if continued else None)],
+                                      **({} if summary else {"enable_model_summary": False}))
     if trainer.is_global_zero:  # fast_dev_run has replaced the loggers: nothing to record
         trackers.start(trainer.loggers, cfg, out, continued)
 

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as F
 
 from maskcls.errors import ImageReadError
+from maskcls.parallel import steps
 
 # Larger than any phone photo (a 50 MP camera); a bigger image is refused before it is
 # decoded, since a small file can claim gigabytes of pixels (a "decompression bomb").
@@ -133,7 +134,7 @@ def decode_all(paths: Sequence[str], pipeline: Any, num_workers: int = 0,
     loader = DataLoader(ImageDataset(paths, None, pipeline), batch_size=batch_size,
                         num_workers=num_workers)
     pos = 0
-    for batch, _, _ in loader:
+    for batch, _, _ in steps(loader, "decoding images", total=len(loader)):
         out[pos:pos + len(batch)] = batch
         pos += len(batch)
     return out

@@ -181,7 +181,7 @@ def _generate_into(root: Path, cfg: SynthConfig, workers: int | None) -> None:
         jobs.append((p, eval_dir, cfg, [next(names) for _ in labels.IMAGE_STEMS],
                      [".jpg"] * len(labels.IMAGE_STEMS)))
 
-    results = pool_map(_write_person, jobs, workers)
+    results = pool_map(_write_person, jobs, workers, desc="drawing people")
 
     answers = [r for res in results[len(train_people):] for r in res]
     order = rng.permutation(len(answers))  # eval rows are shuffled, as in the real info.csv
