@@ -130,9 +130,8 @@ class MaskDataModule(pl.LightningDataModule):
                                  face_boxes=face_boxes, face_margin=face_margin)
         self.normalize, self.cache_mode = normalize, cache
         self.cache_dir = cache_folder(cache, cache_dir, self.root)
-        self.corrections, self.age_bounds = corrections, tuple(age_bounds)
+        self.corrections, self.age_bounds, self.verify = corrections, tuple(age_bounds), verify
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.verify = verify
         check_pseudo_args(pseudo_labels, pseudo_threshold, self.root)
         self.pseudo_labels, self.pseudo_threshold = pseudo_labels, pseudo_threshold
         self.catalog: pd.DataFrame | None = None
