@@ -67,32 +67,36 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--threshold", type=float, default=0.8)
     p.add_argument("--work", default=str(ROOT / "outputs" / "bench_label_issues"))
+    p.add_argument("--reuse", action="store_true",
+                   help="keep the trees and the sweep already in --work (only retrain)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "label_issues.md"))
     a = p.parse_args(argv)
     work = Path(a.work)
-    if work.exists():
+    trees = {"errors": work / "errors", "clean": work / "clean"}
+    sweep, runs = work / "cv", work / "runs"
+    t0 = time.perf_counter()
+    if not a.reuse:
         import shutil
 
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    t0 = time.perf_counter()
-    trees = {}
-    for name, share in (("errors", a.errors), ("clean", 0.0)):
-        trees[name] = work / name
-        _run("-m", "maskcls.synth", "--out", str(trees[name]), "--persons", str(a.persons),
-             "--eval-persons", "100", "--seed", str(a.seed), "--label-errors", str(share))
-    sweep = work / "cv"
-    _run("train.py", "-m", "experiment=quick", f"data.root={trees['errors']}",
-         "data.synthetic=null", f"data.n_folds={a.folds}", f"data.fold=range({a.folds})",
-         f"hydra.sweep.dir={sweep}", "callbacks.progress_bar.refresh_rate=0")
-    _run("-m", "maskcls.label_issues", str(sweep), "--out", str(work),
-         "--threshold", str(a.threshold))
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        for name, share in (("errors", a.errors), ("clean", 0.0)):
+            _run("-m", "maskcls.synth", "--out", str(trees[name]), "--persons", str(a.persons),
+                 "--eval-persons", "100", "--seed", str(a.seed), "--label-errors", str(share))
+        _run("train.py", "-m", "experiment=quick", f"data.root={trees['errors']}",
+             "data.synthetic=null", f"data.n_folds={a.folds}", f"data.fold=range({a.folds})",
+             f"hydra.sweep.dir={sweep}", "callbacks.progress_bar.refresh_rate=0")
+        _run("-m", "maskcls.label_issues", str(sweep), "--out", str(work),
+             "--threshold", str(a.threshold))
     issues = pd.read_csv(work / "label_issues.csv", dtype={"person_id": str})
     truth = pd.read_csv(trees["errors"] / "label_errors.csv", dtype=str, keep_default_na=False)
     found = finder_table(issues, truth, a.threshold)
-    f1 = {"clean": _train(trees["clean"], work / "clean"),
-          "errors": _train(trees["errors"], work / "noisy"),
-          "corrected": _train(trees["errors"], work / "corrected",
+    import shutil
+
+    shutil.rmtree(runs, ignore_errors=True)
+    f1 = {"clean": _train(trees["clean"], runs / "clean"),
+          "errors": _train(trees["errors"], runs / "errors"),
+          "corrected": _train(trees["errors"], runs / "corrected",
                               f"data.corrections={work / 'corrections.csv'}")}
     cost = f1["clean"] - f1["errors"]
     regained = (f1["corrected"] - f1["errors"]) / cost if cost > 0 else float("nan")
