@@ -61,10 +61,6 @@ RESUME_OVERRIDABLE = ("trainer.max_epochs", "trainer.accelerator", "trainer.devi
                       "paths.data_dir")
 
 
-def last_checkpoint(run_dir: Path) -> Path:
-    return run_dir / LAST_CKPT
-
-
 def is_run_folder(path: Path) -> bool:
     return (path / CONFIG).is_file()
 
