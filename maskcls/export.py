@@ -136,9 +136,10 @@ def default_output(folder: Path, fmt: str) -> Path:
 
 
 def export(ckpt: str, fmt: str = "onnx", output: str | None = None,
-           face_boxes: str | None = None) -> dict[str, Any]:
+           face_boxes: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Export one checkpoint (a ``.ckpt`` or a run folder); returns the path, its size and the
-    largest probability difference from the checkpoint on a check batch."""
+    largest probability difference from the checkpoint on a check batch. An existing output
+    is replaced only with ``overwrite``."""
     quiet_libraries()
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -151,6 +152,9 @@ def export(ckpt: str, fmt: str = "onnx", output: str | None = None,
     out = Path(output).expanduser() if output else default_output(folder, fmt)
     roots = [Path(r) for r in (trained_data_root(member.run_dir),) if r]
     check_output(out, "output", FORMATS[fmt], [member.ckpt], roots)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"output={out} exists (an earlier export); pass overwrite=true to "
+                          "replace it, or give another output=")
     state = load_checkpoint(member.ckpt)
     model = load_model(state, member.ckpt)
     pipeline = eval_pipeline(state, member.ckpt, face_boxes)
@@ -177,7 +181,7 @@ def main(cfg: DictConfig) -> None:
 
     try:
         check_values(cfg)
-        res = export(str(cfg.ckpt), str(cfg.format), cfg.output, cfg.face_boxes)
+        res = export(str(cfg.ckpt), str(cfg.format), cfg.output, cfg.face_boxes, cfg.overwrite)
     except MaskclsError as e:
         raise SystemExit(f"error: {e}") from None
     h, w = res["image_size"]

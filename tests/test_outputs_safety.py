@@ -191,3 +191,17 @@ def test_two_runs_create_one_mlflow_store_together(synth_root, tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]
+
+
+def test_an_export_never_replaces_an_earlier_one_silently(fold_runs, tmp_path):
+    from maskcls.errors import ConfigError
+    from maskcls.export import export
+
+    out = tmp_path / "m.pt"
+    export(str(fold_runs / "0"), "torchscript", str(out))
+    first = out.read_bytes()
+    with pytest.raises(ConfigError, match="exists .*overwrite=true"):
+        export(str(fold_runs / "1"), "torchscript", str(out))
+    assert out.read_bytes() == first
+    export(str(fold_runs / "1"), "torchscript", str(out), overwrite=True)
+    assert out.read_bytes() != first
