@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from maskcls import labels
+from maskcls import atomic, labels
 from maskcls.data import catalog as cat
 from maskcls.errors import DataLayoutError, MaskclsError
 from maskcls.output_paths import check_output
@@ -78,7 +78,7 @@ def _quality(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 def person_issues(oof: pd.DataFrame) -> pd.DataFrame:
     """Gender and age group per person: the mean of the person's photos' probabilities."""
-    mask_p, gender_p, age_p = labels.task_marginals(oof[PROB_COLUMNS].to_numpy())
+    _, gender_p, age_p = labels.task_marginals(oof[PROB_COLUMNS].to_numpy())
     _, gender, age = labels.decode(oof["label"].to_numpy())
     rows = []
     for field, probs, given, names in (("gender", gender_p, gender, labels.GENDER_NAMES),
@@ -154,8 +154,7 @@ def write(paths: Sequence[str | os.PathLike], out: Path, threshold: float = 0.8,
         check_output(files[key], "--out", suffix)
     oof = load_oof(paths)
     issues = find_issues(oof)
-    from maskcls import atomic
-    from maskcls.galleries import label_issues_png
+    from maskcls.galleries import label_issues_png  # matplotlib: only when writing
 
     atomic.write_csv(issues[COLUMNS], files["csv"], float_format="%.4f")
     fixes = corrections(issues, threshold)

@@ -150,7 +150,7 @@ def sweep_figure(table: pd.DataFrame, cv: pd.DataFrame, varying: Sequence[str],
     fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 1.4 + 0.35 * len(table)),
                              squeeze=False)
     ax = axes[0, 0]
-    names = [_wrap(" ".join(f"{k.split('.')[-1]}={r[k]}" for k in varying) or f"job {r['job']}")
+    names = [_wrap(settings_label(r, varying) or f"job {r['job']}")
              for _, r in table.iterrows()]
     y = np.arange(len(table))
     done = (table["status"] == "done").to_numpy()
@@ -176,7 +176,7 @@ def sweep_figure(table: pd.DataFrame, cv: pd.DataFrame, varying: Sequence[str],
     if not cv.empty:
         ax = axes[0, 1]
         keys = [k for k in varying if k != fold_key]
-        labels_ = [_wrap(" ".join(f"{k.split('.')[-1]}={r[k]}" for k in keys) or "all folds")
+        labels_ = [_wrap(settings_label(r, keys) or "all folds")
                    for _, r in cv.iterrows()]
         yc = np.arange(len(cv), dtype=float)
         mean, std = cv["f1_mean"].to_numpy(float), cv["f1_std"].fillna(0).to_numpy(float)
@@ -197,6 +197,11 @@ def sweep_figure(table: pd.DataFrame, cv: pd.DataFrame, varying: Sequence[str],
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
+
+
+def settings_label(values: Any, keys: Sequence[str]) -> str:
+    """``loss=focal fold=2``: a job's or configuration's swept settings, by their last key part."""
+    return " ".join(f"{k.split('.')[-1]}={values[k]}" for k in keys)
 
 
 def _wrap(label: str, width: int = 38) -> str:

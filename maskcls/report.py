@@ -30,7 +30,12 @@ from omegaconf import DictConfig
 from maskcls.errors import MaskclsError, RunFolderError
 from maskcls.logs import quiet_libraries
 from maskcls.model.metrics import score
-from maskcls.plots import confusion_matrix_png, sweep_epochs_png, sweep_summary_png
+from maskcls.plots import (
+    confusion_matrix_png,
+    settings_label,
+    sweep_epochs_png,
+    sweep_summary_png,
+)
 from maskcls.run import folder as rf
 from maskcls.tables import markdown_table
 
@@ -110,8 +115,7 @@ def cv_table(sweep_dir: Path, jobs: pd.DataFrame, varying: Sequence[str]) -> pd.
         if len(oof):
             s = score(oof["pred"].to_numpy(), oof["label"].to_numpy(), detail=True)
             row.update(oof_f1=s["f1"], oof_acc=s["acc"], oof_images=len(oof))
-            settings = " ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(config_keys, key,
-                                                                         strict=True))
+            settings = settings_label(dict(zip(config_keys, key, strict=True)), config_keys)
             confusion_matrix_png(s["confusion_matrix"], sweep_dir / f"oof_confusion_{n}.png",
                                  title=f"out-of-fold confusion, {settings or 'all folds'} "
                                        f"(macro-F1 {s['f1']:.3f})")
@@ -188,7 +192,7 @@ def write_report(sweep_dir: str | Path) -> dict[str, Path]:
 
 
 def _label(row: pd.Series, varying: Sequence[str]) -> str:
-    settings = " ".join(f"{k.split('.')[-1]}={row[k]}" for k in varying)
+    settings = settings_label(row, varying)
     return f"job {row['job']}" + (f": {settings}" if settings else "")
 
 

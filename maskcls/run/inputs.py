@@ -69,9 +69,9 @@ def check_data_root(cfg: DictConfig) -> None:
     root = Path(str(cfg.data.root)).expanduser()
     if (root / "train" / "images").is_dir():
         return
-    default = cfg.get("paths", {}).get("synthetic_dir")
     if cfg.data.get("synthetic"):
         return  # settled: the default location, generated on first use
+    default = cfg.get("paths", {}).get("synthetic_dir")
     hint = ("; only the default synthetic location "
             f"(paths.synthetic_dir={default}) is generated on first use. Generate a tree "
             f"elsewhere with `python -m maskcls.synth --out {root}`"
