@@ -47,3 +47,19 @@ def test_quality_table(tmp_path, capsys):
         assert f"| {r['name']} | {r['f1']:.4f} |" in table
     assert results[2]["wall"] is None  # calibration on: the quick run, predicted again
     assert "wrote" in capsys.readouterr().out
+
+
+def test_faces_table(tmp_path):
+    from benchmarks import faces
+
+    out = tmp_path / "faces.md"
+    scores = faces.main(["--persons", "2", "--work", str(tmp_path), "--out", str(out)])
+    table = out.read_text()
+    for name, n in (("astronaut", 1), ("LFW faces + mask", 100), ("synthetic, mask worn", 10),
+                    ("synthetic, mask none", 2)):
+        for det in ("haar", "mtcnn"):
+            assert f"| {name} | {det} | {n} |" in table
+    assert scores["iou"].between(0, 1).all()
+    # the bare astronaut: both detectors find the face where it was marked
+    bare = scores[scores["set"] == "astronaut"]
+    assert bare["found"].all() and (bare["iou"] > 0.6).all()

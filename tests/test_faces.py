@@ -1,5 +1,5 @@
-"""Face boxes: the bundled Haar cascades on a real photo, the CSV, and the crop they drive in
-training and prediction."""
+"""Face boxes: the packaged detectors (MTCNN, Haar cascades) on a real photo, the generator's
+true boxes, the CSV, and the crop they drive in training and prediction."""
 
 import shutil
 
@@ -29,18 +29,48 @@ def iou(a, b) -> float:
     return w * h / (area - w * h)
 
 
-def test_the_face_cascade_finds_the_astronauts_face():
-    box, source = detect(skimage_data.astronaut())
+@pytest.mark.parametrize("detector", ["mtcnn", "haar"])
+def test_each_detector_finds_the_astronauts_face(detector):
+    box, source = detect(skimage_data.astronaut(), detector)
     assert source == "face"
     assert iou(box, FACE) > 0.6, box
 
 
-def test_with_a_mask_over_nose_and_mouth_the_eyes_place_the_box():
+def _masked_astronaut():
     photo = skimage_data.astronaut().copy()
     photo[125:200, 150:300] = (240, 240, 245)  # a white surgical mask
-    box, source = detect(photo)
+    return photo
+
+
+def test_mtcnn_still_finds_the_face_under_a_mask():
+    box, source = detect(_masked_astronaut())  # mtcnn is the default
+    assert source == "face"
+    assert iou(box, FACE) > 0.5, box
+
+
+def test_with_a_mask_haar_misses_the_face_and_the_eyes_place_the_box():
+    box, source = detect(_masked_astronaut(), "haar")
     assert source == "eyes"
     assert iou(box, FACE) > 0.5, box
+
+
+def test_the_generator_records_where_it_drew_each_face(tmp_path):
+    """true_face_boxes.csv: every image once, inside the photo, and where a detector finds the
+    unmasked faces of a tree with varied framing (off-centre, nearer and further)."""
+    from maskcls.data.dataset import read_rgb
+    from maskcls.synth import TRUE_BOXES_FILE, SynthConfig, generate
+
+    root = generate(tmp_path / "t", SynthConfig(persons=10, eval_persons=2, seed=4,
+                                                framing=1.0), workers=1)
+    table = pd.read_csv(root / TRUE_BOXES_FILE)
+    assert len(table) == table["path"].nunique() == 12 * 7
+    assert set(table["source"]) == {"drawn"} and (table["x1"] > table["x0"]).all()
+    assert (table[["x0", "y0"]] >= 0).all().all() and (table["x1"] <= 384).all()
+    assert all((root / p).is_file() for p in table["path"])
+    bare = table[table["path"].str.endswith(("normal.jpg", "normal.jpeg", "normal.png"))]
+    hits = [iou(detect(read_rgb(str(root / r.path)).permute(1, 2, 0).numpy())[0],
+                (r.x0, r.y0, r.x1, r.y1)) > 0.5 for r in bare.itertuples()]
+    assert len(hits) == 10 and sum(hits) >= 7, hits
 
 
 def test_no_face_falls_back_to_the_centre():
@@ -71,14 +101,17 @@ def test_write_boxes_covers_train_and_eval_and_crops_the_face(astronaut_tree):
     assert table["path"].str.startswith("eval/images/").sum() == 42
     row = table.set_index("path").loc[relative(str(astronaut))]
     assert row["source"] == "face"
-    pipe = Pipeline((64, 64), face_boxes=str(csv), face_margin=0.0)
-    crop = pipe.read(str(astronaut)).float()
     box = tuple(int(row[c]) for c in ("x0", "y0", "x1", "y1"))
-    face = torch.from_numpy(np.array(Image.open(astronaut).convert("RGB").crop(box)
-                                       .resize((64, 64), Image.BILINEAR))).permute(2, 0, 1)
-    assert (crop - face.float()).abs().mean() < 12  # the same face, up to resampling
-    whole = Pipeline((64, 64)).read(str(astronaut)).float()
-    assert (whole - face.float()).abs().mean() > 30  # and not the whole photo
+    assert iou(box, FACE) > 0.6, box
+    # a model input of the box's own shape: the crop is the box, pixel for pixel
+    size = (box[3] - box[1], box[2] - box[0])
+    pipe = Pipeline(size, face_boxes=str(csv), face_margin=0.0)
+    crop = pipe.read(str(astronaut)).float()
+    face = torch.from_numpy(np.array(Image.open(astronaut).convert("RGB").crop(box)))
+    face = face.permute(2, 0, 1).float()
+    assert (crop - face).abs().mean() < 3
+    whole = Pipeline(size).read(str(astronaut)).float()
+    assert (whole - face).abs().mean() > 30  # and not the whole photo
 
 
 def test_boxes_from_another_detector_drive_training_and_prediction(synth_copy, tmp_path):
@@ -139,3 +172,20 @@ def test_face_crops_get_their_own_cache_key(tmp_path):
     assert Pipeline((32, 24), face_boxes=str(other)).pixels_key == faces.pixels_key
     assert Pipeline((32, 24), face_boxes=str(csv), face_margin=0.5).pixels_key != \
         faces.pixels_key
+
+
+def test_the_command_names_its_detector_and_haar_stays_behind_a_flag(synth_copy, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "haar.csv"
+    res = subprocess.run([sys.executable, "-m", "maskcls.faces", str(synth_copy), "--out",
+                          str(out), "--detector", "haar", "--workers", "1"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "(haar)" in res.stdout and len(pd.read_csv(out)) == 46 * 7
+    res = subprocess.run([sys.executable, "-m", "maskcls.faces", str(synth_copy),
+                          "--detector", "retina"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2 and "invalid choice: 'retina'" in res.stderr

@@ -7,6 +7,8 @@
     DIR/eval/images/<40-hex>.jpg
     DIR/eval/info.csv            ImageID,ans (ans all 0, as in the real file)
     DIR/eval/answers.csv         ImageID,ans with the true classes, for a local score
+    DIR/true_face_boxes.csv      path,x0,y0,x1,y1,source: where each face was drawn
+    DIR/label_errors.csv         the people given a wrong label on purpose (--label-errors)
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from maskcls.synth.portraits import PersonLook, render
 
 __all__ = ["SynthConfig", "generate", "ensure_synthetic"]
 SETTINGS_FILE = "synthetic.json"  # the settings a tree was generated with, at its root
+TRUE_BOXES_FILE = "true_face_boxes.csv"  # where every face was drawn, at the root
 
 # Share of real people whose shots are .png / .jpeg instead of .jpg.
 EXTENSION_SHARES = {".jpg": 0.953, ".png": 0.027, ".jpeg": 0.017, "mixed": 0.003}
@@ -66,8 +69,8 @@ class SynthConfig:
                                   f"{span}, got {value!r}")
 
 
-def _write_person(args: tuple) -> list[tuple[str, int]]:
-    """Render one person's seven shots into ``folder``; returns (file name, class) pairs."""
+def _write_person(args: tuple) -> list[tuple[str, int, tuple[float, ...]]]:
+    """Render one person's seven shots into ``folder``; returns (file name, class, face box)."""
     person, folder, cfg, names, exts = args
     look = PersonLook(person, cfg.difficulty)
     rng = np.random.default_rng(person.seed + 1)
@@ -76,13 +79,13 @@ def _write_person(args: tuple) -> list[tuple[str, int]]:
     out = []
     for stem, name, ext in zip(labels.IMAGE_STEMS, names, exts, strict=True):
         mask = labels.MASK_BY_STEM[stem]
-        img = render(look, mask, rng, cfg.width, cfg.height, cfg.difficulty, cfg.framing)
+        img, box = render(look, mask, rng, cfg.width, cfg.height, cfg.difficulty, cfg.framing)
         path = folder / f"{name}{ext}"
         if ext == ".png":
             img.save(path, compress_level=1)
         else:
             img.save(path, format="JPEG", quality=int(rng.integers(55, 96)))
-        out.append((path.name, int(labels.encode(mask, g, a))))
+        out.append((path.name, int(labels.encode(mask, g, a)), box))
     return out
 
 
@@ -183,7 +186,8 @@ def _generate_into(root: Path, cfg: SynthConfig, workers: int | None) -> None:
 
     results = pool_map(_write_person, jobs, workers, desc="drawing people")
 
-    answers = [r for res in results[len(train_people):] for r in res]
+    _write_true_boxes(root, jobs, results)
+    answers = [r[:2] for res in results[len(train_people):] for r in res]
     order = rng.permutation(len(answers))  # eval rows are shuffled, as in the real info.csv
     ans = pd.DataFrame([answers[i] for i in order], columns=["ImageID", "ans"])
     ans.to_csv(root / "eval" / "answers.csv", index=False)
@@ -191,6 +195,16 @@ def _generate_into(root: Path, cfg: SynthConfig, workers: int | None) -> None:
     if wrong:
         label_errors.write_truth(root, train_people, wrong)
     (root / SETTINGS_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+
+
+def _write_true_boxes(root: Path, jobs: list[tuple], results: list[list[tuple]]) -> None:
+    """Where each face was drawn, in the ``face_boxes.csv`` format (source ``drawn``): the
+    truth that scores a face detector, and an oracle crop (``data.face_boxes=<it>``)."""
+    rows = [(str((folder / name).relative_to(root)), *(round(v, 1) for v in box), "drawn")
+            for (_, folder, *_), shots in zip(jobs, results, strict=True)
+            for name, _, box in shots]
+    pd.DataFrame(rows, columns=["path", "x0", "y0", "x1", "y1", "source"]).to_csv(
+        root / TRUE_BOXES_FILE, index=False)
 
 
 def ensure_synthetic(root: str | os.PathLike, cfg: SynthConfig = SynthConfig()) -> bool:
