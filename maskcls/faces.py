@@ -19,6 +19,7 @@ crop to ``predict.py``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import time
 from collections import Counter
@@ -62,14 +63,10 @@ def _cascade(name: str):
 
 def _mtcnn_model():
     if not _mtcnn:
-        try:
-            from facenet_pytorch import MTCNN
-        except ImportError:
-            raise RuntimeError("--detector mtcnn needs facenet-pytorch: pip install "
-                               "'facenet-pytorch>=2.5.3,<2.6' (or use --detector haar)") from None
         import multiprocessing
 
         import torch
+        from facenet_pytorch import MTCNN
 
         if multiprocessing.parent_process() is not None:  # a pool worker: one core each
             torch.set_num_threads(1)
@@ -195,11 +192,12 @@ def write_boxes(root: str | os.PathLike, out: str | os.PathLike | None = None,
     root = Path(root).expanduser()
     out = Path(out).expanduser() if out else root / "face_boxes.csv"
     check_output(out, "--out", ".csv", data_roots=[root])
-    if detector == "mtcnn":
-        _mtcnn_model()  # a missing package: one error before the pool starts
+    if detector == "mtcnn" and importlib.util.find_spec("facenet_pytorch") is None:
+        raise RuntimeError("--detector mtcnn needs facenet-pytorch: pip install "
+                           "'facenet-pytorch>=2.5.3,<2.6' (or use --detector haar)")
     paths = image_paths(root)
     found = pool_map(_detect_file, [(p, detector) for p in paths], workers, min_items=64,
-                     chunksize=32, desc="finding face boxes")
+                     chunksize=32, desc="finding face boxes", spawn=detector == "mtcnn")
     table = pd.DataFrame([(relative(p), *box, src) for p, (box, src, _) in
                           zip(paths, found, strict=True) if box is not None], columns=COLUMNS)
     atomic.write_csv(table, out)

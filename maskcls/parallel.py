@@ -3,6 +3,7 @@ pool when there are cores and enough items to pay for starting it, else a plain 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,12 +23,16 @@ def steps(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T
 
 
 def pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | None = None,
-             min_items: int = 8, chunksize: int = 8, desc: str | None = None) -> list[Any]:
+             min_items: int = 8, chunksize: int = 8, desc: str | None = None,
+             spawn: bool = False) -> list[Any]:
     """``[fn(x) for x in items]``, in ``workers`` processes (default: every core), in order;
-    with ``desc``, a progress bar with its ETA on a terminal."""
+    with ``desc``, a progress bar with its ETA on a terminal. ``spawn``: fresh processes
+    instead of forks, for ``fn`` that runs torch (a fork of a process whose torch threads
+    have run can hang in its first parallel op)."""
     workers = workers or os.cpu_count() or 1
     if workers > 1 and len(items) > min_items:
-        with ProcessPoolExecutor(workers) as pool:
+        context = multiprocessing.get_context("spawn") if spawn else None
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
             results = pool.map(fn, items, chunksize=chunksize)
             return list(steps(results, desc, total=len(items)) if desc else results)
     return [fn(x) for x in (steps(items, desc, total=len(items)) if desc else items)]

@@ -189,3 +189,21 @@ def test_the_command_names_its_detector_and_haar_stays_behind_a_flag(synth_copy,
     res = subprocess.run([sys.executable, "-m", "maskcls.faces", str(synth_copy),
                           "--detector", "retina"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2 and "invalid choice: 'retina'" in res.stderr
+
+
+def test_mtcnn_in_worker_processes_after_torch_ran_in_the_parent(synth_copy, tmp_path):
+    """A forked worker of a process whose torch threads ran hangs in its first op: the pool
+    of the MTCNN search starts fresh processes."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "boxes.csv"
+    code = ("import numpy as np; from maskcls.faces import detect, write_boxes; "
+            "detect(np.full((200, 160, 3), 90, np.uint8)); "
+            f"print(write_boxes({str(synth_copy)!r}, {str(out)!r}, workers=2)[1])")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert len(pd.read_csv(out)) == 46 * 7
