@@ -1,15 +1,19 @@
-"""Learning quality on a held-out tree: what each recipe scores on data it was not tuned on.
+"""Learning quality on held-out trees: what each recipe scores on data it was not tuned on,
+and how much of that is seed-to-seed noise.
 
-    python -m benchmarks.quality                      # baseline, default, quick (~20 min)
-    python -m benchmarks.quality --ablations          # + quick with each item switched off
-    python -m benchmarks.quality --seed 31 --difficulty 2 --framing 1
+    python -m benchmarks.quality --only quick       # quick on the three held-out trees
+    python -m benchmarks.quality                    # baseline, default, quick
+    python -m benchmarks.quality --ablations        # + quick with each item switched off or on
+    python -m benchmarks.quality --trees 31:2:1,32:1:0.5 --persons 300
 
-A synthetic tree is generated with its own seed, difficulty and framing (not the default tree
-any recipe was tuned on). Every recipe trains as ``train.py`` does, in its own process, under
-the same wall-time cap (``trainer.max_time``), predicts ``eval/`` and is scored against
-``eval/answers.csv``: macro-F1, accuracy, per-task F1, and the mean F1 of the rare groups
-(the six 60+ classes, the nine male classes). Rows that only change prediction (calibration,
-TTA) reuse their recipe's run. The table is printed and written as markdown to ``--out``.
+Every row runs on each held-out tree (``--trees``: ``seed:difficulty:framing``, generated once
+into ``--work``; none is the default tree any recipe was tuned on). Every recipe trains as
+``train.py`` does, in its own process, under the same wall-time cap (``trainer.max_time``),
+predicts ``eval/`` and is scored against ``eval/answers.csv``: macro-F1, accuracy, per-task
+F1, and the mean F1 of the rare groups (the six 60+ classes, the nine male classes), each as
+mean +- std over the trees, with every tree's macro-F1 beside it. Rows that only change
+prediction (calibration, TTA) reuse their recipe's run. The table is printed and written as
+markdown to ``--out``.
 """
 
 from __future__ import annotations
@@ -64,11 +68,33 @@ ABLATIONS = [
 ]
 
 
-def held_out_tree(args: argparse.Namespace) -> Path:
+@dataclass(frozen=True)
+class Tree:
+    seed: int
+    difficulty: float
+    framing: float
+
+    @classmethod
+    def parse(cls, text: str) -> Tree:
+        try:
+            seed, difficulty, framing = text.split(":")
+            return cls(int(seed), float(difficulty), float(framing))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"a tree is seed:difficulty:framing (e.g. 21:1.5:1), got {text!r}") from None
+
+    def label(self) -> str:
+        return f"s{self.seed} d{self.difficulty:g} f{self.framing:g}"
+
+
+DEFAULT_TREES = "21:1.5:1,22:1:1,23:1.5:0.5"
+
+
+def held_out_tree(tree: Tree, args: argparse.Namespace) -> Path:
     from maskcls.synth import SynthConfig, generate
 
-    cfg = SynthConfig(persons=args.persons, eval_persons=args.eval_persons, seed=args.seed,
-                      difficulty=args.difficulty, framing=args.framing)
+    cfg = SynthConfig(persons=args.persons, eval_persons=args.eval_persons, seed=tree.seed,
+                      difficulty=tree.difficulty, framing=tree.framing)
     root = Path(args.work) / (f"tree-s{cfg.seed}-d{cfg.difficulty}-f{cfg.framing}"
                               f"-p{cfg.persons}-e{cfg.eval_persons}")
     if not (root / "train" / "images").is_dir():
@@ -93,7 +119,7 @@ def _slug(name: str) -> str:
 
 def train_row(row: Row, root: Path, args: argparse.Namespace, runs: dict[str, Path]) -> float:
     """Train ``row`` with ``train.py`` in a new process; returns its wall seconds."""
-    out = Path(args.work) / "runs" / _slug(row.name)
+    out = Path(args.work) / "runs" / root.name / _slug(row.name)
     if out.exists():
         import shutil
 
@@ -151,21 +177,42 @@ def score_detail(submission: Path, root: Path) -> dict[str, Any]:
     return score(sub["ans"].to_numpy(), truth.reindex(sub["ImageID"]).to_numpy(), detail=True)
 
 
-COLUMNS = ["recipe", "eval macro-F1", "accuracy", "F1 mask", "F1 gender", "F1 age",
-           "F1 60+ classes", "F1 male classes", "epochs", "wall s"]
+COLUMNS = ["recipe", "eval macro-F1", "per tree", "accuracy", "F1 mask", "F1 gender",
+           "F1 age", "F1 60+ classes", "F1 male classes", "epochs", "wall s"]
+METRICS = ["f1", "acc", "f1_mask", "f1_gender", "f1_age", "rare_60+", "rare_male"]
 
 
-def markdown(results: list[dict[str, Any]], args: argparse.Namespace, root: Path) -> str:
+def summarise(name: str, per_tree: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row's mean and std (over trees, ddof 1) of every metric, and its per-tree F1s."""
+    out: dict[str, Any] = {"name": name, "trees": len(per_tree),
+                           "per_tree": [r["f1"] for r in per_tree],
+                           "epochs": sorted({r["epochs"] for r in per_tree})}
+    for m in METRICS:
+        values = np.array([r[m] for r in per_tree], dtype=float)
+        out[m] = float(values.mean())
+        out[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    walls = [r["wall"] for r in per_tree if r["wall"] is not None]
+    out["wall"] = float(np.mean(walls)) if walls else None
+    return out
+
+
+def _pm(r: dict[str, Any], m: str, digits: int) -> str:
+    return f"{r[m]:.{digits}f} ± {r[m + '_std']:.{digits}f}"
+
+
+def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     import torch
 
-    title = (f"Held-out tree {root.name}: seed {args.seed}, difficulty {args.difficulty}, "
-             f"framing {args.framing}, {args.persons} training / {args.eval_persons} eval "
-             f"people; every recipe capped at {args.budget:.0f} s of training "
-             f"(trainer.max_time); torch {torch.__version__}, {torch.get_num_threads()} "
-             f"threads. Scores on eval/answers.csv.")
-    rows = [[r["name"], f"{r['f1']:.4f}", f"{r['acc']:.4f}", f"{r['f1_mask']:.3f}",
-             f"{r['f1_gender']:.3f}", f"{r['f1_age']:.3f}", f"{r['rare_60+']:.3f}",
-             f"{r['rare_male']:.3f}", str(r["epochs"]),
+    trees = ", ".join(t.label() for t in args.trees)
+    title = (f"{len(args.trees)} held-out trees (seed, difficulty, framing: {trees}), "
+             f"{args.persons} training / {args.eval_persons} eval people each; every recipe "
+             f"capped at {args.budget:.0f} s of training (trainer.max_time); mean ± std over "
+             f"the trees; torch {torch.__version__}, {torch.get_num_threads()} threads. Scores "
+             f"on eval/answers.csv.")
+    rows = [[r["name"], _pm(r, "f1", 4), " / ".join(f"{f:.3f}" for f in r["per_tree"]),
+             _pm(r, "acc", 4), _pm(r, "f1_mask", 3), _pm(r, "f1_gender", 3),
+             _pm(r, "f1_age", 3), _pm(r, "rare_60+", 3), _pm(r, "rare_male", 3),
+             ",".join(map(str, r["epochs"])),
              "" if r["wall"] is None else f"{r['wall']:.0f}"] for r in results]
     return markdown_table(title, COLUMNS, rows)
 
@@ -173,9 +220,9 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace, root: Path
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seed", type=int, default=21, help="held-out tree's seed (default tree: 0)")
-    p.add_argument("--difficulty", type=float, default=1.5)
-    p.add_argument("--framing", type=float, default=1.0)
+    p.add_argument("--trees", default=DEFAULT_TREES,
+                   help=f"held-out trees, seed:difficulty:framing,... (default {DEFAULT_TREES};"
+                        " the default tree is seed 0)")
     p.add_argument("--persons", type=int, default=600)
     p.add_argument("--eval-persons", type=int, default=150)
     p.add_argument("--budget", type=float, default=300, help="training seconds per recipe")
@@ -186,7 +233,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--work", default=str(ROOT / "data" / "quality"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality.md"))
     args = p.parse_args(argv)
-    root = held_out_tree(args)
+    try:
+        args.trees = [Tree.parse(t) for t in args.trees.split(",")]
+    except argparse.ArgumentTypeError as e:
+        p.error(f"--trees: {e}")
     rows = RECIPES + (ABLATIONS if args.ablations else [])
     if args.only:
         wanted = set(args.only.split(","))
@@ -194,16 +244,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         needs = {r.run or r.pseudo_from for r in rows} - {None} - wanted
         if needs:
             p.error(f"--only: these rows need {', '.join(sorted(needs))} too")
-    runs: dict[str, Path] = {}
-    results = []
-    for row in rows:
-        wall = None if row.run else train_row(row, root, args, runs)
-        run = runs[row.run] if row.run else runs[row.name]
-        res = {"name": row.name, "wall": wall, **score_row(row, run, root)}
-        results.append(res)
-        print(f"{row.name}: eval macro-F1 {res['f1']:.4f} (wall {wall or 0:.0f} s)", flush=True)
-    table = markdown(results, args, root)
-    publish(table, args.out)
+    per_row: dict[str, list[dict[str, Any]]] = {r.name: [] for r in rows}
+    for tree in args.trees:
+        root = held_out_tree(tree, args)
+        runs: dict[str, Path] = {}
+        for row in rows:
+            wall = None if row.run else train_row(row, root, args, runs)
+            run = runs[row.run] if row.run else runs[row.name]
+            res = {"wall": wall, **score_row(row, run, root)}
+            per_row[row.name].append(res)
+            print(f"{tree.label()}: {row.name}: eval macro-F1 {res['f1']:.4f} "
+                  f"(wall {wall or 0:.0f} s)", flush=True)
+    results = [summarise(name, per_tree) for name, per_tree in per_row.items()]
+    publish(markdown(results, args), args.out)
     return results
 
 

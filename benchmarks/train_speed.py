@@ -1,7 +1,9 @@
 """Training speed: maskcls against the compute limit and a plain PIL reference, in one run.
 
     python -m benchmarks.train_speed                 # resnet18 at 128x96 and 224x224
-    python -m benchmarks.train_speed --sizes 128x96 --epochs 3 --persons 120
+    python -m benchmarks.train_speed --sizes 128x96 --epochs 4 --persons 120
+    python -m benchmarks.train_speed --device cuda --precision 16-mixed --channels-last \
+        --sizes 224x224,384x288                     # on a GPU (benchmarks/gpu_check.sh)
 
 Measured on the same synthetic images, model, batch size and image size; every figure is the
 median of the epochs after the first (warm-up, cache building), at least three:
@@ -15,8 +17,10 @@ median of the epochs after the first (warm-up, cache building), at least three:
 4. loader only: images/s of the maskcls training loader followed by its batch augmentation
    and normalisation (``BatchTransform``, as in training), and of the PIL loader; no model.
 
-Each measurement runs in its own process, so its peak RSS is its own. The table is printed
-and written as markdown to ``--out``.
+Each measurement runs in its own process, so its peak RSS is its own. With ``--device cuda``
+the model, the preloaded tensors of (1) and the batches of (2) and (3) live on the GPU, under
+``--precision`` (autocast, and a gradient scaler for 16-mixed) and ``--channels-last``; the
+loaders stay on the CPU. The table is printed and written as markdown to ``--out``.
 """
 
 from __future__ import annotations
@@ -81,29 +85,53 @@ class _PILDataset(torch.utils.data.Dataset):
         return self.tf(Image.open(self.paths[i]).convert("RGB")), self.labels[i]
 
 
-def _model():
+PRECISIONS = {"32-true": None, "16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
+
+
+def _memory_format(args) -> torch.memory_format:
+    return torch.channels_last if args.channels_last else torch.contiguous_format
+
+
+def _model(args):
     import timm
 
     torch.manual_seed(0)
-    return timm.create_model("resnet18", num_classes=18)
+    model = timm.create_model("resnet18", num_classes=18)
+    return model.to(args.device, memory_format=_memory_format(args))
 
 
-def _epochs_loop(model, train_batches, val_batches, epochs: int) -> list[float]:
+def _epochs_loop(model, train_batches, val_batches, args) -> list[float]:
     """Plain PyTorch: train then evaluate, per epoch; ``*_batches`` are callables giving
-    iterables of (x, y)."""
+    iterables of (x, y). Batches go to ``args.device`` (in ``--channels-last`` layout) and
+    run under ``--precision``'s autocast."""
+    dtype = PRECISIONS[args.precision]
+    device_type = torch.device(args.device).type
+
+    def autocast():
+        return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
+
+    def put(x):
+        return x.to(args.device, non_blocking=True, memory_format=_memory_format(args))
+
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == torch.float16)
     times = []
-    for _ in range(epochs):
+    for _ in range(args.epochs):
         t0 = time.perf_counter()
         model.train()
         for x, y in train_batches():
             opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
+            with autocast():
+                loss = torch.nn.functional.cross_entropy(model(put(x)), y.to(args.device))
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             for x, _ in val_batches():
-                model(x)
+                model(put(x))
+        if device_type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     return times
 
@@ -112,9 +140,9 @@ def _epochs_loop(model, train_batches, val_batches, epochs: int) -> list[float]:
 def measure_compute(args, root, size) -> dict[str, Any]:
     dm = _datamodule(root, size, args.batch, "ram")
     n_train, n_val = len(dm.train_rows), len(dm.val_rows)
-    x_train = torch.randn(n_train, 3, *size)
-    y_train = torch.randint(0, 18, (n_train,))
-    x_val = torch.randn(n_val, 3, *size)
+    x_train = torch.randn(n_train, 3, *size, device=args.device)
+    y_train = torch.randint(0, 18, (n_train,), device=args.device)
+    x_val = torch.randn(n_val, 3, *size, device=args.device)
     del dm
     b = args.batch
 
@@ -124,14 +152,14 @@ def measure_compute(args, root, size) -> dict[str, Any]:
     def train_batches():
         perm = torch.randperm(n_train)
         for i in range(0, stop, b):
-            j = perm[i:i + b]
+            j = perm[i:i + b].to(args.device)
             yield x_train[j], y_train[j]
 
     def val_batches():
         for i in range(0, n_val, b):
             yield x_val[i:i + b], None
 
-    times = _epochs_loop(_model(), train_batches, val_batches, args.epochs)
+    times = _epochs_loop(_model(args), train_batches, val_batches, args)
     return {"epoch_s": times, "train_images": n_train, "val_images": n_val}
 
 
@@ -157,7 +185,10 @@ def measure_maskcls(args, root, size, extra: tuple[str, ...] = ()) -> dict[str, 
         cfg = compose("train", overrides=[
             f"data.root={root}", "data.synthetic=null", f"data.image_size=[{size[0]},{size[1]}]",
             f"data.batch_size={args.batch}", "data.undersample.keep_masked=5",
-            f"trainer.max_epochs={args.epochs}", "trainer.accelerator=cpu",
+            f"trainer.max_epochs={args.epochs}",
+            f"trainer.accelerator={'gpu' if args.device.startswith('cuda') else 'cpu'}",
+            f"trainer.precision={args.precision}",
+            f"model.channels_last={str(args.channels_last).lower()}",
             "callbacks.progress_bar.refresh_rate=0", f"paths.output_dir={out}",
             "model.backbone=resnet18", *extra])
     training.train(cfg, extra_callbacks=[EpochTimer()])
@@ -182,7 +213,7 @@ def _pil_loaders(args, root, size):
 
 def measure_plain(args, root, size) -> dict[str, Any]:
     train_loader, val_loader, n_train, n_val = _pil_loaders(args, root, size)
-    times = _epochs_loop(_model(), lambda: train_loader, lambda: val_loader, args.epochs)
+    times = _epochs_loop(_model(args), lambda: train_loader, lambda: val_loader, args)
     return {"epoch_s": times, "train_images": n_train, "val_images": n_val}
 
 
@@ -237,7 +268,8 @@ def child(args: argparse.Namespace) -> None:
 def run_child(args: argparse.Namespace, name: str, size: str) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.train_speed", "--child", name, "--size", size,
            "--epochs", str(args.epochs), "--persons", str(args.persons),
-           "--batch", str(args.batch), "--data-dir", args.data_dir]
+           "--batch", str(args.batch), "--data-dir", args.data_dir, "--device", args.device,
+           "--precision", args.precision] + ["--channels-last"] * args.channels_last
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
     if res.returncode != 0 or not line:
@@ -245,7 +277,8 @@ def run_child(args: argparse.Namespace, name: str, size: str) -> dict[str, Any]:
     return json.loads(line[-1][len("RESULT "):])
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> list[dict[str, Any]] | None:
+    """The table's rows (``None`` in a measuring child process)."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="128x96,224x224", help="HxW list")
@@ -255,6 +288,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--data-dir", default=str(ROOT / "data"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_speed.md"))
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (a GPU)")
+    p.add_argument("--precision", default="32-true", choices=list(PRECISIONS),
+                   help="as trainer.precision (16-mixed on a GPU)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels-last memory format (model.channels_last=true)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--size", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -262,6 +300,10 @@ def main(argv: list[str] | None = None) -> None:
         return child(args)
     if args.epochs < 4:
         p.error("--epochs must be at least 4 (one warm-up epoch, a median over three)")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA GPU is visible to torch on this machine")
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        p.error(f"--device must be cpu or cuda[:N], got {args.device!r}")
     rows = []
     for size in args.sizes.split(","):
         results = {}
@@ -288,12 +330,16 @@ def main(argv: list[str] | None = None) -> None:
             })
     table = _markdown(rows, args)
     publish(table, args.out)
-    return None
+    return rows
 
 
 def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     cols = list(rows[0])
-    title = (f"resnet18, batch {args.batch}, {args.persons * 7} synthetic images "
+    device = (torch.cuda.get_device_name(torch.device(args.device))
+              if args.device.startswith("cuda") else "CPU")
+    layout = ", channels-last" if args.channels_last else ""
+    title = (f"resnet18 on {device}, {args.precision}{layout}, batch {args.batch}, "
+             f"{args.persons * 7} synthetic images "
              f"({args.persons} people, 80% train / 20% validation), "
              f"median of epochs 2..{args.epochs}, "
              f"torch {torch.__version__}, {multiprocessing.cpu_count()} CPU cores, "

@@ -3,6 +3,9 @@ themselves are for the README, measured on a quiet machine)."""
 
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from benchmarks import predict_speed, train_speed
 
 
@@ -20,6 +23,38 @@ def test_train_speed_table(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_train_speed_takes_the_gpu_settings_through_to_train_py(tmp_path):
+    """--precision and --channels-last reach the raw loops and maskcls's Trainer alike
+    (bf16-mixed here: autocast runs on a CPU too; 16-mixed and cuda on the GPU machine)."""
+    out = tmp_path / "train.md"
+    rows = train_speed.main(["--sizes", "32x24", "--epochs", "4", "--persons", "8",
+                             "--batch", "16", "--precision", "bf16-mixed", "--channels-last",
+                             "--data-dir", str(tmp_path), "--out", str(out)])
+    assert "resnet18 on CPU, bf16-mixed, channels-last" in out.read_text()
+    assert {r["what"] for r in rows} >= {"compute limit", "maskcls", "plain reference"}
+    config = (tmp_path / "bench-runs" / "32x24" / "config.yaml").read_text()
+    assert "precision: bf16-mixed" in config and "channels_last: true" in config
+
+
+def test_gpu_check_runs_its_steps_as_a_dry_run_on_the_cpu(tmp_path):
+    from benchmarks import gpu_check
+
+    out = tmp_path / "gpu.md"
+    rows = gpu_check.main([
+        "--device", "cpu", "--precision", "bf16-mixed", "--sizes", "32x24",
+        "--speed-persons", "8", "--batch", "16", "--persons", "12", "--eval-persons", "2",
+        "--epochs", "1", "--override", "data.image_size=[32,24]",
+        "--override", "data.batch_size=8", "--work", str(tmp_path), "--out", str(out)])
+    table = out.read_text()
+    assert table.startswith("GPU check on CPU")
+    steps = [r[0] for r in rows]
+    assert steps == ["train_speed 32x24: compute limit", "train_speed 32x24: maskcls",
+                     "train.py experiment=competition, 1 epochs", "predict.py tta=true"]
+    assert "14 eval images; eval macro-F1" in table
+    assert (tmp_path / "submission.csv").exists()
+    assert (tmp_path / "train_speed.md").exists()
+
+
 def test_predict_speed_table(tmp_path):
     out = tmp_path / "predict.md"
     predict_speed.main(["--eval-persons", "4", "--size", "32x24", "--repeats", "1",
@@ -35,18 +70,33 @@ def test_quality_table(tmp_path, capsys):
 
     out = tmp_path / "quality.md"
     results = quality.main([
-        "--persons", "16", "--eval-persons", "3", "--seed", "5", "--budget", "60",
+        "--persons", "16", "--eval-persons", "3", "--trees", "5:1.5:1,6:1:0", "--budget", "60",
         "--only", "default,quick,quick + calibration", "--work", str(tmp_path),
         "--out", str(out), "--override", "data.image_size=[32,24]",
         "--override", "trainer.max_epochs=1", "--override", "data.batch_size=16"])
     assert [r["name"] for r in results] == ["default", "quick", "quick + calibration"]
     table = out.read_text()
-    assert "seed 5, difficulty 1.5, framing 1.0, 16 training / 3 eval people" in table
+    assert "2 held-out trees (seed, difficulty, framing: s5 d1.5 f1, s6 d1 f0)" in table
+    assert "16 training / 3 eval people each" in table
+    assert len(list(tmp_path.glob("tree-s*"))) == 2
     for r in results:
-        assert 0 <= r["f1"] <= 1 and r["epochs"] == 1
-        assert f"| {r['name']} | {r['f1']:.4f} |" in table
+        assert r["trees"] == 2 and len(r["per_tree"]) == 2 and r["epochs"] == [1]
+        assert r["f1"] == pytest.approx(np.mean(r["per_tree"]))
+        assert r["f1_std"] == pytest.approx(np.std(r["per_tree"], ddof=1))
+        assert all(0 <= f <= 1 for f in r["per_tree"])
+        assert f"| {r['name']} | {r['f1']:.4f} ± {r['f1_std']:.4f} |" in table
     assert results[2]["wall"] is None  # calibration on: the quick run, predicted again
     assert "wrote" in capsys.readouterr().out
+
+
+def test_quality_refuses_a_malformed_tree(tmp_path, capsys):
+    from benchmarks import quality
+
+    with pytest.raises(SystemExit) as e:
+        quality.main(["--trees", "21:1.5", "--work", str(tmp_path)])
+    assert e.value.code == 2
+    assert "seed:difficulty:framing" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing generated
 
 
 def test_faces_table(tmp_path):

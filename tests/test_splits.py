@@ -51,3 +51,18 @@ def test_split_errors(real_catalog):
         kfold_split(real_catalog, 1, 0, seed=0)
     with pytest.raises(ValueError, match="data.val_ratio"):
         holdout_split(real_catalog, 1.5, seed=0)
+
+
+@pytest.mark.parametrize("n_people", [12, 16, 31])
+def test_a_small_tree_with_every_stratum_splits_by_person(real_catalog, n_people):
+    """Fewer validation people than gender x age strata (16 people at 0.2: 3 for 6 strata):
+    a plain seeded shuffle of people, never sklearn's stratification error."""
+    people = people_table(real_catalog)
+    # two people of each of the six strata, then more of the first ones
+    ids = people.groupby("stratum").head(max(2, n_people // 6))["person_id"].head(n_people)
+    small = real_catalog[real_catalog["person_id"].isin(set(ids))]
+    assert people_table(small)["stratum"].nunique() == 6
+    train, val = holdout_split(small, 0.2, seed=1)
+    assert len(val) == round(0.2 * len(ids)) and not train & val
+    assert train | val == set(ids)
+    assert holdout_split(small, 0.2, seed=1) == (train, val)

@@ -56,6 +56,8 @@ def holdout_split(catalog: pd.DataFrame, val_ratio: float, seed: int) -> tuple[s
         raise ConfigError(f"data.val_ratio={val_ratio} leaves no people on one side of the split "
                          f"({len(people)} people in all); use a ratio nearer 0.2")
     strata = _stratify_or_none(people["stratum"].to_numpy(), 2)
+    if strata is not None and min(n_val, len(people) - n_val) < len(np.unique(strata)):
+        strata = None  # sklearn wants a person of every stratum on both sides
     train, val = train_test_split(people["person_id"].to_numpy(), test_size=n_val,
                                   random_state=seed, stratify=strata)
     return set(train), set(val)
