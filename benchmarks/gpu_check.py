@@ -9,7 +9,10 @@
 2. a ``--epochs``-epoch ``experiment=competition`` fold on a synthetic tree (``--persons``
    people; ``model.pretrained=false``: the machine needs no download), timed as a whole
    ``train.py`` process;
-3. ``predict.py`` with flip TTA on that run, scored on the tree's ``eval/answers.csv``.
+3. ``predict.py`` with flip TTA on that run, scored on the tree's ``eval/answers.csv``;
+4. the estimate of one full ``experiment=competition`` fold on the real data: the fold's
+   seconds per epoch, scaled by the real data's people (2,700) over the tree's, times the
+   experiment's ``trainer.max_epochs``.
 
 One table, printed and written to ``--out``; the speed table in full beside it (``--work``).
 """
@@ -61,6 +64,10 @@ def fold_rows(args: argparse.Namespace, work: Path) -> list[list[str]]:
                     f"trainer.max_epochs={args.epochs}", f"hydra.run.dir={run}",
                     "callbacks.progress_bar.refresh_rate=0", *accelerator, *args.override])
     metrics = json.loads((run / "metrics.json").read_text())
+    epochs_run = metrics["epochs"] + 1  # metrics.json counts from 0
+    per_epoch = metrics["fit_seconds"] / epochs_run
+    real_epoch = per_epoch * real_people() / args.persons
+    max_epochs = _competition_epochs()
     sub = work / "submission.csv"
     predict_s = _run(["predict.py", f"ckpt={run}", "tta=true", f"output={sub}",
                       "overwrite=true"])
@@ -69,7 +76,25 @@ def fold_rows(args: argparse.Namespace, work: Path) -> list[list[str]]:
     return [[f"train.py experiment=competition, {args.epochs} epochs", f"{train_s:.0f} s",
              f"{people}; val macro-F1 {metrics['val']['f1']:.3f}"],
             ["predict.py tta=true", f"{predict_s:.0f} s",
-             f"{args.eval_persons * 7} eval images; eval macro-F1 {score:.3f}"]]
+             f"{args.eval_persons * 7} eval images; eval macro-F1 {score:.3f}"],
+            ["estimate: one experiment=competition fold on the real data",
+             f"{real_epoch * max_epochs / 60:.0f} min",
+             f"{per_epoch:.1f} s/epoch here x {real_people()}/{args.persons} people x "
+             f"{max_epochs} epochs"]]
+
+
+def real_people() -> int:
+    """People in the real ``train.csv`` (the generator's histograms are its counts)."""
+    from maskcls.synth.population import REAL_AGE_COUNTS
+
+    return int(sum(sum(c) for c in REAL_AGE_COUNTS.values()))
+
+
+def _competition_epochs() -> int:
+    import yaml
+
+    text = (ROOT / "conf" / "experiment" / "competition.yaml").read_text()
+    return int(yaml.safe_load(text)["trainer"]["max_epochs"])
 
 
 def _eval_f1(submission: Path, tree: Path) -> float:

@@ -5,13 +5,16 @@ and how much of that is seed-to-seed noise.
     python -m benchmarks.quality                    # baseline, default, quick
     python -m benchmarks.quality --ablations        # + quick with each item switched off or on
     python -m benchmarks.quality --trees 31:2:1,32:1:0.5 --persons 300
+    python -m benchmarks.quality --only quick,"quick, seed 43" --reuse   # score again, add rows
 
 Every row runs on each held-out tree (``--trees``: ``seed:difficulty:framing``, generated once
 into ``--work``; none is the default tree any recipe was tuned on). Every recipe trains as
 ``train.py`` does, in its own process, under the same wall-time cap (``trainer.max_time``),
 predicts ``eval/`` and is scored against ``eval/answers.csv``: macro-F1, accuracy, per-task
 F1, and the mean F1 of the rare groups (the six 60+ classes, the nine male classes), each as
-mean +- std over the trees, with every tree's macro-F1 beside it. Rows that only change
+mean +- std over the trees, with every tree's macro-F1 beside it, and each row's paired
+difference to ``quick`` on the same trees (mean +- std): the row "quick, seed 43" shows what
+seed noise alone gives there. Rows that only change
 prediction (calibration, TTA) reuse their recipe's run. The table is printed and written as
 markdown to ``--out``.
 """
@@ -49,9 +52,13 @@ RECIPES = [
     Row("baseline (starter code)", ["experiment=baseline"]),
     Row("default", []),
     Row("quick", ["experiment=quick"], tta=True),
+    # the same recipe from another seed: the seed-to-seed spread any gain must beat
+    Row("quick, seed 43", ["experiment=quick", "seed=43"], tta=True),
 ]
 # quick with one item of the recipe switched off, or one it leaves out switched on
 ABLATIONS = [
+    # the competition data group under quick: quick must set all it depends on
+    Row("quick, data=competition", ["data=competition", "experiment=quick"], tta=True),
     Row("quick, single head", ["experiment=quick", "model.head=single"], tta=True),
     Row("quick + mixup/cutmix", ["experiment=quick", "augment.mixup=0.2", "augment.cutmix=1.0",
                                  "augment.mix_prob=0.5"], tta=True),
@@ -118,8 +125,15 @@ def _slug(name: str) -> str:
 
 
 def train_row(row: Row, root: Path, args: argparse.Namespace, runs: dict[str, Path]) -> float:
-    """Train ``row`` with ``train.py`` in a new process; returns its wall seconds."""
+    """Train ``row`` with ``train.py`` in a new process; returns its wall seconds. With
+    ``--reuse``, a finished run of the row on this tree is scored again, not retrained."""
     out = Path(args.work) / "runs" / root.name / _slug(row.name)
+    if args.reuse and (out / "metrics.json").exists():
+        runs[row.name] = out
+        recorded = out / "benchmark.json"
+        if recorded.exists():
+            return float(json.loads(recorded.read_text())["wall"])
+        return float(json.loads((out / "metrics.json").read_text())["wall_seconds"])
     if out.exists():
         import shutil
 
@@ -138,6 +152,7 @@ def train_row(row: Row, root: Path, args: argparse.Namespace, runs: dict[str, Pa
     if res.returncode != 0:
         raise RuntimeError(f"{row.name} failed:\n{res.stdout[-1500:]}\n{res.stderr[-3000:]}")
     runs[row.name] = out
+    (out / "benchmark.json").write_text(json.dumps({"wall": wall}) + "\n")
     return wall
 
 
@@ -177,16 +192,23 @@ def score_detail(submission: Path, root: Path) -> dict[str, Any]:
     return score(sub["ans"].to_numpy(), truth.reindex(sub["ImageID"]).to_numpy(), detail=True)
 
 
-COLUMNS = ["recipe", "eval macro-F1", "per tree", "accuracy", "F1 mask", "F1 gender",
-           "F1 age", "F1 60+ classes", "F1 male classes", "epochs", "wall s"]
+COLUMNS = ["recipe", "eval macro-F1", "per tree", "vs quick (paired)", "accuracy", "F1 mask",
+           "F1 gender", "F1 age", "F1 60+ classes", "F1 male classes", "epochs", "wall s"]
 METRICS = ["f1", "acc", "f1_mask", "f1_gender", "f1_age", "rare_60+", "rare_male"]
 
 
-def summarise(name: str, per_tree: list[dict[str, Any]]) -> dict[str, Any]:
-    """One row's mean and std (over trees, ddof 1) of every metric, and its per-tree F1s."""
+def summarise(name: str, per_tree: list[dict[str, Any]],
+              reference: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One row's mean and std (over trees, ddof 1) of every metric, its per-tree F1s and,
+    against ``reference`` (quick on the same trees), the mean and std of the paired F1
+    differences: tree difficulty cancels out of those, seed noise does not."""
     out: dict[str, Any] = {"name": name, "trees": len(per_tree),
                            "per_tree": [r["f1"] for r in per_tree],
                            "epochs": sorted({r["epochs"] for r in per_tree})}
+    if reference is not None:
+        diff = np.array([r["f1"] - q["f1"] for r, q in zip(per_tree, reference, strict=True)])
+        out["vs_quick"] = float(diff.mean())
+        out["vs_quick_std"] = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
     for m in METRICS:
         values = np.array([r[m] for r in per_tree], dtype=float)
         out[m] = float(values.mean())
@@ -210,6 +232,7 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
              f"the trees; torch {torch.__version__}, {torch.get_num_threads()} threads. Scores "
              f"on eval/answers.csv.")
     rows = [[r["name"], _pm(r, "f1", 4), " / ".join(f"{f:.3f}" for f in r["per_tree"]),
+             f"{r['vs_quick']:+.4f} ± {r['vs_quick_std']:.4f}" if "vs_quick" in r else "",
              _pm(r, "acc", 4), _pm(r, "f1_mask", 3), _pm(r, "f1_gender", 3),
              _pm(r, "f1_age", 3), _pm(r, "rare_60+", 3), _pm(r, "rare_male", 3),
              ",".join(map(str, r["epochs"])),
@@ -230,6 +253,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--only", default=None, help="comma-separated row names to run")
     p.add_argument("--override", action="append", default=[],
                    help="extra train.py override for every row (repeatable)")
+    p.add_argument("--reuse", action="store_true",
+                   help="score a row's finished run in --work again instead of retraining it")
     p.add_argument("--work", default=str(ROOT / "data" / "quality"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality.md"))
     args = p.parse_args(argv)
@@ -255,7 +280,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             per_row[row.name].append(res)
             print(f"{tree.label()}: {row.name}: eval macro-F1 {res['f1']:.4f} "
                   f"(wall {wall or 0:.0f} s)", flush=True)
-    results = [summarise(name, per_tree) for name, per_tree in per_row.items()]
+    reference = per_row.get("quick")
+    results = [summarise(name, per_tree, reference if name != "quick" else None)
+               for name, per_tree in per_row.items()]
     publish(markdown(results, args), args.out)
     return results
 

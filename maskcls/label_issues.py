@@ -16,8 +16,9 @@ Writes into ``DIR`` (default: the first PATH):
 
 * ``label_issues.csv``: ``person_id, field, given, suggested, score``, most suspicious first
   (``field`` gender, age or mask; for mask, given / suggested name the two shots' labels);
-* ``corrections.csv``: the rows scoring at least ``--threshold``, in the ``data.corrections``
-  format (``gender``, ``age``, and ``swap`` rows): retrain with ``data.corrections=<it>``;
+* ``corrections.csv``: the rows of the ``--fix`` fields (default all three) scoring at least
+  ``--threshold``, in the ``data.corrections`` format (``gender``, ``age``, and ``swap`` rows):
+  retrain with ``data.corrections=<it>``;
 * ``label_issues.png``: the top suspects' photos with their given and suggested labels.
 """
 
@@ -130,12 +131,17 @@ def _nearest_age(folder: str, group: str) -> int:
     return int(min(max(age, bounds[0]), bounds[1]))
 
 
-def corrections(issues: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """The confident rows as ``data.corrections`` rows; an id filed in several folders is
-    left out (a fix by id would change every folder)."""
+FIELDS = ("gender", "age", "mask")
+
+
+def corrections(issues: pd.DataFrame, threshold: float,
+                fields: Sequence[str] = FIELDS) -> pd.DataFrame:
+    """The confident rows of ``fields`` as ``data.corrections`` rows; an id filed in several
+    folders is left out (a fix by id would change every folder)."""
     shared = issues["person_id"].map(issues.groupby("person_id")["folder"].nunique()) > 1
+    chosen = (issues["score"] >= threshold) & ~shared & issues["field"].isin(fields)
     rows = []
-    for r in issues[(issues["score"] >= threshold) & ~shared].itertuples(index=False):
+    for r in issues[chosen].itertuples(index=False):
         if r.field == "gender":
             rows.append((r.person_id, "gender", r.suggested))
         elif r.field == "age":
@@ -146,7 +152,7 @@ def corrections(issues: pd.DataFrame, threshold: float) -> pd.DataFrame:
 
 
 def write(paths: Sequence[str | os.PathLike], out: Path, threshold: float = 0.8,
-          top: int = 16) -> dict[str, Path | int]:
+          top: int = 16, fields: Sequence[str] = FIELDS) -> dict[str, Path | int]:
     """Find the issues of the runs at ``paths`` and write the three files into ``out``."""
     files = {"csv": out / "label_issues.csv", "corrections": out / "corrections.csv",
              "png": out / "label_issues.png"}
@@ -157,7 +163,7 @@ def write(paths: Sequence[str | os.PathLike], out: Path, threshold: float = 0.8,
     from maskcls.galleries import label_issues_png  # matplotlib: only when writing
 
     atomic.write_csv(issues[COLUMNS], files["csv"], float_format="%.4f")
-    fixes = corrections(issues, threshold)
+    fixes = corrections(issues, threshold, fields)
     atomic.write_csv(fixes, files["corrections"])
     label_issues_png(issues.head(top), oof, files["png"])
     return {**files, "images": len(oof), "people": oof["folder"].nunique(),
@@ -173,18 +179,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threshold", type=float, default=0.8,
                    help="score from which a row goes into corrections.csv (default 0.8)")
     p.add_argument("--top", type=int, default=16, help="suspects shown in label_issues.png")
+    p.add_argument("--fix", default=",".join(FIELDS),
+                   help="fields whose confident rows go into corrections.csv (default "
+                        "gender,age,mask; e.g. age,mask to review gender by eye first)")
     a = p.parse_args(argv)
     if not 0 <= a.threshold <= 1:
         p.error(f"--threshold must be in 0..1, got {a.threshold}")
+    fields = [f.strip() for f in a.fix.split(",") if f.strip()]
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown or not fields:
+        p.error(f"--fix takes a comma-separated subset of {','.join(FIELDS)}, got {a.fix!r}")
     out = Path(a.out or a.paths[0]).expanduser()
     if not out.is_dir():
         p.error(f"--out {out} is not a folder")
     try:
-        res = write(a.paths, out, a.threshold, a.top)
+        res = write(a.paths, out, a.threshold, a.top, fields)
     except MaskclsError as e:
         raise SystemExit(f"error: {e}") from None
     print(f"{res['images']} images of {res['people']} people with out-of-fold predictions; "
-          f"{res['issues']} suspected label issue(s), {res['fixes']} at score >= {a.threshold}")
+          f"{res['issues']} suspected label issue(s), {res['fixes']} of {','.join(fields)} at "
+          f"score >= {a.threshold}")
     print(f"wrote {res['csv']}\nwrote {res['corrections']} (retrain with "
           f"data.corrections={res['corrections']})\nwrote {res['png']}")
 

@@ -49,7 +49,9 @@ def test_gpu_check_runs_its_steps_as_a_dry_run_on_the_cpu(tmp_path):
     assert table.startswith("GPU check on CPU")
     steps = [r[0] for r in rows]
     assert steps == ["train_speed 32x24: compute limit", "train_speed 32x24: maskcls",
-                     "train.py experiment=competition, 1 epochs", "predict.py tta=true"]
+                     "train.py experiment=competition, 1 epochs", "predict.py tta=true",
+                     "estimate: one experiment=competition fold on the real data"]
+    assert "x 2700/12 people x 15 epochs" in rows[-1][2]
     assert "14 eval images; eval macro-F1" in table
     assert (tmp_path / "submission.csv").exists()
     assert (tmp_path / "train_speed.md").exists()
@@ -87,6 +89,19 @@ def test_quality_table(tmp_path, capsys):
         assert f"| {r['name']} | {r['f1']:.4f} ± {r['f1_std']:.4f} |" in table
     assert results[2]["wall"] is None  # calibration on: the quick run, predicted again
     assert "wrote" in capsys.readouterr().out
+    default, quick = results[0], results[1]
+    paired = np.subtract(default["per_tree"], quick["per_tree"])
+    assert default["vs_quick"] == pytest.approx(paired.mean())
+    assert f"| {default['vs_quick']:+.4f} ± {default['vs_quick_std']:.4f} |" in table
+    assert "vs_quick" not in quick
+    # --reuse scores the finished runs again instead of retraining them
+    run = next(tmp_path.glob("runs/tree-s5*/quick"))
+    stamp = (run / "metrics.json").stat().st_mtime_ns
+    again = quality.main([
+        "--persons", "16", "--eval-persons", "3", "--trees", "5:1.5:1,6:1:0", "--reuse",
+        "--only", "quick", "--work", str(tmp_path), "--out", str(tmp_path / "again.md")])
+    assert again[0]["per_tree"] == quick["per_tree"]
+    assert (run / "metrics.json").stat().st_mtime_ns == stamp
 
 
 def test_quality_refuses_a_malformed_tree(tmp_path, capsys):

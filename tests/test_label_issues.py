@@ -90,6 +90,10 @@ def test_injected_errors_are_found_and_the_corrections_fix_them(tree, tmp_path):
     true = _true_labels(tree)
     assert (corrected["label"] == true.loc[corrected.index]).mean() > 0.99
     assert Path(res["png"]).stat().st_size > 10_000
+    # --fix age,mask: the gender rows stay in label_issues.csv, out of corrections.csv
+    some = write([sweep], tmp_path, fields=("age", "mask"))
+    assert set(pd.read_csv(some["corrections"], dtype=str)["field"]) == {"age", "swap"}
+    assert pd.read_csv(some["csv"]).equals(pd.read_csv(res["csv"]))
 
 
 def test_the_command_runs_on_real_predictions(fold_runs, tmp_path):
@@ -104,6 +108,10 @@ def test_the_command_runs_on_real_predictions(fold_runs, tmp_path):
     data_root = pd.read_csv(fold_runs / "0" / "val_predictions.csv")["path"][0].split(
         "/train/")[0]
     apply_corrections(cat.scan_train(data_root), tmp_path / "corrections.csv")
+    bad = subprocess.run([sys.executable, "-m", "maskcls.label_issues", str(fold_runs),
+                          "--out", str(tmp_path), "--fix", "age,hair"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--fix takes a comma-separated subset" in bad.stderr
 
 
 def test_a_swap_row_relabels_the_two_shots(tree, tmp_path):
