@@ -111,6 +111,9 @@ def test_quality_refuses_a_malformed_tree(tmp_path, capsys):
         quality.main(["--trees", "21:1.5", "--work", str(tmp_path)])
     assert e.value.code == 2
     assert "seed:difficulty:framing" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a row name with its comma is one name
+        quality.main(["--only", "quick,quick, seed 4", "--work", str(tmp_path)])
+    assert "no row named 'quick, seed 4'" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing generated
 
 
