@@ -21,23 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from benchmarks import markdown_table, publish
+from benchmarks import markdown_table, publish, run_python
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(cmd: list[str]) -> float:
-    """Wall seconds of one ``python`` command in the project root; its error if it fails."""
-    t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:2])} failed:\n{res.stderr[-3000:]}")
-    return time.perf_counter() - t0
 
 
 def speed_rows(args: argparse.Namespace, work: Path) -> list[list[str]]:
@@ -55,23 +43,25 @@ def speed_rows(args: argparse.Namespace, work: Path) -> list[list[str]]:
 def fold_rows(args: argparse.Namespace, work: Path) -> list[list[str]]:
     tree, run = work / "tree", work / "competition-fold"
     if not (tree / "train").is_dir():
-        _run(["-m", "maskcls.synth", "--out", str(tree), "--persons", str(args.persons),
-              "--eval-persons", str(args.eval_persons), "--seed", "5"])
+        run_python("-m", "maskcls.synth", "--out", str(tree), "--persons", str(args.persons),
+                   "--eval-persons", str(args.eval_persons), "--seed", "5")
     accelerator = ["trainer.accelerator=cpu", "trainer.precision=32-true"] \
         if args.device == "cpu" else [f"trainer.precision={args.precision}"]
-    train_s = _run(["train.py", "experiment=competition", f"data.root={tree}",
-                    "data.synthetic=null", "model.pretrained=false",
-                    f"trainer.max_epochs={args.epochs}", f"hydra.run.dir={run}",
-                    "callbacks.progress_bar.refresh_rate=0", *accelerator, *args.override])
+    train_s = run_python("train.py", "experiment=competition", f"data.root={tree}",
+                         "data.synthetic=null", "model.pretrained=false",
+                         f"trainer.max_epochs={args.epochs}", f"hydra.run.dir={run}",
+                         "callbacks.progress_bar.refresh_rate=0", *accelerator, *args.override)
     metrics = json.loads((run / "metrics.json").read_text())
     epochs_run = metrics["epochs"] + 1  # metrics.json counts from 0
     per_epoch = metrics["fit_seconds"] / epochs_run
     real_epoch = per_epoch * real_people() / args.persons
     max_epochs = _competition_epochs()
     sub = work / "submission.csv"
-    predict_s = _run(["predict.py", f"ckpt={run}", "tta=true", f"output={sub}",
-                      "overwrite=true"])
-    score = _eval_f1(sub, tree)
+    predict_s = run_python("predict.py", f"ckpt={run}", "tta=true", f"output={sub}",
+                           "overwrite=true")
+    from benchmarks.quality import score_detail
+
+    score = score_detail(sub, tree)["f1"]
     people = f"{args.persons} people, {metrics['train_images']} training images"
     return [[f"train.py experiment=competition, {args.epochs} epochs", f"{train_s:.0f} s",
              f"{people}; val macro-F1 {metrics['val']['f1']:.3f}"],
@@ -91,20 +81,9 @@ def real_people() -> int:
 
 
 def _competition_epochs() -> int:
-    import yaml
+    from omegaconf import OmegaConf
 
-    text = (ROOT / "conf" / "experiment" / "competition.yaml").read_text()
-    return int(yaml.safe_load(text)["trainer"]["max_epochs"])
-
-
-def _eval_f1(submission: Path, tree: Path) -> float:
-    import pandas as pd
-
-    from maskcls.model.metrics import score
-
-    sub = pd.read_csv(submission)
-    truth = pd.read_csv(tree / "eval" / "answers.csv").set_index("ImageID")["ans"]
-    return float(score(sub["ans"].to_numpy(), truth.reindex(sub["ImageID"]).to_numpy())["f1"])
+    return int(OmegaConf.load(ROOT / "conf" / "experiment" / "competition.yaml").trainer.max_epochs)
 
 
 def main(argv: list[str] | None = None) -> list[list[str]]:

@@ -19,30 +19,22 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from benchmarks import markdown_table, publish
+from benchmarks import markdown_table, publish, run_python
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(*args: str) -> None:
-    res = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:3])} failed:\n{res.stderr[-3000:]}")
 
 
 def _train(root: Path, out: Path, *extra: str) -> float:
     """``experiment=quick`` on ``root``; its eval macro-F1 (flip TTA, as the recipe says)."""
     from maskcls.inference import predict
 
-    _run("train.py", "experiment=quick", f"data.root={root}", "data.synthetic=null",
-         f"hydra.run.dir={out}", "callbacks.progress_bar.refresh_rate=0", *extra)
+    run_python("train.py", "experiment=quick", f"data.root={root}", "data.synthetic=null",
+               f"hydra.run.dir={out}", "callbacks.progress_bar.refresh_rate=0", *extra)
     return predict(str(out), str(root), output=str(out / "eval.csv"), tta=True,
                    overwrite=True)["score"]["f1"]
 
@@ -82,17 +74,18 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         for name, share in (("errors", a.errors), ("clean", 0.0)):
-            _run("-m", "maskcls.synth", "--out", str(trees[name]), "--persons", str(a.persons),
-                 "--eval-persons", "100", "--seed", str(a.seed), "--label-errors", str(share))
-        _run("train.py", "-m", "experiment=quick", f"data.root={trees['errors']}",
-             "data.synthetic=null", f"data.n_folds={a.folds}", f"data.fold=range({a.folds})",
-             f"hydra.sweep.dir={sweep}", "callbacks.progress_bar.refresh_rate=0")
-        _run("-m", "maskcls.label_issues", str(sweep), "--out", str(work),
-             "--threshold", str(a.threshold))
+            run_python("-m", "maskcls.synth", "--out", str(trees[name]), "--persons",
+                       str(a.persons), "--eval-persons", "100", "--seed", str(a.seed),
+                       "--label-errors", str(share))
+        run_python("train.py", "-m", "experiment=quick", f"data.root={trees['errors']}",
+                   "data.synthetic=null", f"data.n_folds={a.folds}", f"data.fold=range({a.folds})",
+                   f"hydra.sweep.dir={sweep}", "callbacks.progress_bar.refresh_rate=0")
+        run_python("-m", "maskcls.label_issues", str(sweep), "--out", str(work),
+                   "--threshold", str(a.threshold))
     if not (work / "age_mask" / "corrections.csv").exists():
         (work / "age_mask").mkdir(exist_ok=True)
-        _run("-m", "maskcls.label_issues", str(sweep), "--out", str(work / "age_mask"),
-             "--threshold", str(a.threshold), "--fix", "age,mask")
+        run_python("-m", "maskcls.label_issues", str(sweep), "--out", str(work / "age_mask"),
+                   "--threshold", str(a.threshold), "--fix", "age,mask")
     issues = pd.read_csv(work / "label_issues.csv", dtype={"person_id": str})
     truth = pd.read_csv(trees["errors"] / "label_errors.csv", dtype=str, keep_default_na=False)
     found = finder_table(issues, truth, a.threshold)
