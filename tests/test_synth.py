@@ -62,6 +62,19 @@ def test_people_follow_the_real_statistics():
     assert any("-" in i for i in ids)
 
 
+def test_hair_tells_gender_except_a_jaw_length_cut_both_genders_wear():
+    # a label-issue finder must tell a mislabelled person (the other gender's usual hair) from
+    # a correctly labelled exception: exceptions wear a cut of neither gender
+    from maskcls.synth.portraits import PersonLook
+
+    people = sample_people(4000, np.random.default_rng(1), difficulty=1.0)
+    cuts = pd.crosstab([p.gender for p in people],
+                       [PersonLook(p, difficulty=1.0).hair_cut for p in people])
+    assert cuts.loc["female", "short"] == 0 == cuts.loc["male", "long"]
+    jaw = cuts["jaw"] / cuts.sum(axis=1)
+    assert jaw.to_numpy() == pytest.approx([0.05, 0.05], abs=0.015)
+
+
 def test_one_id_in_two_folders(synth_root):
     df = cat.scan_train(synth_root)
     per_id = df.groupby("person_id")["folder"].nunique()

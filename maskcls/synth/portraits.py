@@ -4,8 +4,11 @@ Cues, and how they overlap (``difficulty`` scales every source of overlap):
 
 * mask: worn over nose and mouth / worn below the nose or on the chin / none. Always visible,
   but colour, size and position vary.
-* gender: hair length (long for most women, short for most men, with exceptions), lip colour,
-  a beard on some men. A mask hides mouth and beard, so the hair carries most of it.
+* gender: hair length (long for most women, short for most men), lip colour, a beard on some
+  men. A mask hides mouth and beard, so the hair carries most of it. The exceptions wear a
+  jaw-length cut that both genders wear: their hair says nothing of their gender, so they are
+  hard, yet still told apart from a mislabelled person (who shows the other gender's usual
+  hair), as a label-issue finder needs.
 * age: greying hair, forehead wrinkles, eye bags and a receding hairline, each a smooth ramp in
   the person's *apparent* age, so 29 vs 30 is as hard as in reality.
 
@@ -47,7 +50,8 @@ class PersonLook:
         rng = np.random.default_rng(person.seed)
         female = labels.gender_code(person.gender) == labels.FEMALE
         flip = 0.05 * difficulty  # share of people whose hair goes against the usual
-        self.long_hair = (rng.random() > flip) if female else (rng.random() < flip)
+        usual = (rng.random() > flip) if female else (rng.random() >= flip)
+        self.hair_cut = ("long" if female else "short") if usual else "jaw"
         self.beard = (not female) and rng.random() < 0.35
         self.lips = (200, 90, 100) if female and rng.random() > flip else (170, 110, 100)
         t = rng.uniform(0, len(SKIN_TONES) - 1)
@@ -141,11 +145,14 @@ def _draw_head(d: ImageDraw.ImageDraw, look: PersonLook, cx: float, cy: float, f
     """Shoulders, neck, hair, head and forehead wrinkles."""
     d.ellipse([cx - 0.9 * s, cy + 0.55 * fh, cx + 0.9 * s, cy + 2.2 * fh], fill=look.shirt)
     d.rectangle([cx - 0.18 * fw, cy + 0.3 * fh, cx + 0.18 * fw, cy + 0.75 * fh], fill=look.skin)
-    # Hair behind the head: long hair falls to the shoulders.
+    # Hair behind the head: long hair falls to the shoulders, a jaw-length cut to the jaw.
     top = cy - 0.62 * fh
-    if look.long_hair:
+    if look.hair_cut == "long":
         d.rounded_rectangle([cx - 0.62 * fw, top, cx + 0.62 * fw, cy + 0.85 * fh],
                             radius=int(0.4 * fw), fill=look.hair)
+    elif look.hair_cut == "jaw":
+        d.rounded_rectangle([cx - 0.75 * fw, top, cx + 0.75 * fw, cy + 0.42 * fh],
+                            radius=int(0.45 * fw), fill=look.hair)
     d.ellipse([cx - fw / 2, cy - fh / 2, cx + fw / 2, cy + fh / 2], fill=look.skin)
     # Hair on top; a receding hairline shows more forehead.
     hair_bottom = cy - (0.28 + 0.14 * look.recede) * fh
