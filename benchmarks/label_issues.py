@@ -1,11 +1,12 @@
 """The label-issue finder on a held-out tree with injected label errors.
 
-    python -m benchmarks.label_issues                  # 300 people, 5% errors, 5 folds (~20 min)
-    python -m benchmarks.label_issues --persons 600 --errors 0.05 --seed 11
+    python -m benchmarks.label_issues                  # 300 people, 5% errors, 5 folds x 2 seeds
+    python -m benchmarks.label_issues --persons 600 --errors 0.05 --seed 11 --model-seeds 42
 
 1. Two trees of the same people (one seed): one with ``--label-errors``, one clean.
-2. A 5-fold ``experiment=quick`` sweep on the tree with errors gives every training image an
-   out-of-fold prediction; ``python -m maskcls.label_issues`` ranks the suspects and writes
+2. A 5-fold ``experiment=quick`` sweep on the tree with errors, once per ``--model-seeds``
+   seed (the same folds), gives every training image one out-of-fold prediction per seed;
+   ``python -m maskcls.label_issues`` averages them, ranks the suspects and writes
    ``corrections.csv``.
 3. Per field (gender, age, mask swap): recall of the top-K rows, K the number injected (so
    also their precision), and precision and recall of the rows at ``--threshold`` (the ones in
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--errors", type=float, default=0.05)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--model-seeds", default="42,43",
+                   help="one k-fold sweep per training seed; the finder averages their predictions")
     p.add_argument("--threshold", type=float, default=0.8)
     p.add_argument("--work", default=str(ROOT / "outputs" / "bench_label_issues"))
     p.add_argument("--reuse", action="store_true",
@@ -66,7 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     work = Path(a.work)
     trees = {"errors": work / "errors", "clean": work / "clean"}
-    sweep, runs = work / "cv", work / "runs"
+    seeds = [int(s) for s in a.model_seeds.split(",")]
+    # the first seed's sweep keeps the name "cv", so a --reuse of an older work folder works
+    sweeps = [work / ("cv" if i == 0 else f"cv-seed{s}") for i, s in enumerate(seeds)]
+    runs = work / "runs"
     t0 = time.perf_counter()
     if not a.reuse:
         import shutil
@@ -77,15 +83,16 @@ def main(argv: list[str] | None = None) -> None:
             run_python("-m", "maskcls.synth", "--out", str(trees[name]), "--persons",
                        str(a.persons), "--eval-persons", "100", "--seed", str(a.seed),
                        "--label-errors", str(share))
-        run_python("train.py", "-m", "experiment=quick", f"data.root={trees['errors']}",
-                   "data.synthetic=null", f"data.n_folds={a.folds}", f"data.fold=range({a.folds})",
-                   f"hydra.sweep.dir={sweep}", "callbacks.progress_bar.refresh_rate=0")
-        run_python("-m", "maskcls.label_issues", str(sweep), "--out", str(work),
-                   "--threshold", str(a.threshold))
-    if not (work / "age_mask" / "corrections.csv").exists():
-        (work / "age_mask").mkdir(exist_ok=True)
-        run_python("-m", "maskcls.label_issues", str(sweep), "--out", str(work / "age_mask"),
-                   "--threshold", str(a.threshold), "--fix", "age,mask")
+    for seed, sweep in zip(seeds, sweeps, strict=True):
+        if not (sweep / "summary.csv").exists():
+            run_python("train.py", "-m", "experiment=quick", f"seed={seed}",
+                       f"data.root={trees['errors']}", "data.synthetic=null",
+                       f"data.n_folds={a.folds}", f"data.fold=range({a.folds})",
+                       f"hydra.sweep.dir={sweep}", "callbacks.progress_bar.refresh_rate=0")
+    for out, fix in ((work, []), (work / "age_mask", ["--fix", "age,mask"])):
+        out.mkdir(exist_ok=True)
+        run_python("-m", "maskcls.label_issues", *map(str, sweeps), "--out", str(out),
+                   "--threshold", str(a.threshold), *fix)
     issues = pd.read_csv(work / "label_issues.csv", dtype={"person_id": str})
     truth = pd.read_csv(trees["errors"] / "label_errors.csv", dtype=str, keep_default_na=False)
     found = finder_table(issues, truth, a.threshold)
@@ -104,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         return f"{(f1[key] - f1['errors']) / cost:.2f}" if cost > 0 else "n/a"
 
     title = (f"{a.persons} people ({a.errors:.0%} with a wrong label, seed {a.seed}), "
-             f"{a.folds}-fold experiment=quick for the out-of-fold predictions, threshold "
+             f"{a.folds}-fold experiment=quick x {len(seeds)} seed(s) ({a.model_seeds}) for the "
+             "out-of-fold predictions, threshold "
              f"{a.threshold}; {time.perf_counter() - t0:.0f} s in all")
     table = markdown_table(title, ["field", "injected", "top-K recall (= precision)",
                                    "precision at threshold", "recall at threshold"], found)

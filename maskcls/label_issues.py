@@ -5,7 +5,10 @@
 
 Every training image needs a prediction from a model that did not train on it: the
 ``val_predictions.csv`` of the folds of a k-fold sweep (``'data.fold=range(5)'``) cover them
-all. A person's seven photos share one gender and age, so those are judged per person, on the
+all. An image predicted by several runs (a sweep over ``seed=42,43`` too, or several sweeps
+given) gets the mean of their probabilities: one model is now and then sure about a rare
+look-alike, two seeds seldom agree on it, while a mislabelled person looks wrong to both.
+A person's seven photos share one gender and age, so those are judged per person, on the
 mean of the person's out-of-fold probabilities; the mask is judged per photo, and the known
 error of this data, a person's ``incorrect_mask`` and ``normal`` shots swapped, per pair.
 Scores are cleanlab's label-quality scores (``cleanlab.rank.get_label_quality_scores``: the
