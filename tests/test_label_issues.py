@@ -113,8 +113,8 @@ def test_sweeps_of_several_seeds_are_averaged_so_one_models_slip_is_not_a_flip(t
         table = pd.read_csv(job / "val_predictions.csv", dtype={"person_id": str})
         rows = table["folder"] == slip
         if rows.any():
-            _, gender, _ = labels.decode(table.loc[rows, "label"].to_numpy())
-            other = table.loc[rows, "label"].to_numpy() + np.where(gender == 0, 3, -3)
+            mask, gender, age = labels.decode(table.loc[rows, "label"].to_numpy())
+            other = labels.encode(mask, 1 - gender, age)
             probs = np.full((rows.sum(), 18), 0.001)
             probs[np.arange(rows.sum()), other] = 1 - 0.017
             table.loc[rows, [f"prob_{c}" for c in range(18)]] = probs
