@@ -7,6 +7,7 @@ means, and a wrong one stops the run with a message naming the key.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +41,10 @@ RANGES: dict[str, tuple[str, Any, Any, bool]] = {
     "optimizer.weight_decay": ("number", 0, None, True),
     "optimizer.momentum": ("number", 0, ("open", 1), True),
     "scheduler.warmup_epochs": ("int", 0, None, True),
+    "scheduler.scheduler.step_size": ("int", 1, None, True),
+    "scheduler.scheduler.T_max": ("int", 1, None, True),
+    "scheduler.scheduler.patience": ("int", 0, None, True),
+    "scheduler.scheduler.gamma": ("number", ("open", 0), 1, True),
     "model.drop_rate": ("number", 0, ("open", 1), True),
     # predict.py
     "batch_size": ("int", 1, None, False),
@@ -190,3 +195,63 @@ def check_accelerator(accelerator: Any, devices: Any = 1, key: str = "trainer.ac
         raise ConfigError(f"{key}=mps but the Apple GPU (MPS) is not available; use {key}=auto")
     elif not isinstance(accelerator, str):
         raise ConfigError(f"{key} must be auto, cpu or gpu, got {accelerator!r}")
+
+
+# Groups every training run composes; ``~group`` on the command line removes one.
+REQUIRED_GROUPS = {"data": "data=synthetic", "model": "model=resnet18", "loss": "loss=ce",
+                   "optimizer": "optimizer=adamw", "trainer": "trainer=default"}
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """Every group a run needs is there, and every key of a node that builds a class is a
+    parameter of that class: a typo (``+data.imagesize``, ``+trainer.max_epoch``) is named
+    with the closest real key before any data is read, not deep inside the class."""
+    for group, example in REQUIRED_GROUPS.items():
+        if not isinstance(cfg.get(group), DictConfig):
+            raise ConfigError(f"{group}: the group is missing (removed with ~{group}?); every "
+                              f"run needs one, e.g. {example}")
+    for key, node in _target_nodes(cfg):
+        params = _parameters(str(node._target_))
+        if params is None:
+            continue
+        for name in node:
+            name = str(name)
+            if name.startswith("_") or name in params:
+                continue
+            close = difflib.get_close_matches(name, sorted(params), n=1, cutoff=0.6)
+            hint = f"; did you mean {key}.{close[0]}?" if close else \
+                f"; its keys: {', '.join(sorted(p for p in params if p != 'self'))}"
+            raise ConfigError(f"{key}.{name} is not a setting of {key} "
+                              f"({str(node._target_).rsplit('.', 1)[-1]}){hint}")
+
+
+def _target_nodes(node: Any, prefix: str = "") -> Iterator[tuple[str, DictConfig]]:
+    if not isinstance(node, DictConfig):
+        return
+    if "_target_" in node:
+        yield prefix[:-1], node
+    for key in node:
+        if str(key) == "hydra" or str(key).startswith("_"):
+            continue
+        try:
+            child = node[key]
+        except Exception:  # noqa: BLE001 - resolvable only inside a Hydra run
+            continue
+        yield from _target_nodes(child, f"{prefix}{key}.")
+
+
+def _parameters(target: str) -> set[str] | None:
+    """The keyword parameters of ``target``'s constructor; None when it takes ``**kwargs``
+    or cannot be inspected (then the class itself checks its keys)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    try:
+        obj = get_object(target)
+        sig = inspect.signature(obj)
+    except Exception:  # noqa: BLE001 - an unknown target is reported when it is built
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    return set(sig.parameters)

@@ -57,3 +57,9 @@ class RunInterrupted(MaskclsError):
     """SIGTERM (a scheduler's pre-emption) stopped a run; the message says how to resume."""
 
     exit_code = 143  # 128 + SIGTERM, what a shell reports for a process the signal ended
+
+
+class UserInterrupted(RunInterrupted):
+    """Ctrl-C stopped a run; the message says how to resume."""
+
+    exit_code = 130  # 128 + SIGINT

@@ -151,10 +151,7 @@ def export(ckpt: str, fmt: str = "onnx", output: str | None = None,
     member = members[0]
     out = Path(output).expanduser() if output else default_output(folder, fmt)
     roots = [Path(r) for r in (trained_data_root(member.run_dir),) if r]
-    check_output(out, "output", FORMATS[fmt], [member.ckpt], roots)
-    if out.exists() and not overwrite:
-        raise ConfigError(f"output={out} exists (an earlier export); pass overwrite=true to "
-                          "replace it, or give another output=")
+    check_output(out, "output", FORMATS[fmt], [member.ckpt], roots, overwrite)
     state = load_checkpoint(member.ckpt)
     model = load_model(state, member.ckpt)
     pipeline = eval_pipeline(state, member.ckpt, face_boxes)

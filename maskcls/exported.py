@@ -20,6 +20,7 @@ import torch
 
 from maskcls import labels
 from maskcls.errors import CheckpointError, ConfigError
+from maskcls.run.received import check_targets
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 METADATA_KEY = "maskcls"
@@ -47,6 +48,7 @@ def _metadata(text: str | None, path: Path) -> dict[str, Any]:
         version = meta.get("format_version") if isinstance(meta, dict) else None
         raise CheckpointError(f"model_file={path}: its metadata is of an unknown version "
                               f"({version!r}); export it again")
+    check_targets(meta, f"model_file={path}")
     pipeline = meta.get("pipeline")
     try:
         from maskcls.data.pipeline import Pipeline

@@ -185,13 +185,15 @@ def image_paths(root: Path) -> list[str]:
 
 
 def write_boxes(root: str | os.PathLike, out: str | os.PathLike | None = None,
-                workers: int | None = None, detector: str = "mtcnn"
+                workers: int | None = None, detector: str = "mtcnn", overwrite: bool = False
                 ) -> tuple[Path, Counter, list[str]]:
     """Detect a box for every image under ``root``; returns the CSV, the count per source and
     the images that could not be searched (each on one line)."""
     root = Path(root).expanduser()
     out = Path(out).expanduser() if out else root / "face_boxes.csv"
-    check_output(out, "--out", ".csv", data_roots=[root])
+    check_output(out, "--out", ".csv", data_roots=[root], overwrite=overwrite,
+                 overwrite_flag="--overwrite (runs trained on the old boxes will refuse "
+                 "the new ones)")
     if detector == "mtcnn" and importlib.util.find_spec("facenet_pytorch") is None:
         raise RuntimeError("--detector mtcnn needs facenet-pytorch: pip install "
                            "'facenet-pytorch>=2.5.3,<2.6' (or use --detector haar)")
@@ -209,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", help="data root holding train/ (and eval/)")
     p.add_argument("--out", default=None, help="CSV to write (default ROOT/face_boxes.csv)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (default: refuse)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--detector", choices=DETECTORS, default="mtcnn",
                    help="face detector before the eyes and centre fallbacks (default mtcnn)")
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--workers must be >= 1, got {a.workers}")
     t0 = time.perf_counter()
     try:
-        out, counts, problems = write_boxes(a.root, a.out, a.workers, a.detector)
+        out, counts, problems = write_boxes(a.root, a.out, a.workers, a.detector, a.overwrite)
     except (MaskclsError, RuntimeError) as e:
         raise SystemExit(f"error: {e}") from None
     for problem in problems:

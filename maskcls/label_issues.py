@@ -58,19 +58,64 @@ def load_oof(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     if not runs:
         raise DataLayoutError(f"no {rf.VAL_PREDICTIONS} in {', '.join(map(str, paths))}: give "
                               "a finished cross-validation sweep or run folders")
-    parts = [pd.read_csv(r / rf.VAL_PREDICTIONS, dtype={"person_id": str}) for r in runs]
-    table = pd.concat(parts, ignore_index=True)
-    missing = [c for c in ["path", "folder", "person_id", "label", *PROB_COLUMNS]
-               if c not in table.columns]
-    if missing:
-        raise DataLayoutError(f"{rf.VAL_PREDICTIONS} lacks column(s) {', '.join(missing)}; "
-                              "was it written by this version of train.py?")
+    table = pd.concat([_read_predictions(r / rf.VAL_PREDICTIONS) for r in runs],
+                      ignore_index=True)
     table = table[~table["person_id"].str.contains(":", regex=False)]  # pseudo / SMOTE rows
+    # <root>/train/images/<folder>/<file>: the tree each prediction came from
+    roots = sorted({str(Path(p).parent.parent.parent.parent) for p in table["path"]})
+    if len(roots) > 1:
+        raise DataLayoutError(f"the predictions come from {len(roots)} data trees ("
+                              f"{', '.join(roots[:3])}); a person is judged on one tree: give "
+                              "the runs of one tree")
     probs = table.groupby("path")[PROB_COLUMNS].mean()
     first = table.drop_duplicates("path").set_index("path")[["folder", "person_id", "label"]]
     out = first.join(probs).reset_index()
     out["stem"] = out["path"].map(lambda p: Path(p).stem)
     return out
+
+
+def _read_predictions(path: Path) -> pd.DataFrame:
+    """One run's ``val_predictions.csv``, checked: every column, labels 0..17, probabilities
+    in [0, 1] (a truncated or edited file is named, not scored as NaN)."""
+    try:
+        table = pd.read_csv(path, dtype={"person_id": str, "folder": str, "path": str})
+    except (ValueError, OSError, UnicodeDecodeError) as e:
+        raise DataLayoutError(f"{path} cannot be read ({type(e).__name__}); train the run "
+                              "again or leave it out") from None
+    missing = [c for c in ["path", "folder", "person_id", "label", *PROB_COLUMNS]
+               if c not in table.columns]
+    if missing:
+        raise DataLayoutError(f"{path} lacks column(s) {', '.join(missing[:4])}"
+                              f"{' ...' if len(missing) > 4 else ''}; was it written by this "
+                              "version of train.py?")
+    numbers = table[["label", *PROB_COLUMNS]].apply(pd.to_numeric, errors="coerce")
+    bad = numbers.isna().any(axis=1) | ~numbers["label"].isin(range(labels.NUM_CLASSES)) | \
+        ((numbers[PROB_COLUMNS] < 0) | (numbers[PROB_COLUMNS] > 1)).any(axis=1) | \
+        table[["path", "folder", "person_id"]].isna().any(axis=1)
+    if table.empty or bad.any():
+        where = f"row {int(np.flatnonzero(bad)[0]) + 2}" if bad.any() else "no rows"
+        raise DataLayoutError(f"{path}: {where} is not a prediction (a label 0..17 and 18 "
+                              "probabilities in 0..1); the file was cut short or edited: train "
+                              "the run again or leave it out")
+    table[numbers.columns] = numbers
+    table["label"] = table["label"].astype(int)
+    return table
+
+
+def check_folds(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Warnings for a cross-validation sweep that is missing folds: the people of a missing
+    fold have no out-of-fold prediction and are not judged."""
+    notes = []
+    for p in map(Path, paths):
+        if (p / rf.VAL_PREDICTIONS).exists() or not p.is_dir():
+            continue
+        jobs = rf.find_jobs(p)
+        done = [j for j in jobs if (j / rf.VAL_PREDICTIONS).exists()]
+        if len(done) < len(jobs):
+            left = ", ".join(j.name for j in jobs if j not in done)
+            notes.append(f"{p}: job(s) {left} have no {rf.VAL_PREDICTIONS} (failed or "
+                         "unfinished); their validation people are not judged")
+    return notes
 
 
 def _quality(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -155,12 +200,14 @@ def corrections(issues: pd.DataFrame, threshold: float,
 
 
 def write(paths: Sequence[str | os.PathLike], out: Path, threshold: float = 0.8,
-          top: int = 16, fields: Sequence[str] = FIELDS) -> dict[str, Path | int]:
+          top: int = 16, fields: Sequence[str] = FIELDS, overwrite: bool = False
+          ) -> dict[str, Path | int]:
     """Find the issues of the runs at ``paths`` and write the three files into ``out``."""
     files = {"csv": out / "label_issues.csv", "corrections": out / "corrections.csv",
              "png": out / "label_issues.png"}
     for key, suffix in (("csv", ".csv"), ("corrections", ".csv"), ("png", ".png")):
-        check_output(files[key], "--out", suffix)
+        check_output(files[key], "--out", suffix, overwrite=overwrite,
+                     overwrite_flag="--overwrite (corrections.csv may hold your edits)")
     oof = load_oof(paths)
     issues = find_issues(oof)
     from maskcls.galleries import label_issues_png  # matplotlib: only when writing
@@ -181,7 +228,10 @@ def main(argv: list[str] | None = None) -> None:
                                                 "first PATH)")
     p.add_argument("--threshold", type=float, default=0.8,
                    help="score from which a row goes into corrections.csv (default 0.8)")
-    p.add_argument("--top", type=int, default=16, help="suspects shown in label_issues.png")
+    p.add_argument("--top", type=int, default=16, help="suspects shown in label_issues.png "
+                                                        "(default 16)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the three files if they exist (default: refuse)")
     p.add_argument("--fix", default=",".join(FIELDS),
                    help="fields whose confident rows go into corrections.csv (default "
                         "gender,age,mask; e.g. age,mask to review gender by eye first)")
@@ -192,11 +242,18 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown or not fields:
         p.error(f"--fix takes a comma-separated subset of {','.join(FIELDS)}, got {a.fix!r}")
+    if a.top < 1:
+        p.error(f"--top must be >= 1, got {a.top}")
     out = Path(a.out or a.paths[0]).expanduser()
-    if not out.is_dir():
-        p.error(f"--out {out} is not a folder")
+    if out.exists() and not out.is_dir():
+        p.error(f"--out {out} is a file, not a folder")
     try:
-        res = write(a.paths, out, a.threshold, a.top, fields)
+        for note in check_folds(a.paths):
+            print(f"warning: {note}")
+        if not out.exists():
+            load_oof(a.paths)  # nothing is created for a command that cannot run
+            out.mkdir(parents=True)
+        res = write(a.paths, out, a.threshold, a.top, fields, a.overwrite)
     except MaskclsError as e:
         raise SystemExit(f"error: {e}") from None
     print(f"{res['images']} images of {res['people']} people with out-of-fold predictions; "

@@ -131,13 +131,51 @@ def _mlflow_uri(uri: str) -> str:
     return prefix + str(path)
 
 
-def recorded_ids(run_dir: Path) -> dict[str, Any]:
+def recorded_ids(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The tracker runs ``trackers.json`` records for ``run_dir``, each kept only when it was
+    started in this very folder: a copied (or hand-edited) record never makes this run log
+    into another run's tracker entry. An unreadable record starts new tracker runs."""
     path = run_dir / IDS_FILE
     try:
-        return json.loads(path.read_text()) if path.exists() else {}
-    except json.JSONDecodeError:
-        log.warning("%s cannot be read; the trackers start new runs", path)
+        ids = json.loads(path.read_text()) if path.exists() else {}
+    except (ValueError, OSError) as e:
+        log.warning("%s cannot be read (%s); the trackers start new runs", path, type(e).__name__)
         return {}
+    if not isinstance(ids, dict):
+        log.warning("%s is not a mapping of trackers; the trackers start new runs", path)
+        return {}
+    here = str(run_dir.resolve())
+    kept = {}
+    for name, entry in ids.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("run_id", ""), str):
+            log.warning("%s: the %s entry is damaged; %s starts a new run", path, name, name)
+        elif entry.get("run_dir") not in (None, here):
+            log.warning("%s records a %s run of another folder (%s): this copy starts its own "
+                        "run, linked to %s", path, name, entry["run_dir"], entry.get("run_id"))
+            kept[name] = {"continued_from": entry.get("run_id")}
+        else:
+            kept[name] = entry
+    return kept
+
+
+def _mlflow_run_of(run_id: str, uri: str, run_dir: Path) -> str | None:
+    """``run_id`` if the MLflow store holds it and it was started for ``run_dir`` (its
+    ``run_dir`` tag); else None, with a warning saying why a new run starts."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    except MlflowException:
+        log.warning("mlflow: run %s recorded in %s is not in the store %s; a new run starts",
+                    run_id, run_dir / IDS_FILE, uri)
+        return None
+    tagged = run.data.tags.get("run_dir")
+    if tagged is not None and Path(tagged).resolve() != run_dir.resolve():
+        log.warning("mlflow: run %s belongs to %s, not %s; this run starts its own, linked to it",
+                    run_id, tagged, run_dir)
+        return None
+    return run_id
 
 
 def build_loggers(cfg: DictConfig, continue_in: Path | None = None) -> list[Logger]:
@@ -156,15 +194,23 @@ def build_loggers(cfg: DictConfig, continue_in: Path | None = None) -> list[Logg
             kwargs["tags"] = tags or None
             # wandb's own console notes are replaced by one line (``start``)
             kwargs["settings"] = wandb.Settings(silent=True)
-            if "wandb" in earlier:
+            if earlier.get("wandb", {}).get("run_id"):
                 kwargs["id"] = earlier["wandb"]["run_id"]
         elif target == "MLFlowLogger":
             kwargs["tracking_uri"] = _mlflow_uri(str(node.tracking_uri))
             if node.get("artifact_location"):
                 kwargs["artifact_location"] = str(Path(node.artifact_location).absolute())
             kwargs["tags"] = {**{t: "true" for t in tags}, "run_dir": str(cfg.paths.output_dir)}
-            if "mlflow" in earlier:
-                kwargs["run_id"] = earlier["mlflow"]["run_id"]
+            before = earlier.get("mlflow", {})
+            if before.get("run_id"):
+                with _store_lock(kwargs["tracking_uri"]):
+                    kept = _mlflow_run_of(before["run_id"], kwargs["tracking_uri"], continue_in)
+                if kept is not None:
+                    kwargs["run_id"] = kept
+                else:
+                    kwargs["tags"]["continued_from"] = before["run_id"]
+            elif before.get("continued_from"):
+                kwargs["tags"]["continued_from"] = before["continued_from"]
         with _store_lock(kwargs.get("tracking_uri")):  # the client creates a new store
             logger = instantiate(node, **kwargs)
         if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous") is None:
@@ -202,6 +248,8 @@ def start(loggers: Sequence[Logger], cfg: DictConfig, out: Path,
                 log.info("wandb: %s", run.url)
         elif isinstance(logger, TensorBoardLogger):
             ids["tensorboard"] = {"log_dir": logger.log_dir}
+    for entry in ids.values():  # a copy of the folder is told from the folder itself
+        entry["run_dir"] = str(out.resolve())
     if ids:
         atomic.write_text(out / IDS_FILE, json.dumps(ids, indent=2) + "\n")
     return ids

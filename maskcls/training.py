@@ -25,9 +25,15 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from maskcls import labels, trackers
-from maskcls.config_checks import check_accelerator, check_values
+from maskcls.config_checks import check_accelerator, check_known_keys, check_values
 from maskcls.data.datamodule import MaskDataModule
-from maskcls.errors import ConfigError, MaskclsError, RunFolderError, RunInterrupted
+from maskcls.errors import (
+    ConfigError,
+    MaskclsError,
+    RunFolderError,
+    RunInterrupted,
+    UserInterrupted,
+)
 from maskcls.logs import quiet_libraries
 from maskcls.model.losses import TaskLoss
 from maskcls.model.module import (
@@ -75,6 +81,7 @@ def check_config(cfg: DictConfig) -> Plan:
 
     ``cfg`` is settled first (``inputs.settle``): input paths made absolute, so the run folder
     records what this run read whatever folder a later resume or prediction starts in."""
+    check_known_keys(cfg)
     settle(cfg)
     check_values(cfg)
     check_accelerator(cfg.trainer.get("accelerator"), cfg.trainer.get("devices", 1))
@@ -101,10 +108,10 @@ def check_config(cfg: DictConfig) -> Plan:
         return plan
     ckpt = check_resumable(cfg.ckpt_path)
     done = int(ckpt["epoch"]) + 1
-    if cfg.trainer.max_epochs < done:
+    if cfg.trainer.max_epochs <= done:  # equal: nothing would train
         raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs}, but {cfg.ckpt_path} "
                           f"has already trained {done} epoch(s); give trainer.max_epochs "
-                          f">= {done}")
+                          f"> {done} to train more")
     if _resumes_in(cfg, Path(cfg.paths.output_dir)):
         check_same_data(plan.datamodule, ckpt, Path(cfg.paths.output_dir))
     plan.resume_step = int(ckpt["global_step"])
@@ -233,17 +240,25 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> float
 
 def _fit(trainer: pl.Trainer, model: MaskClassifier, dm: MaskDataModule, out: Path,
          ckpt_path: str | None) -> None:
-    """``trainer.fit``; SIGTERM (pre-emption) becomes ``RunInterrupted`` instead of
-    Lightning's silent exit with status 0."""
+    """``trainer.fit``; SIGTERM (pre-emption) and Ctrl-C become ``RunInterrupted`` (a sweep
+    records which jobs never ran) instead of Lightning's own exits."""
+    last = out / rf.LAST_CKPT
+
+    def where() -> str:
+        return (f"the last finished epoch is in {last}; continue with: "
+                f"python train.py resume={out}" if last.exists() else
+                "no epoch had finished, so nothing was saved; start the run again")
+
     try:
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     except SIGTERMException:
-        last = out / rf.LAST_CKPT
-        where = (f"the last finished epoch is in {last}; continue with: "
-                 f"python train.py resume={out}" if last.exists() else
-                 "no epoch had finished, so nothing was saved; start the run again")
         raise RunInterrupted(f"SIGTERM stopped the run in epoch {trainer.current_epoch}; "
-                             f"{where}") from None
+                             f"{where()}") from None
+    except SystemExit:  # Lightning turns Ctrl-C into sys.exit(1) after its own clean-up
+        if not trainer.interrupted:
+            raise
+        raise UserInterrupted(f"Ctrl-C stopped the run in epoch {trainer.current_epoch}; "
+                              f"{where()}") from None
 
 
 def _fit_and_report(cfg: DictConfig, plan: Plan, out: Path, started: float,

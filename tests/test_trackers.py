@@ -2,6 +2,7 @@
 files; run ids recorded in the run folder; a missing package refused before any data is read."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,42 @@ def test_a_resumed_run_continues_its_mlflow_run(synth_root, tmp_path):
     assert len(runs) == 1 and runs[0].data.tags["resumed.trainer.max_epochs"] == "2"
     history = client.get_metric_history(first["run_id"], "val/f1")
     assert len(history) == 2 and history[0].step < history[1].step  # epochs 0 and 1
+
+
+def test_a_copied_or_edited_run_folder_never_logs_into_the_original_mlflow_run(synth_root,
+                                                                               tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from maskcls.run.folder import resume_config
+
+    out, store = tmp_path / "run", f"paths.tracking_dir={tmp_path / 'store'}"
+    train(make_cfg(synth_root, out, "logger=mlflow", store))
+    first = json.loads((out / trackers.IDS_FILE).read_text())["mlflow"]
+    client = MlflowClient(first["tracking_uri"])
+    before = len(client.get_metric_history(first["run_id"], "val/f1"))
+
+    def resume(folder, epochs):
+        train(resume_config(folder, [f"trainer.max_epochs={epochs}"], make_cfg(
+            synth_root, folder, "logger=mlflow", store, f"trainer.max_epochs={epochs}")))
+        return json.loads((folder / trackers.IDS_FILE).read_text())["mlflow"]
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    own = resume(copy, 2)
+    assert own["run_id"] != first["run_id"]
+    assert client.get_run(own["run_id"]).data.tags["continued_from"] == first["run_id"]
+    # a hand-edited record naming the original's run id changes nothing either
+    ids = json.loads((copy / trackers.IDS_FILE).read_text())
+    ids["mlflow"]["run_id"] = first["run_id"]
+    (copy / trackers.IDS_FILE).write_text(json.dumps(ids))
+    assert resume(copy, 3)["run_id"] != first["run_id"]
+    assert len(client.get_metric_history(first["run_id"], "val/f1")) == before
+    assert len(client.get_metric_history(first["run_id"], "best/f1")) == 1
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '{"mlflow": "x"}', '{"mlflow": {"run_id": 5}}',
+                                     "{not json"])
+def test_a_damaged_trackers_record_starts_new_runs(tmp_path, content, caplog):
+    (tmp_path / trackers.IDS_FILE).write_text(content)
+    assert trackers.recorded_ids(tmp_path) == {}
+    assert trackers.IDS_FILE in caplog.text

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,6 +111,20 @@ def _list(folder: Path) -> list[str]:
                               "the link it is, or move it out of train/images") from None
 
 
+def check_regular_files(paths: Sequence[str]) -> None:
+    """Every image is a readable regular file: a FIFO would hang the first read forever, a
+    device or a looping link never gives an image. One error naming the first such file."""
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as e:
+            raise DataLayoutError(f"{path}: cannot be read ({e.strerror}); a broken or looping "
+                                  "link? Fix it, or move it out of the data tree") from None
+        if not stat.S_ISREG(mode):
+            raise DataLayoutError(f"{path} is not a regular file (a FIFO, socket or device); "
+                                  "replace it with the image, or move it out of the data tree")
+
+
 def _is_image(name: str) -> bool:
     """Image files we read; hidden files (macOS ``._*`` forks, ``.DS_Store``) and other junk
     are ignored."""
@@ -162,6 +177,7 @@ def scan_train(
             + ", ".join(short[:10]) + (" ..." if len(short) > 10 else ""),
             stacklevel=2,
         )
+    check_regular_files([r[0] for r in rows])
     df = pd.DataFrame.from_records(rows, columns=TRAIN_COLUMNS[:7])
     return add_labels(df, age_bounds)
 
@@ -273,7 +289,9 @@ def scan_eval(root: str | os.PathLike) -> pd.DataFrame:
             + ". Restore them, or fix info.csv."
         )
     images_prefix = str(images_dir) + os.sep
-    return pd.DataFrame({"ImageID": info["ImageID"], "path": images_prefix + info["ImageID"]})
+    paths = images_prefix + info["ImageID"]
+    check_regular_files(paths.tolist())
+    return pd.DataFrame({"ImageID": info["ImageID"], "path": paths})
 
 
 def summarise(root: str | os.PathLike,

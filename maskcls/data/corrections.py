@@ -8,8 +8,9 @@ A row is ``person_id,field,value``: ``person_id`` the folder id (``000123`` or `
 * ``swap``: two shot names joined by ``+`` (e.g. ``incorrect_mask+normal``): the two files
   show each other's shot, so each gets the other's mask label.
 
-Ids not in the catalog are reported with a warning; two different values for one person and
-field are an error. ``python -m maskcls.label_issues`` writes this format.
+Ids not in the catalog are reported with a warning; a row repeated (``19`` and ``000019`` are
+one person) applies once, with a warning; two different values for one person and field are an
+error. ``python -m maskcls.label_issues`` writes this format.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def apply_corrections(catalog: pd.DataFrame, csv_path: str | os.PathLike,
     fixes = _read_table(csv_path, "data.corrections", ["person_id", "field", "value"])
     df = catalog.copy()
     known = df["person_id"].map(_normalise_id)
-    unknown = []
+    unknown, repeated = [], []
     seen: dict[tuple[str, str], str] = {}
     for row in fixes.itertuples(index=False):
         field, value = str(row.field).strip().lower(), str(row.value).strip()
@@ -70,10 +71,14 @@ def apply_corrections(catalog: pd.DataFrame, csv_path: str | os.PathLike,
         if not ID_RE.match(str(row.person_id).strip()):
             raise DataLayoutError(f"{csv_path}: person_id {row.person_id!r} is not a plain "
                                   "decimal id such as 000123 or 001498-1")
-        earlier = seen.setdefault((_normalise_id(row.person_id), field), value)
-        if earlier != value:
-            raise DataLayoutError(f"{csv_path}: person {row.person_id} has two {field} fixes "
-                                  f"({earlier!r} and {value!r}); keep one")
+        key = (_normalise_id(row.person_id), field)
+        if key in seen:  # a repeated swap would swap the shots back: each fix applies once
+            if seen[key] != value:
+                raise DataLayoutError(f"{csv_path}: person {row.person_id} has two {field} "
+                                      f"fixes ({seen[key]!r} and {value!r}); keep one")
+            repeated.append(f"{row.person_id} {field}")
+            continue
+        seen[key] = value
         hit = known == _normalise_id(row.person_id)
         if not hit.any():
             unknown.append(str(row.person_id))
@@ -84,6 +89,10 @@ def apply_corrections(catalog: pd.DataFrame, csv_path: str | os.PathLike,
             df.loc[hit, "stem"] = stems.replace({first: second, second: first})
         else:
             df.loc[hit, field] = int(value) if field == "age" else value
+    if repeated:
+        warnings.warn(f"{csv_path}: {len(repeated)} correction(s) repeat an earlier row (the same "
+                      f"person, after leading zeros, and fix) and were applied once: "
+                      f"{', '.join(repeated[:10])}", stacklevel=2)
     if unknown:
         warnings.warn(f"{csv_path}: {len(unknown)} correction(s) name ids that are not in the data "
                       f"and were skipped: {', '.join(unknown[:10])}", stacklevel=2)

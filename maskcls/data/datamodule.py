@@ -25,7 +25,12 @@ from maskcls.data.dataset import (
     ImageReadError,
     unreadable_images,
 )
-from maskcls.data.fingerprint import eval_fingerprint, train_fingerprint
+from maskcls.data.fingerprint import (
+    eval_fingerprint,
+    file_digest,
+    people_digest,
+    train_fingerprint,
+)
 from maskcls.data.mixing import MixBatch
 from maskcls.data.pipeline import Pipeline
 from maskcls.data.pseudo import check_pseudo_args, pseudo_rows
@@ -263,7 +268,9 @@ class MaskDataModule(pl.LightningDataModule):
         normalisation may have been computed from the training split)."""
         return {**self.pipeline.to_state(), "age_bounds": list(self.age_bounds),
                 "split": self._split_id(), "data": self.fingerprint,
-                "eval_data": eval_fingerprint(self.root)}
+                "eval_data": eval_fingerprint(self.root),
+                "val_people": self._val_people_digest(),
+                "corrections": file_digest(self.corrections) if self.corrections else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """On resume: refuse weights trained on another split. Carrying a model from one fold
@@ -273,9 +280,27 @@ class MaskDataModule(pl.LightningDataModule):
             raise ConfigError(f"the checkpoint was trained on split {saved}, this run uses "
                              f"{self._split_id()}; a fold must start from fresh weights. "
                              "Drop ckpt_path, or resume with the checkpoint's own split.")
+        people = state.get("val_people")
+        if people is not None and self.catalog is not None and \
+                people != self._val_people_digest():
+            raise ConfigError(
+                "the checkpoint was validated on other people than this run's split (same "
+                "split settings; the labels it is stratified on differ: data.corrections or "
+                "the tree changed), so its weights have seen this run's validation people. "
+                "Resume with the data and corrections it started on, or start a new run")
+        if "corrections" in state and state["corrections"] != (
+                file_digest(self.corrections) if self.corrections else None):
+            log.warning("data.corrections differs from the one the checkpoint's run used: "
+                        "its labels have changed since (the validation people are the same)")
         self.pipeline.check_boxes_unchanged(state)
         self.pipeline = self.pipeline.with_normalisation(state["mean"], state["std"])
         self._build_batch_transforms()
+
+    def _val_people_digest(self) -> str | None:
+        """Which people validate (a digest of their ids), recorded in every checkpoint."""
+        if self.catalog is None or self.val_rows is None:
+            return None
+        return people_digest(self.catalog["person_id"].iloc[self.val_rows].astype(str))
 
     def _split_id(self) -> dict[str, Any]:
         return {"n_folds": self.n_folds, "fold": self.fold if self.n_folds else None,

@@ -17,8 +17,24 @@ from typing import Any
 from maskcls.data.face_boxes import relative
 
 
-def _file_digest(path: Path) -> str | None:
+def file_digest(path: str | os.PathLike) -> str | None:
+    path = Path(path)
     return hashlib.sha1(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
+
+
+def table_digest(path: Path) -> str | None:
+    """A CSV's digest as a table: a byte-order mark, CRLF line ends, trailing spaces and blank
+    lines (what an editor or a spreadsheet adds on saving) do not change it."""
+    if not path.is_file():
+        return None
+    text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return hashlib.sha1("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def people_digest(ids: Sequence[str]) -> str:
+    """Which people a split holds, whatever their order."""
+    return hashlib.sha256("\n".join(sorted(set(map(str, ids)))).encode()).hexdigest()[:16]
 
 
 def train_fingerprint(root: str | os.PathLike, paths: Sequence[str],
@@ -28,12 +44,12 @@ def train_fingerprint(root: str | os.PathLike, paths: Sequence[str],
     for p in sorted(paths):
         h.update(f"{relative(p)}\t{os.path.getsize(p)}\n".encode())
     return {"people": int(people), "images": len(paths), "images_digest": h.hexdigest()[:16],
-            "train_csv": _file_digest(Path(root) / "train" / "train.csv")}
+            "train_csv": file_digest(Path(root) / "train" / "train.csv")}
 
 
 def eval_fingerprint(root: str | os.PathLike) -> str | None:
     """The digest of ``eval/info.csv`` (None without one)."""
-    return _file_digest(Path(root) / "eval" / "info.csv")
+    return table_digest(Path(root) / "eval" / "info.csv")
 
 
 def describe_difference(saved: dict[str, Any], now: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from maskcls import atomic, calibration, labels
 from maskcls.data import catalog as cat
-from maskcls.data.fingerprint import eval_fingerprint
+from maskcls.data.fingerprint import eval_fingerprint, file_digest
 from maskcls.errors import CheckpointError, ConfigError, DataLayoutError
 from maskcls.exported import ExportedModel, load_exported
 from maskcls.inference.scorers import (
@@ -31,7 +31,7 @@ from maskcls.inference.scorers import (
 )
 from maskcls.logs import quiet_libraries
 from maskcls.model.metrics import score
-from maskcls.output_paths import check_output
+from maskcls.output_paths import check_output, output_lock
 from maskcls.run import folder as rf
 from maskcls.run.checkpoints import load_checkpoint
 from maskcls.run.trained import (
@@ -80,15 +80,19 @@ class Source:
                        seen_eval={exported.metadata.get("eval_data")} - {None})
         if isinstance(ckpt, str):
             members, folder = find_checkpoints(ckpt)
+            notes = missing_jobs(folder, members)
         else:  # several runs (or sweeps): one ensemble of all their checkpoints
-            members = [m for c in ckpt for m in find_checkpoints(str(c))[0]]
+            found = [find_checkpoints(str(c)) for c in ckpt]
+            members = [m for ms, _ in found for m in ms]
+            notes = [n for ms, f in found for n in missing_jobs(f, ms)]
+            members, repeated = _distinct(members)
+            notes += repeated
             folder = None
             _name_uniquely(members)
         return cls(members, None, folder, _member_offsets(members) if calibrate else None,
                    {trained_data_root(m.run_dir) for m in members} - {None},
                    [m.ckpt for m in members]
-                   + [m.run_dir / rf.CONFIG for m in members if m.run_dir is not None],
-                   missing_jobs(folder, members))
+                   + [m.run_dir / rf.CONFIG for m in members if m.run_dir is not None], notes)
 
     def scorers(self, face_boxes: str | None, accelerator: str) -> list[Scorer]:
         """Every model, loaded and checked (with its pipeline) before any image is read."""
@@ -103,6 +107,20 @@ class Source:
             out.append(checkpoint_scorer(m.name, load_model(ckpt, m.ckpt),
                                          eval_pipeline(ckpt, m.ckpt, face_boxes), device))
         return out
+
+
+def _distinct(members: list[Member]) -> tuple[list[Member], list[str]]:
+    """Each model once: a run given twice, a run and its copy, or a sweep and one of its own
+    jobs are the same weights (the same checkpoint digest), which would count double."""
+    seen: dict[str, Member] = {}
+    notes = []
+    for m in members:
+        digest = file_digest(m.ckpt)
+        if digest in seen:
+            notes.append(f"{m.ckpt} is the same model as {seen[digest].ckpt}; counted once")
+        else:
+            seen[digest] = m
+    return list(seen.values()), notes
 
 
 def _name_uniquely(members: list[Member]) -> None:
@@ -159,10 +177,16 @@ def predict(ckpt: str | None = None, data_root: str | None = None, output: str |
     out = Path(output).expanduser() if output else source.folder / rf.SUBMISSION
     prob_path = out.with_name(out.stem + "_probs.csv")
     for target in (out, prob_path) if save_probs else (out,):
-        check_output(target, "output", ".csv", source.inputs, [Path(data_root).expanduser()])
-        if target.exists() and not overwrite:
-            raise ConfigError(f"output={target} exists (an earlier prediction); pass "
-                              "overwrite=true to replace it, or give another output=")
+        check_output(target, "output", ".csv", source.inputs, [Path(data_root).expanduser()],
+                     overwrite)
+    with output_lock(out, "output"):
+        return _predict_into(source, out, prob_path, data_root, tta, save_probs, batch_size,
+                             num_workers, accelerator, face_boxes)
+
+
+def _predict_into(source: Source, out: Path, prob_path: Path, data_root: str | os.PathLike,
+                  tta: bool, save_probs: bool, batch_size: int, num_workers: int,
+                  accelerator: str, face_boxes: str | None) -> dict[str, Any]:
     scorers = source.scorers(face_boxes, accelerator)
     eval_df, probs = predict_probs(scorers, data_root, tta, batch_size, num_workers)
     mean = np.mean(probs, axis=0)
@@ -188,7 +212,9 @@ def predict(ckpt: str | None = None, data_root: str | None = None, output: str |
 def _eval_set_note(source: Source, data_root: str | os.PathLike) -> list[str]:
     """Another eval set than the run's is a legitimate use of predict.py: said, not refused."""
     digest = eval_fingerprint(data_root)
-    if not source.seen_eval or digest in source.seen_eval:
+    # runs of earlier versions recorded the file's bytes, not its table
+    raw = file_digest(Path(data_root) / "eval" / "info.csv")
+    if not source.seen_eval or {digest, raw} & source.seen_eval:
         return []
     return [f"the eval set at {data_root} (eval/info.csv digest {digest}) is not the one the "
             f"model's run saw ({', '.join(sorted(source.seen_eval))}); predicted as asked"]

@@ -67,9 +67,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
     a temporary file in the checkpoint's own folder (an ``os.replace`` there is atomic; a
     temporary file elsewhere, Lightning's default, is moved across file systems by copying).
 
-    ``run_dir``: the folder a resumed run continues in. A run folder may have been copied or
-    moved since the checkpoint was written: the checkpoint callbacks' paths are moved with
-    it, so they go on writing (and ranking the best epoch) in this folder."""
+    ``run_dir``: the folder a resumed run continues in. The checkpoint callbacks' restored
+    paths are confined to it (``_confine``)."""
 
     def __init__(self, run_dir: Path | None = None) -> None:
         super().__init__()
@@ -78,9 +77,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: str | os.PathLike, map_location: Any = None,
                         weights_only: bool | None = None) -> dict[str, Any]:
         ckpt = load_checkpoint(path, "ckpt_path")
-        if self.run_dir is not None:
-            for state in (ckpt.get("callbacks") or {}).values():
-                _relocate(state, self.run_dir)
+        for state in (ckpt.get("callbacks") or {}).values():
+            _confine(state, self.run_dir)
         return ckpt
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
@@ -97,21 +95,36 @@ class SafeCheckpointIO(TorchCheckpointIO):
             os.fsync(f.fileno())
 
 
-def _relocate(state: Any, run_dir: Path) -> None:
-    """A ``ModelCheckpoint`` state written in another run folder: its paths moved here."""
+# ModelCheckpoint's state: the paths Lightning restores and later deletes as "old" checkpoints.
+PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+
+def _confine(state: Any, run_dir: Path | None) -> None:
+    """A ``ModelCheckpoint`` state restored from a checkpoint file, made harmless.
+
+    Resuming in ``run_dir``: paths written in the run's original folder are moved here (a run
+    folder may have been copied or moved), and any path that does not then lie inside
+    ``run_dir/checkpoints`` (``..`` resolved) is dropped, since Lightning deletes the
+    checkpoints it believes it wrote. ``run_dir=None`` (``ckpt_path=`` of another run, or
+    evaluating a best checkpoint): no path of that checkpoint is this run's, so all are dropped."""
     if not isinstance(state, dict) or not isinstance(state.get("dirpath"), str):
         return
+    ours = (run_dir / "checkpoints").resolve() if run_dir is not None else None
     old = Path(state["dirpath"]).parent
-    if old == run_dir:
-        return
 
-    def move(value: Any) -> Any:
-        text = str(value)
-        return str(run_dir / Path(text).relative_to(old)) if isinstance(value, str) and \
-            Path(text).is_relative_to(old) else value
+    def keep(value: Any) -> str | None:
+        if ours is None or not isinstance(value, str) or not value:
+            return None
+        path = Path(value)
+        if path.is_relative_to(old):  # written in the original folder: move it here
+            path = run_dir / path.relative_to(old)
+        return str(path) if ours in path.resolve().parents else None
 
-    for key, value in list(state.items()):
-        if isinstance(value, dict):
-            state[key] = {move(k): v for k, v in value.items()}
-        else:
-            state[key] = move(value)
+    if ours is not None:
+        state["dirpath"] = str(run_dir / "checkpoints")  # as the callback spells it
+    for key in PATH_KEYS:
+        if key in state:
+            state[key] = keep(state[key]) or ""
+    if isinstance(state.get("best_k_models"), dict):
+        state["best_k_models"] = {kept: v for k, v in state["best_k_models"].items()
+                                  if (kept := keep(k)) is not None}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from maskcls import atomic
 from maskcls.errors import ConfigError, RunFolderError
+from maskcls.run import received
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ LOCK = ".run.lock"
 HYDRA_DIR = ".hydra"
 # In a sweep folder: jobs a SIGTERM left unfinished or never started.
 INTERRUPTED = "interrupted.json"
+# A sweep folder's report (``maskcls.report``) and Hydra's record of the sweep.
+SWEEP_FILES = ("summary.csv", "summary.md", "summary.png", "summary_cv.csv",
+               "summary_epochs.png", "multirun.yaml", INTERRUPTED)
 
 RUN_FILES = (BEST_CKPT, LAST_CKPT, METRICS_JSON, METRICS_CSV, METRICS_EPOCHS, CONFUSION_PNG,
              ERRORS_PNG, LEARNING_CURVE_PNG, VAL_PREDICTIONS, CALIBRATION, CONFIG, TRACKERS,
@@ -81,7 +86,13 @@ def claim(out: Path, config_yaml: str, resuming: bool) -> FileLock:
     run resumes in it, and no running process may hold it. ``config.yaml`` is created only if
     it does not exist, in one atomic step, so of two runs handed the same folder exactly one
     goes on."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise PermissionError
+    except PermissionError:
+        raise RunFolderError(f"run folder {out} is not writable; fix its permissions, or copy "
+                             "the run somewhere you can write and resume the copy") from None
     lock = FileLock(out / LOCK)
     try:
         lock.acquire(timeout=0)
@@ -155,14 +166,9 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = (),
         if not needed.exists():
             raise RunFolderError(f"resume={run_dir}: {needed} does not exist; give the run "
                                  "folder of a run that saved at least one epoch")
-    try:
-        cfg = OmegaConf.load(saved)
-    except Exception as e:  # noqa: BLE001 - any parse failure means the file is damaged
-        raise RunFolderError(f"resume={run_dir}: {saved} cannot be read ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0][:200]}); it may have been cut short. "
-                             "Restore it from the run's .hydra/ copy.") from None
+    cfg = received.load_config(saved, f"resume={run_dir}")
     needed_keys = ("data", "model", "trainer", "paths", "seed")
-    if not isinstance(cfg, DictConfig) or any(k not in cfg for k in needed_keys):
+    if any(k not in cfg for k in needed_keys):
         raise RunFolderError(f"resume={run_dir}: {saved} is empty or partial (needs "
                              f"{', '.join(needed_keys)}); it is not a maskcls run config")
     keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
@@ -181,6 +187,7 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = (),
     cfg.ckpt_path = str(last)
     cfg.paths.output_dir = str(run_dir)
     cfg.resume = None
+    received.check_outputs_inside(cfg, run_dir, str(saved))
     return cfg
 
 

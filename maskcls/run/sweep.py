@@ -1,5 +1,5 @@
 """A sweep job's record of how it ended, when it did not end well: ``failure.json`` in its
-folder, and ``interrupted.json`` in the sweep's folder when SIGTERM stopped the sweep."""
+folder, and ``interrupted.json`` in the sweep's folder when SIGTERM or Ctrl-C stopped it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from maskcls import atomic
+from maskcls.errors import UserInterrupted
 from maskcls.run import folder as rf
 
 log = logging.getLogger(__name__)
@@ -53,5 +54,6 @@ def record_interrupted(job_dir: Path, error: BaseException) -> None:
               "never_ran": list(range(num + 1, total)) if total is not None else "unknown",
               "planned_jobs": total}
     atomic.write_text(sweep_dir / rf.INTERRUPTED, json.dumps(record, indent=2))
-    log.error("SIGTERM stopped the sweep in job %d; %s lists the jobs that never ran", num,
+    log.error("%s stopped the sweep in job %d; %s lists the jobs that never ran",
+              "Ctrl-C" if isinstance(error, UserInterrupted) else "SIGTERM", num,
               sweep_dir / rf.INTERRUPTED)

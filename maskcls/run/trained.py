@@ -19,6 +19,7 @@ from maskcls.data.pipeline import Pipeline
 from maskcls.errors import CheckpointError, ConfigError, DataLayoutError
 from maskcls.model.module import MaskClassifier
 from maskcls.run import folder as rf
+from maskcls.run import received
 
 
 @dataclass
@@ -50,18 +51,30 @@ def find_checkpoints(path: str | os.PathLike) -> tuple[list[Member], Path]:
         return [Member(p, known_run)], (run or p.parent)
     if (p / rf.BEST_CKPT).exists():
         return [Member(p / rf.BEST_CKPT, p)], p
-    jobs = sorted((d for d in p.iterdir() if (d / rf.BEST_CKPT).exists()),
+    runs = sorted((d for d in p.iterdir() if (d / rf.BEST_CKPT).exists()),
                   key=lambda d: (len(d.name), d.name))
-    if not jobs:
+    if not runs:
         raise CheckpointError(f"ckpt={path}: no checkpoints/best.ckpt in this folder or its "
                               "sub-folders; is it a finished run or multirun folder?")
-    return [Member(d / rf.BEST_CKPT, d) for d in jobs], p
+    if not (p / "multirun.yaml").is_file() and not all(d.name.isdigit() for d in runs):
+        raise CheckpointError(
+            f"ckpt={path} holds {len(runs)} separate runs ({', '.join(d.name for d in runs[:3])}"
+            f"{' ...' if len(runs) > 3 else ''}), not one sweep, so they are not ensembled "
+            "together. Give one run folder, a multirun folder, or the runs to ensemble as a "
+            f"list: ckpt=[{p / runs[0].name},...]")
+    # a job stopped before its end (Ctrl-C, SIGTERM) has a best.ckpt of an early epoch
+    finished = [d for d in runs if (d / rf.METRICS_JSON).is_file()]
+    if not finished:
+        raise CheckpointError(f"ckpt={path}: no job of this sweep finished (no metrics.json); "
+                              "resume them (python train.py resume=<job folder>) or give a "
+                              "job's checkpoints/best.ckpt itself")
+    return [Member(d / rf.BEST_CKPT, d) for d in finished], p
 
 
 def missing_jobs(folder: Path, members: Sequence[Member]) -> list[str]:
     """A sweep folder's jobs that have no ``best.ckpt`` (failed, interrupted, unfinished):
     an ensemble of the others is made, and says which are missing."""
-    if len(members) < 2 or not all(m.run_dir and m.run_dir.parent == folder for m in members):
+    if not members or not all(m.run_dir and m.run_dir.parent == folder for m in members):
         return []
     found = {m.run_dir.name for m in members if m.run_dir is not None}
     missing = sorted((d.name for d in folder.iterdir() if d.is_dir() and d.name not in found
@@ -70,7 +83,7 @@ def missing_jobs(folder: Path, members: Sequence[Member]) -> list[str]:
     if not missing:
         return []
     why = {n: ("failed" if (folder / n / rf.FAILURE).exists() else "unfinished") for n in missing}
-    return [f"ensembling {len(members)} job(s); job(s) without checkpoints/best.ckpt left out: "
+    return [f"ensembling {len(members)} job(s); unfinished or failed job(s) left out: "
             + ", ".join(f"{n} ({why[n]})" for n in missing)]
 
 
@@ -79,20 +92,20 @@ def trained_data_root(run_dir: Path | None) -> str | None:
     if run_dir is None:
         return None
     path = run_dir / rf.CONFIG
-    try:
-        return str(OmegaConf.load(path).data.root)
-    except Exception as e:  # noqa: BLE001 - a damaged config: say which file
-        raise ConfigError(f"{path} cannot be read for its data.root ({type(e).__name__}); pass "
-                          "data.root=/path/to/data") from None
+    root = OmegaConf.select(received.load_config(path, f"ckpt={run_dir}"), "data.root")
+    if root is None:
+        raise ConfigError(f"{path} records no data.root; pass data.root=/path/to/data")
+    return str(root)
 
 
 def load_model(ckpt: dict[str, Any], path: Path) -> MaskClassifier:
     """The checkpoint's network in eval mode, its head and backbone from its hyper-parameters."""
-    hp = dict(ckpt.get("hyper_parameters") or {})
-    if "backbone" not in hp:
+    hp = ckpt.get("hyper_parameters") or {}
+    if not isinstance(hp, dict) or "backbone" not in hp:
         raise CheckpointError(f"{path}: no backbone in the checkpoint's hyper-parameters; was it "
                               "written by maskcls?")
-    n = int(hp.get("num_classes", labels.NUM_CLASSES))
+    _check_recorded(hp, path)
+    n = hp.get("num_classes", labels.NUM_CLASSES)
     head = hp.get("head", "single")  # checkpoints record their head: no flag needed here
     fc = [v for k, v in ckpt["state_dict"].items() if k.startswith("net.") and
           k.endswith(".weight") and v.ndim == 2]  # a single head's classifier is the last
@@ -111,6 +124,21 @@ def load_model(ckpt: dict[str, Any], path: Path) -> MaskClassifier:
     return model.eval()
 
 
+# hyper-parameter: (types it may have, what it is) - a checkpoint is data from anyone
+RECORDED = {"backbone": ((str,), "a timm model name"), "num_classes": ((int,), "an integer"),
+            "head": ((str,), "single or multi"), "drop_rate": ((int, float), "a number"),
+            "channels_last": ((bool,), "true or false")}
+
+
+def _check_recorded(hp: dict[str, Any], path: Path) -> None:
+    for key, (types, what) in RECORDED.items():
+        value = hp.get(key)
+        if value is not None and (not isinstance(value, types) or
+                                  (bool not in types and isinstance(value, bool))):
+            raise CheckpointError(f"{path}: its recorded {key} is {value!r}, not {what}; the "
+                                  "checkpoint was edited or damaged: use the run's own file")
+
+
 def eval_pipeline(ckpt: dict[str, Any], path: Path, face_boxes: str | None = None) -> Pipeline:
     """The pipeline the checkpoint's run evaluated with (recorded by its datamodule);
     ``face_boxes`` replaces the box file of a model trained on face crops."""
@@ -127,11 +155,17 @@ def pipeline_from_state(state: dict[str, Any], path: Path, face_boxes: str | Non
     if face_boxes and not state.get("face_boxes"):
         raise ConfigError(f"face_boxes={face_boxes}: {path} was trained without face crops, so "
                           "it takes no box file; drop face_boxes=")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: its recorded eval pipeline is not a mapping; the file "
+                              "was edited or damaged: use the run's own file")
     try:
         return Pipeline.from_state(state, face_boxes)
     except DataLayoutError as e:
         raise CheckpointError(f"{path} crops faces with boxes from a file it cannot use: {e}. "
                               "Pass face_boxes=<csv with boxes of the eval images>") from None
+    except (TypeError, ValueError, KeyError) as e:  # ConfigError too: the file, not a key
+        raise CheckpointError(f"{path}: its recorded eval pipeline is damaged ({type(e).__name__}:"
+                              f" {str(e)[:200]}); use the run's own file") from None
 
 
 def recorded_eval_set(ckpt: dict[str, Any]) -> str | None:

@@ -1,0 +1,322 @@
+"""A run folder, checkpoint or file from someone else is read as data: it can neither run code
+nor touch files outside the run, and every new kind of bad input ends in one line."""
+
+import json
+import os
+import shutil
+import warnings
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import TINY_RUN, assert_one_line_error, cli, make_cfg
+from filelock import FileLock
+
+from maskcls.data import catalog as cat
+from maskcls.data.corrections import apply_corrections
+from maskcls.data.fingerprint import eval_fingerprint
+from maskcls.errors import CheckpointError, ConfigError, DataLayoutError, RunFolderError
+from maskcls.inference import predict
+from maskcls.run.checkpoints import _confine
+from maskcls.run.received import check_targets, load_config
+from maskcls.training import check_config
+
+
+def _copy_run(source, dst):
+    shutil.copytree(source, dst, ignore=shutil.ignore_patterns("*.lock"))
+    return dst
+
+
+def _edit_config(run, edit):
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    edit(cfg)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+# ------------------------------------------------------------------ 1. targets in a config
+@pytest.mark.parametrize("target,args", [
+    ("builtins.open", ["VICTIM", "w"]),
+    ("pathlib.Path.write_text", ["VICTIM", "gone"]),
+    ("shutil.copyfile", ["/etc/hostname", "VICTIM"]),
+    ("maskcls.atomic.write_text", ["VICTIM", "gone"]),
+])
+def test_resume_builds_no_target_the_project_does_not_configure(fold_runs, tmp_path, target,
+                                                                args):
+    run = _copy_run(fold_runs / "0", tmp_path / "run")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    args = [str(victim) if a == "VICTIM" else a for a in args]
+    _edit_config(run, lambda c: c["callbacks"].update(
+        evil={"_target_": target, "_args_": args}))
+    last = assert_one_line_error(cli(f"resume={run}", "trainer.max_epochs=3"),
+                                 "callbacks.evil._target_", target)
+    assert "never allowed" in last
+    assert victim.read_text() == "precious"
+
+
+def test_a_nested_target_and_an_interpolation_are_refused_unresolved(fold_runs, tmp_path,
+                                                                     monkeypatch):
+    run = _copy_run(fold_runs / "0", tmp_path / "run")
+    _edit_config(run, lambda c: c["loss"].update(inner={"deep": [{"_target_": "os.system"}]}))
+    with pytest.raises(RunFolderError, match=r"loss\.inner\.deep\.0\._target_='os.system'"):
+        load_config(run / "config.yaml", "resume")
+    monkeypatch.setenv("MASKCLS_SECRET", "s3cret")
+    run2 = _copy_run(fold_runs / "1", tmp_path / "run2")
+    _edit_config(run2, lambda c: c["data"].update(root="${oc.env:MASKCLS_SECRET}"))
+    for res in (cli(f"resume={run2}", "trainer.max_epochs=3"),
+                cli(f"ckpt={run2}", f"output={tmp_path / 's.csv'}", script="predict.py")):
+        last = assert_one_line_error(res, "data.root", "interpolation")
+        assert "s3cret" not in res.stderr + res.stdout
+
+
+def test_the_configured_classes_are_allowed_and_others_are_not():
+    check_targets({"a": {"_target_": "torch.optim.lr_scheduler.OneCycleLR"},
+                   "b": {"_target_": "pytorch_lightning.callbacks.RichProgressBar"},
+                   "c": {"_target_": "maskcls.model.losses.FocalLoss"}}, "x")
+    for bad in ("torch.optim.lr_scheduler.torch", "maskcls.model.losses.instantiate",
+                "pytorch_lightning.callbacks.os", "torch.load", "builtins.eval", 3):
+        with pytest.raises(RunFolderError, match="is not a class this project configures"):
+            check_targets({"k": [{"_target_": bad}]}, "x")
+
+
+def test_exported_model_metadata_may_not_carry_a_target(fold_runs, tmp_path):
+    from maskcls.exported import _metadata
+
+    meta = {"format_version": 1, "pipeline": {"image_size": [32, 24], "mean": [0, 0, 0],
+                                              "std": [1, 1, 1]},
+            "extra": {"_target_": "subprocess.call"}}
+    with pytest.raises(RunFolderError, match="extra._target_"):
+        _metadata(json.dumps(meta), tmp_path / "m.onnx")
+
+
+# ---------------------------------------------------------- 2. paths restored from a ckpt
+def test_a_crafted_last_ckpt_cannot_make_resume_delete_a_file(fold_runs, tmp_path):
+    run = _copy_run(fold_runs / "0", tmp_path / "run")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    last = run / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    escape = str(run / "checkpoints" / ".." / ".." / "victim.txt")
+    for state in ckpt["callbacks"].values():
+        if "best_model_path" in state:
+            state.update(best_model_path=escape, last_model_path=escape,
+                         kth_best_model_path=escape, best_k_models={escape: torch.tensor(1.0)})
+    torch.save(ckpt, last)
+    res = cli(f"resume={run}", "trainer.max_epochs=3")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert victim.read_text() == "precious"
+    assert (run / "checkpoints" / "best.ckpt").exists()
+
+
+def test_restored_checkpoint_paths_stay_in_the_run_folder(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    state = {"dirpath": str(old / "checkpoints"), "best_model_path": str(old / "checkpoints/b.ckpt"),
+             "last_model_path": str(old / "checkpoints/../../x"),
+             "best_k_models": {str(old / "checkpoints/b.ckpt"): 1, "/etc/passwd": 2}}
+    _confine(state, new)
+    assert state["dirpath"] == str(new / "checkpoints")
+    assert state["best_model_path"] == str(new / "checkpoints/b.ckpt")
+    assert state["last_model_path"] == ""
+    assert list(state["best_k_models"]) == [str(new / "checkpoints/b.ckpt")]
+    _confine(state, None)  # another run's checkpoint: none of its paths is ours
+    assert state["best_model_path"] == "" and state["best_k_models"] == {}
+
+
+def test_ckpt_path_that_would_train_nothing_is_refused(fold_runs, synth_root, tmp_path):
+    last = fold_runs / "0" / "checkpoints" / "last.ckpt"
+    cfg = make_cfg(synth_root, tmp_path / "o", f"ckpt_path={last}", "data.n_folds=2",
+                   "data.fold=0", "trainer.max_epochs=2")
+    with pytest.raises(ConfigError, match="has already trained 2 epoch"):
+        check_config(cfg)
+
+
+# ---------------------------------------------------- 4-5. what a run learns from, silently
+def test_a_checkpoint_of_other_validation_people_is_refused(synth_root, tmp_path):
+    from maskcls.training import build
+
+    dm, _ = build(make_cfg(synth_root, tmp_path / "o"))
+    state = dm.state_dict()
+    dm.load_state_dict(dict(state))  # the same people: fine
+    state["val_people"] = "0" * 16
+    with pytest.raises(ConfigError, match="validated on other people"):
+        dm.load_state_dict(state)
+
+
+def test_repeated_swap_rows_apply_once(synth_root, tmp_path):
+    df = cat.scan_train(synth_root)
+    pid = df["person_id"].iloc[0]
+    row = f"{pid},swap,incorrect_mask+normal\n"
+    once, twice = tmp_path / "once.csv", tmp_path / "twice.csv"
+    once.write_text("person_id,field,value\n" + row)
+    twice.write_text("person_id,field,value\n" + row + f"{int(pid)},swap,normal+incorrect_mask\n")
+    expected = apply_corrections(df, once)
+    with pytest.warns(UserWarning, match="repeat an earlier row"):
+        got = apply_corrections(df, twice)
+    assert (got["label"] == expected["label"]).all()
+    assert not (got["label"] == df["label"]).all()
+
+
+# ----------------------------------------------------------------- 6. one line, no hang
+@pytest.mark.parametrize("kind", ["fifo", "loop"])
+def test_an_image_that_is_a_fifo_or_a_looping_link_is_named(synth_copy, kind):
+    person = next(p for p in sorted((synth_copy / "train" / "images").iterdir()) if p.is_dir())
+    image = next(person.glob("mask2.*"))
+    image.unlink()
+    if kind == "fifo":
+        os.mkfifo(image)
+    else:
+        image.symlink_to(image.name)
+    with pytest.raises(DataLayoutError, match=image.name):
+        cat.scan_train(synth_copy)
+
+
+@pytest.mark.parametrize("override,needles", [
+    ("+data.imagesize=[32,24]", ["data.imagesize is not a setting", "data.image_size"]),
+    ("+trainer.max_epoch=3", ["trainer.max_epoch is not a setting", "trainer.max_epochs"]),
+    ("+data.foo=1", ["data.foo is not a setting"]),
+    ("~model", ["model: the group is missing", "model=resnet18"]),
+    ("scheduler=step", ["scheduler.scheduler.step_size must be >= 1"]),
+])
+def test_unknown_keys_and_removed_groups_are_one_line_before_data(synth_root, tmp_path,
+                                                                  override, needles):
+    out = tmp_path / "run"
+    extra = ["scheduler.scheduler.step_size=0"] if override == "scheduler=step" else []
+    res = cli(f"data.root={synth_root}", *TINY_RUN, override, *extra, f"hydra.run.dir={out}")
+    assert_one_line_error(res, *needles)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("field,value", [("backbone", 123), ("num_classes", [18]),
+                                         ("head", None), ("mean", "abc")])
+def test_a_checkpoint_with_wrongly_typed_records_is_one_error(fold_runs, tmp_path, field, value):
+    run = _copy_run(fold_runs / "0", tmp_path / "run")
+    path = run / "checkpoints" / "best.ckpt"
+    ckpt = torch.load(path, weights_only=True)
+    if field == "mean":
+        next(v for k, v in ckpt.items() if k.endswith("DataModule"))["mean"] = value
+    elif value is None:
+        ckpt["hyper_parameters"]["head"] = {"a": 1}
+    else:
+        ckpt["hyper_parameters"][field] = value
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=str(path)):
+        predict(str(run), output=str(tmp_path / "s.csv"))
+
+
+# ----------------------------------------------------------------------- 8. ensembles
+def test_an_ensemble_counts_each_model_once(fold_runs, tmp_path):
+    copy = _copy_run(fold_runs / "0", tmp_path / "copy")
+    res = predict([str(fold_runs), str(fold_runs / "0"), str(copy)],
+                  output=str(tmp_path / "s.csv"))
+    assert res["members"] == 2
+    assert sum("counted once" in n for n in res["notes"]) == 2
+
+
+def test_an_unfinished_sweep_job_is_left_out_and_named(fold_runs, tmp_path):
+    sweep = _copy_run(fold_runs, tmp_path / "sweep")
+    (sweep / "1" / "metrics.json").unlink()  # stopped by Ctrl-C after its first best epoch
+    res = predict(str(sweep), output=str(tmp_path / "s.csv"))
+    assert res["members"] == 1
+    assert any("left out: 1 (unfinished)" in n for n in res["notes"]), res["notes"]
+
+
+def test_a_folder_of_separate_runs_is_not_a_sweep(fold_runs, tmp_path):
+    day = tmp_path / "2026-12-04"
+    for name in ("12-00-00-resnet18", "13-00-00-quick-resnet18"):
+        _copy_run(fold_runs / "0", day / name)
+    with pytest.raises(CheckpointError, match="2 separate runs .*, not one sweep"):
+        predict(str(day), output=str(tmp_path / "s.csv"))
+
+
+# ------------------------------------------------------------ 9. outputs never replaced
+def test_a_submission_being_written_is_refused_to_a_second_writer(fold_runs, tmp_path):
+    out = tmp_path / "s.csv"
+    with FileLock(f"{out}.lock"), pytest.raises(ConfigError, match="being written by another"):
+        predict(str(fold_runs / "0"), output=str(out))
+    assert not out.exists()
+    predict(str(fold_runs / "0"), output=str(out))
+    assert out.exists() and not (tmp_path / "s.csv.lock").exists()
+
+
+def test_faces_never_replaces_an_existing_file_without_overwrite(synth_copy, fold_runs, tmp_path):
+    from maskcls.faces import write_boxes
+
+    sweep = _copy_run(fold_runs, tmp_path / "sweep")
+    (sweep / "summary.csv").write_text("job\n0\n")
+    with pytest.raises(ConfigError, match="file the run"):
+        write_boxes(synth_copy, sweep / "summary.csv", workers=1, detector="haar",
+                    overwrite=True)
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("kept")
+    with pytest.raises(ConfigError, match="--overwrite"):
+        write_boxes(synth_copy, boxes, workers=1, detector="haar")
+    assert boxes.read_text() == "kept"
+
+
+# ------------------------------------------------------------------------ 10. messages
+def test_an_info_csv_saved_with_bom_and_crlf_is_the_same_eval_set(synth_copy):
+    info = synth_copy / "eval" / "info.csv"
+    before = eval_fingerprint(synth_copy)
+    info.write_bytes(b"\xef\xbb\xbf" + info.read_bytes().replace(b"\n", b"\r\n"))
+    assert eval_fingerprint(synth_copy) == before
+
+
+# ------------------------------------------------------------------ 7. the label finder
+def _finder(*args):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    return subprocess.run([sys.executable, "-m", "maskcls.label_issues", *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("damage", ["text label", "label 99", "nan prob", "no columns",
+                                    "two trees"])
+def test_the_label_finder_names_a_damaged_prediction_file(fold_runs, tmp_path, damage):
+    sweep = _copy_run(fold_runs, tmp_path / "sweep")
+    path = sweep / "1" / "val_predictions.csv"
+    table = pd.read_csv(path, dtype=str)
+    if damage == "text label":
+        table.loc[0, "label"] = "abc"
+    elif damage == "label 99":
+        table.loc[0, "label"] = "99"
+    elif damage == "nan prob":
+        table.loc[0, "prob_3"] = ""
+    elif damage == "no columns":
+        table = table[["path", "label"]]
+    else:
+        table["path"] = table["path"].str.replace("/train/", "/copy/x/train/", regex=False)
+    table.to_csv(path, index=False)
+    res = _finder(sweep, "--out", tmp_path / "out")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_label_finder_warns_of_missing_folds_and_keeps_edited_corrections(fold_runs,
+                                                                              tmp_path):
+    sweep = _copy_run(fold_runs, tmp_path / "sweep")
+    (sweep / "1" / "val_predictions.csv").unlink()
+    out = tmp_path / "new" / "folder"
+    res = _finder(sweep, "--out", out)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "job(s) 1 have no val_predictions.csv" in res.stdout
+    (out / "corrections.csv").write_text("person_id,field,value\n1,age,40\n")
+    again = _finder(sweep, "--out", out)
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+    assert "1,age,40" in (out / "corrections.csv").read_text()
+    assert _finder(sweep, "--out", out, "--overwrite").returncode == 0
+    for top in ("0", "-1"):
+        assert _finder(sweep, "--out", out, "--top", top).returncode == 2
+
+
+def test_warnings_module_is_quiet_for_a_clean_corrections_file(synth_root, tmp_path):
+    df = cat.scan_train(synth_root)
+    fixes = tmp_path / "c.csv"
+    fixes.write_text(f"person_id,field,value\n{df['person_id'].iloc[0]},age,45\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        apply_corrections(df, fixes)
