@@ -6,6 +6,7 @@
     python predict.py model_file=outputs/2026-01-01/12-00-00.000000/model.onnx  # exported
 """
 
+import sys
 import warnings
 
 import hydra
@@ -13,6 +14,7 @@ from omegaconf import DictConfig
 
 from maskcls.config_checks import check_accelerator, check_values
 from maskcls.errors import MaskclsError
+from maskcls.run.overrides import quoting_error
 
 # Library deprecation chatter that users can do nothing about.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -56,4 +58,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if (bad := quoting_error(sys.argv[1:])) is not None:
+        raise SystemExit(bad)
     main()

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 import maskcls.run  # noqa: F401 - notes when the run started, before Hydra writes its files
 from maskcls.errors import MaskclsError
+from maskcls.run.overrides import quoting_error
 
 # Library deprecation chatter that users can do nothing about.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -46,5 +47,7 @@ def _resume_in_place(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
+    if (bad := quoting_error(sys.argv[1:])) is not None:
+        raise SystemExit(bad)
     sys.argv = _resume_in_place(sys.argv)
     main()

@@ -36,6 +36,7 @@ from maskcls.errors import (
 )
 from maskcls.logs import quiet_libraries
 from maskcls.model.losses import TaskLoss
+from maskcls.model.memory import check_step_memory
 from maskcls.model.module import (
     MaskClassifier,
     check_head,
@@ -99,6 +100,8 @@ def check_config(cfg: DictConfig) -> Plan:
     plan = Plan(instantiate_plainly(cfg.data, _convert_="all"), build_callbacks(cfg),
                 instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None)
     check_head(cfg.model.get("head", "single"))
+    check_step_memory(name, plan.datamodule.pipeline.image_size, plan.datamodule.batch_size,
+                      str(cfg.trainer.get("accelerator", "auto")))
     if cfg.model.get("pretrained_file"):
         check_pretrained_file(cfg.model.pretrained_file, name)
     build_loss(cfg, [1] * labels.NUM_CLASSES)

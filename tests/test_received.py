@@ -66,7 +66,7 @@ def test_a_nested_target_and_an_interpolation_are_refused_unresolved(fold_runs, 
     _edit_config(run2, lambda c: c["data"].update(root="${oc.env:MASKCLS_SECRET}"))
     for res in (cli(f"resume={run2}", "trainer.max_epochs=3"),
                 cli(f"ckpt={run2}", f"output={tmp_path / 's.csv'}", script="predict.py")):
-        last = assert_one_line_error(res, "data.root", "interpolation")
+        assert_one_line_error(res, "data.root", "interpolation")
         assert "s3cret" not in res.stderr + res.stdout
 
 
@@ -111,7 +111,8 @@ def test_a_crafted_last_ckpt_cannot_make_resume_delete_a_file(fold_runs, tmp_pat
 
 def test_restored_checkpoint_paths_stay_in_the_run_folder(tmp_path):
     old, new = tmp_path / "old", tmp_path / "new"
-    state = {"dirpath": str(old / "checkpoints"), "best_model_path": str(old / "checkpoints/b.ckpt"),
+    state = {"dirpath": str(old / "checkpoints"),
+             "best_model_path": str(old / "checkpoints/b.ckpt"),
              "last_model_path": str(old / "checkpoints/../../x"),
              "best_k_models": {str(old / "checkpoints/b.ckpt"): 1, "/etc/passwd": 2}}
     _confine(state, new)
@@ -177,6 +178,7 @@ def test_an_image_that_is_a_fifo_or_a_looping_link_is_named(synth_copy, kind):
     ("+data.foo=1", ["data.foo is not a setting"]),
     ("~model", ["model: the group is missing", "model=resnet18"]),
     ("scheduler=step", ["scheduler.scheduler.step_size must be >= 1"]),
+    ("data.image_size=[4000,3000]", ["needs about", "GiB for one training step"]),
 ])
 def test_unknown_keys_and_removed_groups_are_one_line_before_data(synth_root, tmp_path,
                                                                   override, needles):
@@ -320,3 +322,14 @@ def test_warnings_module_is_quiet_for_a_clean_corrections_file(synth_root, tmp_p
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         apply_corrections(df, fixes)
+
+
+@pytest.mark.parametrize("root", ["/tmp/a=b", "/tmp/a,b", "/tmp/dätä"])
+def test_a_value_hydra_cannot_read_gets_the_quoting_that_works(tmp_path, root):
+    for script in ("train.py", "predict.py"):
+        res = cli(f"data.root={root}", "ckpt=x", script=script)
+        assert_one_line_error(res, f"\"data.root='{root}'\"")
+    # as suggested, Hydra reads it: the run now stops at the missing tree, naming it
+    res = cli(f"data.root='{tmp_path / root.lstrip('/')}'", *TINY_RUN,
+              f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_line_error(res, "does not exist")
