@@ -142,6 +142,11 @@ def test_a_copied_or_edited_run_folder_never_logs_into_the_original_mlflow_run(s
     ids["mlflow"]["run_id"] = first["run_id"]
     (copy / trackers.IDS_FILE).write_text(json.dumps(ids))
     assert resume(copy, 3)["run_id"] != first["run_id"]
+    # a run id the store does not hold (another store, a deleted run): a new run, no error
+    ids = json.loads((copy / trackers.IDS_FILE).read_text())
+    ids["mlflow"]["run_id"] = "0" * 32
+    (copy / trackers.IDS_FILE).write_text(json.dumps(ids))
+    assert resume(copy, 4)["run_id"] not in ("0" * 32, first["run_id"])
     assert len(client.get_metric_history(first["run_id"], "val/f1")) == before
     assert len(client.get_metric_history(first["run_id"], "best/f1")) == 1
 
