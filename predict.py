@@ -8,13 +8,14 @@
 
 import sys
 import warnings
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from maskcls.config_checks import check_accelerator, check_values
 from maskcls.errors import MaskclsError
-from maskcls.run.overrides import quoting_error
+from maskcls.run.overrides import check_argv
 
 # Library deprecation chatter that users can do nothing about.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -58,6 +59,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    if (bad := quoting_error(sys.argv[1:])) is not None:
-        raise SystemExit(bad)
+    check_argv(sys.argv[1:], Path(__file__).parent / "conf")
     main()

@@ -10,13 +10,14 @@ Examples::
 
 import sys
 import warnings
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 import maskcls.run  # noqa: F401 - notes when the run started, before Hydra writes its files
 from maskcls.errors import MaskclsError
-from maskcls.run.overrides import quoting_error
+from maskcls.run.overrides import check_argv
 
 # Library deprecation chatter that users can do nothing about.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -47,7 +48,6 @@ def _resume_in_place(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    if (bad := quoting_error(sys.argv[1:])) is not None:
-        raise SystemExit(bad)
+    check_argv(sys.argv[1:], Path(__file__).parent / "conf")
     sys.argv = _resume_in_place(sys.argv)
     main()

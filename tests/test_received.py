@@ -333,3 +333,26 @@ def test_a_value_hydra_cannot_read_gets_the_quoting_that_works(tmp_path, root):
     res = cli(f"data.root='{tmp_path / root.lstrip('/')}'", *TINY_RUN,
               f"hydra.run.dir={tmp_path / 'run'}")
     assert_one_line_error(res, "does not exist")
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["model=resnet19"], ["model=resnet19 is not an option of model", "model=resnet18"]),
+    (["loss=facal"], ["did you mean loss=focal?"]),
+    (["-m", "model=resnet18,resnet35"], ["model=resnet35 is not an option", "model=resnet34"]),
+])
+def test_a_mistyped_group_option_is_one_line(tmp_path, args, needles):
+    res = cli(*args, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 's'}")
+    assert_one_line_error(res, *needles)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("where", ["train", "parent"])
+def test_a_data_root_one_level_off_names_the_right_folder(synth_root, tmp_path, where):
+    given = synth_root / "train" if where == "train" else synth_root.parent
+    if where == "parent":  # a tree inside a folder of the same name: <x>/train/train/images
+        given = tmp_path / "outer"
+        (given / "train").mkdir(parents=True)
+        (given / "train" / "train").symlink_to(synth_root / "train")
+    res = cli(f"data.root={given}", *TINY_RUN, f"hydra.run.dir={tmp_path / 'run'}")
+    right = synth_root if where == "train" else given / "train"
+    assert_one_line_error(res, "one level off", f"data.root={right}")

@@ -71,6 +71,10 @@ def check_data_root(cfg: DictConfig) -> None:
         return
     if cfg.data.get("synthetic"):
         return  # settled: the default location, generated on first use
+    if (root / "images").is_dir() or (root / "train" / "train" / "images").is_dir():
+        right = root.parent if (root / "images").is_dir() else root / "train"
+        raise ConfigError(f"data.root={str(cfg.data.root)!r} is one level off: data.root is the "
+                          f"folder holding train/ and eval/; use data.root={right}")
     default = cfg.get("paths", {}).get("synthetic_dir")
     hint = ("; only the default synthetic location "
             f"(paths.synthetic_dir={default}) is generated on first use. Generate a tree "
