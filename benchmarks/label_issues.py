@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     for out, fix in ((work, []), (work / "age_mask", ["--fix", "age,mask"])):
         out.mkdir(exist_ok=True)
         run_python("-m", "maskcls.label_issues", *map(str, sweeps), "--out", str(out),
-                   "--threshold", str(a.threshold), *fix)
+                   "--threshold", str(a.threshold), "--overwrite", *fix)
     issues = pd.read_csv(work / "label_issues.csv", dtype={"person_id": str})
     truth = pd.read_csv(trees["errors"] / "label_errors.csv", dtype=str, keep_default_na=False)
     found = finder_table(issues, truth, a.threshold)

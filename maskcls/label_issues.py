@@ -37,13 +37,16 @@ import pandas as pd
 
 from maskcls import atomic, labels
 from maskcls.data import catalog as cat
-from maskcls.errors import DataLayoutError, MaskclsError
+from maskcls.errors import ConfigError, DataLayoutError, MaskclsError
+from maskcls.model.metrics import score
 from maskcls.output_paths import check_output
 from maskcls.run import folder as rf
 
 PROB_COLUMNS = [f"prob_{c}" for c in range(labels.NUM_CLASSES)]
 SWAP = ("incorrect_mask", "normal")
 COLUMNS = ["person_id", "field", "given", "suggested", "score"]
+# Below this out-of-fold macro-F1 the models are too weak for their doubts to mean anything.
+MIN_OOF_F1 = 0.2
 
 
 def load_oof(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -200,8 +203,8 @@ def corrections(issues: pd.DataFrame, threshold: float,
 
 
 def write(paths: Sequence[str | os.PathLike], out: Path, threshold: float = 0.8,
-          top: int = 16, fields: Sequence[str] = FIELDS, overwrite: bool = False
-          ) -> dict[str, Path | int]:
+          top: int = 16, fields: Sequence[str] = FIELDS, overwrite: bool = False,
+          min_f1: float = MIN_OOF_F1) -> dict[str, Path | int | float]:
     """Find the issues of the runs at ``paths`` and write the three files into ``out``."""
     files = {"csv": out / "label_issues.csv", "corrections": out / "corrections.csv",
              "png": out / "label_issues.png"}
@@ -209,6 +212,12 @@ def write(paths: Sequence[str | os.PathLike], out: Path, threshold: float = 0.8,
         check_output(files[key], "--out", suffix, overwrite=overwrite,
                      overwrite_flag="--overwrite (corrections.csv may hold your edits)")
     oof = load_oof(paths)
+    f1 = score(oof[PROB_COLUMNS].to_numpy().argmax(1), oof["label"].to_numpy())["f1"]
+    if f1 < min_f1:
+        raise ConfigError(f"the out-of-fold macro-F1 of these runs is {f1:.3f}, below --min-f1 "
+                          f"{min_f1}: models that near chance (18 classes: about 0.05) cannot "
+                          "tell a label error from their own; train the folds longer (e.g. "
+                          "experiment=quick), or pass --min-f1 0 to write the files anyway")
     issues = find_issues(oof)
     from maskcls.galleries import label_issues_png  # matplotlib: only when writing
 
@@ -216,7 +225,7 @@ def write(paths: Sequence[str | os.PathLike], out: Path, threshold: float = 0.8,
     fixes = corrections(issues, threshold, fields)
     atomic.write_csv(fixes, files["corrections"])
     label_issues_png(issues.head(top), oof, files["png"])
-    return {**files, "images": len(oof), "people": oof["folder"].nunique(),
+    return {**files, "images": len(oof), "people": oof["folder"].nunique(), "oof_f1": f1,
             "issues": len(issues), "fixes": len(fixes)}
 
 
@@ -230,6 +239,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="score from which a row goes into corrections.csv (default 0.8)")
     p.add_argument("--top", type=int, default=16, help="suspects shown in label_issues.png "
                                                         "(default 16)")
+    p.add_argument("--min-f1", type=float, default=MIN_OOF_F1,
+                   help="refuse runs whose out-of-fold macro-F1 is below this (default "
+                        f"{MIN_OOF_F1}; chance is about 0.05)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the three files if they exist (default: refuse)")
     p.add_argument("--fix", default=",".join(FIELDS),
@@ -251,12 +263,13 @@ def main(argv: list[str] | None = None) -> None:
         for note in check_folds(a.paths):
             print(f"warning: {note}")
         if not out.exists():
-            load_oof(a.paths)  # nothing is created for a command that cannot run
+            load_oof(a.paths)  # no folder is created for a command that cannot read its input
             out.mkdir(parents=True)
-        res = write(a.paths, out, a.threshold, a.top, fields, a.overwrite)
+        res = write(a.paths, out, a.threshold, a.top, fields, a.overwrite, a.min_f1)
     except MaskclsError as e:
         raise SystemExit(f"error: {e}") from None
-    print(f"{res['images']} images of {res['people']} people with out-of-fold predictions; "
+    print(f"{res['images']} images of {res['people']} people with out-of-fold predictions "
+          f"(macro-F1 {res['oof_f1']:.3f}); "
           f"{res['issues']} suspected label issue(s), {res['fixes']} of {','.join(fields)} at "
           f"score >= {a.threshold}")
     print(f"wrote {res['csv']}\nwrote {res['corrections']} (retrain with "

@@ -131,9 +131,14 @@ def test_sweeps_of_several_seeds_are_averaged_so_one_models_slip_is_not_a_flip(t
 
 
 def test_the_command_runs_on_real_predictions(fold_runs, tmp_path):
+    refused = subprocess.run([sys.executable, "-m", "maskcls.label_issues", str(fold_runs),
+                              "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)  # two-epoch tiny models: near chance
+    assert refused.returncode == 1 and "below --min-f1 0.2" in refused.stderr, refused.stderr
+    assert not list(tmp_path.iterdir())
     res = subprocess.run([sys.executable, "-m", "maskcls.label_issues", str(fold_runs),
-                          "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+                          "--out", str(tmp_path), "--min-f1", "0"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "out-of-fold predictions" in res.stdout
     for name in ("label_issues.csv", "corrections.csv", "label_issues.png"):

@@ -303,14 +303,14 @@ def test_the_label_finder_warns_of_missing_folds_and_keeps_edited_corrections(fo
     sweep = _copy_run(fold_runs, tmp_path / "sweep")
     (sweep / "1" / "val_predictions.csv").unlink()
     out = tmp_path / "new" / "folder"
-    res = _finder(sweep, "--out", out)
+    res = _finder(sweep, "--out", out, "--min-f1", "0")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "job(s) 1 have no val_predictions.csv" in res.stdout
     (out / "corrections.csv").write_text("person_id,field,value\n1,age,40\n")
-    again = _finder(sweep, "--out", out)
+    again = _finder(sweep, "--out", out, "--min-f1", "0")
     assert again.returncode == 1 and "--overwrite" in again.stderr
     assert "1,age,40" in (out / "corrections.csv").read_text()
-    assert _finder(sweep, "--out", out, "--overwrite").returncode == 0
+    assert _finder(sweep, "--out", out, "--overwrite", "--min-f1", "0").returncode == 0
     for top in ("0", "-1"):
         assert _finder(sweep, "--out", out, "--top", top).returncode == 2
 
