@@ -22,13 +22,15 @@ install: $(STAMP)
 train: install
 	$(PY) train.py $(ARGS)
 
-# pytest exits 5 when it collects no test: treat that as a failure, loudly.
+# One pytest-xdist worker per core (TEST_WORKERS=0 runs in one process). pytest exits 5 when it
+# collects no test: treat that as a failure, loudly.
+TEST_WORKERS ?= auto
 test: install
-	$(PY) -m pytest -q -m "not slow" $(ARGS); rc=$$?; \
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; fi; exit $$rc
 
 test-all: install
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) $(ARGS)
 
 lint: install
 	$(PY) -m ruff check .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
 import subprocess
@@ -14,6 +15,12 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from maskcls.synth import SynthConfig, generate
+
+# Under pytest-xdist (`make test` runs one worker per core) each worker and the runs it starts
+# use one thread, so workers do not fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
 
 REAL_META = Path(__file__).parent / "fixtures" / "real-meta"
 CONF = Path(__file__).parents[1] / "conf"

@@ -4,13 +4,15 @@ nor touch files outside the run, and every new kind of bad input ends in one lin
 import json
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 
 import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import TINY_RUN, assert_one_line_error, cli, make_cfg
+from conftest import ROOT, TINY_RUN, assert_one_line_error, cli, make_cfg
 from filelock import FileLock
 
 from maskcls.data import catalog as cat
@@ -64,8 +66,12 @@ def test_a_nested_target_and_an_interpolation_are_refused_unresolved(fold_runs, 
     monkeypatch.setenv("MASKCLS_SECRET", "s3cret")
     run2 = _copy_run(fold_runs / "1", tmp_path / "run2")
     _edit_config(run2, lambda c: c["data"].update(root="${oc.env:MASKCLS_SECRET}"))
+    export = subprocess.run([sys.executable, "-m", "maskcls.export", f"ckpt={run2}",
+                             "format=torchscript", f"output={tmp_path / 'm.pt'}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
     for res in (cli(f"resume={run2}", "trainer.max_epochs=3"),
-                cli(f"ckpt={run2}", f"output={tmp_path / 's.csv'}", script="predict.py")):
+                cli(f"ckpt={run2}", f"output={tmp_path / 's.csv'}", script="predict.py"),
+                export):
         assert_one_line_error(res, "data.root", "interpolation")
         assert "s3cret" not in res.stderr + res.stdout
 
@@ -266,11 +272,6 @@ def test_an_info_csv_saved_with_bom_and_crlf_is_the_same_eval_set(synth_copy):
 
 # ------------------------------------------------------------------ 7. the label finder
 def _finder(*args):
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
     return subprocess.run([sys.executable, "-m", "maskcls.label_issues", *map(str, args)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
 

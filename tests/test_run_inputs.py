@@ -162,16 +162,19 @@ def test_sigterm_stops_a_run_with_143_and_says_how_to_resume(synth_root, tmp_pat
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] >= 0
 
 
-def test_sigterm_stops_a_sweep_and_records_the_jobs_that_never_ran(synth_root, tmp_path):
+@pytest.mark.parametrize("sig,code,name", [(signal.SIGTERM, 143, "SIGTERM"),
+                                           (signal.SIGINT, 130, "Ctrl-C")])
+def test_a_stopped_sweep_records_the_jobs_that_never_ran(synth_root, tmp_path, sig, code, name):
     sweep = tmp_path / "sweep"
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m",
                              f"data.root={synth_root}", *TINY_RUN, "trainer.max_epochs=50",
                              f"hydra.sweep.dir={sweep}", "seed=1,2,3"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(sweep / "0" / "checkpoints" / "last.ckpt", proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err[-3000:]
+    assert proc.returncode == code, err[-3000:]
+    assert f"error: {name} stopped the run" in err
     record = json.loads((sweep / "interrupted.json").read_text())
     assert record["interrupted_job"] == 0 and record["never_ran"] == [1, 2]
     assert record["resume"] == f"python train.py resume={sweep / '0'}"
