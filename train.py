@@ -23,6 +23,9 @@ from maskcls.run.overrides import check_argv
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 # The CSV logger's "directory not empty" note: maskcls itself refuses another run's folder.
 warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+# Lightning's "fewer training batches than the logging interval" on every small tree: metrics
+# are logged per epoch, so nothing is missing.
+warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from maskcls.errors import DiskFullError
 
@@ -71,3 +72,14 @@ def write_text(path: str | os.PathLike, text: str, exclusive: bool = False) -> N
 def write_csv(df: pd.DataFrame, path: str | os.PathLike, **to_csv_kwargs: object) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, **to_csv_kwargs)
+
+
+def lock_now(lock_path: str | os.PathLike, busy: Exception) -> FileLock:
+    """The file lock at ``lock_path``, held; ``busy`` is raised at once when another process
+    holds it (a second writer is refused, never queued)."""
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise busy from None
+    return lock

@@ -9,8 +9,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
+from maskcls import atomic
 from maskcls.errors import ConfigError
 from maskcls.run import folder as rf
 
@@ -53,12 +52,9 @@ def check_output(path: Path, key: str, suffix: str, inputs: Sequence[Path] = (),
 def output_lock(path: Path, key: str) -> Iterator[None]:
     """Held while ``path`` is written: a second command writing the same file at the same
     time is refused instead of both printing ``wrote``."""
-    lock = FileLock(f"{path}.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise ConfigError(f"{key}={path} is being written by another running command; wait "
-                          "for it to end, or give another path") from None
+    lock = atomic.lock_now(f"{path}.lock", ConfigError(
+        f"{key}={path} is being written by another running command; wait for it to end, or "
+        "give another path"))
     try:
         yield
     finally:

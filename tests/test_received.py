@@ -357,3 +357,19 @@ def test_a_data_root_one_level_off_names_the_right_folder(synth_root, tmp_path, 
     res = cli(f"data.root={given}", *TINY_RUN, f"hydra.run.dir={tmp_path / 'run'}")
     right = synth_root if where == "train" else given / "train"
     assert_one_line_error(res, "one level off", f"data.root={right}")
+
+
+def test_runs_started_inside_an_outputs_folder_are_not_nested(tmp_path, monkeypatch):
+    from conftest import CONF
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    inside = tmp_path / "outputs" / "2026-01-01" / "12-00-00-resnet18"
+    inside.mkdir(parents=True)
+    for cwd, root in ((inside, tmp_path / "outputs"), (tmp_path, "outputs")):
+        monkeypatch.chdir(cwd)
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            cfg = compose("train", return_hydra_config=True)
+        assert OmegaConf.select(cfg, "hydra.sweep.dir").startswith(f"{root}/multirun/")
+        # the run folder takes the same root (its name needs a running Hydra to resolve)
+        assert cfg.hydra.run._get_node("dir")._value().startswith("${outputs_root:}/")

@@ -25,6 +25,14 @@ def run_label(output_dir: object) -> str:
     return f"{path.parent.name}/{path.name}" if path.name.isdigit() else path.name
 
 
-for _name, _fn in (("run_suffix", run_suffix), ("run_label", run_label)):
+def outputs_root() -> str:
+    """``outputs``, or the ``outputs`` folder the working folder already lies in: a run
+    started from inside a run folder goes beside the others, not into ``outputs/outputs``."""
+    here = Path.cwd()
+    return next((str(p) for p in (here, *here.parents) if p.name == "outputs"), "outputs")
+
+
+for _name, _fn in (("run_suffix", run_suffix), ("run_label", run_label),
+                   ("outputs_root", outputs_root)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from filelock import FileLock, Timeout
+from filelock import FileLock
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from maskcls import atomic
@@ -93,12 +93,9 @@ def claim(out: Path, config_yaml: str, resuming: bool) -> FileLock:
     except PermissionError:
         raise RunFolderError(f"run folder {out} is not writable; fix its permissions, or copy "
                              "the run somewhere you can write and resume the copy") from None
-    lock = FileLock(out / LOCK)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise RunFolderError(f"run folder {out} is in use by a running process; wait for it to "
-                             "end (or stop it) before resuming it or writing there") from None
+    lock = atomic.lock_now(out / LOCK, RunFolderError(
+        f"run folder {out} is in use by a running process; wait for it to end (or stop it) "
+        "before resuming it or writing there"))
     try:
         if resuming:
             atomic.write_text(out / CONFIG, config_yaml)
