@@ -91,7 +91,7 @@ def test_injected_errors_are_found_and_the_corrections_fix_them(tree, tmp_path):
     assert (corrected["label"] == true.loc[corrected.index]).mean() > 0.99
     assert Path(res["png"]).stat().st_size > 10_000
     # --fix age,mask: the gender rows stay in label_issues.csv, out of corrections.csv
-    some = write([sweep], tmp_path, fields=("age", "mask"))
+    some = write([sweep], tmp_path, fields=("age", "mask"), overwrite=True)
     assert set(pd.read_csv(some["corrections"], dtype=str)["field"]) == {"age", "swap"}
     assert pd.read_csv(some["csv"]).equals(pd.read_csv(res["csv"]))
 

@@ -42,7 +42,9 @@ def group_error(argv: Sequence[str], conf_dir: Path) -> str | None:
     for arg in argv:
         key, sep, value = arg.partition("=")
         group = key.lstrip("+~")
-        if not sep or "." in group or "@" in group or not (conf_dir / group).is_dir():
+        # hydra/... groups also take options from installed plugins (hydra/launcher=joblib)
+        if not sep or "." in group or "@" in group or group.startswith("hydra") or \
+                not (conf_dir / group).is_dir():
             continue
         options = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
         choices = [v.strip() for v in value.strip("[]").split(",")] if value else []
