@@ -9,29 +9,23 @@ import pytest
 from benchmarks import predict_speed, train_speed
 
 
-def test_train_speed_table(tmp_path, capsys):
-    out = tmp_path / "train.md"
-    train_speed.main(["--sizes", "32x24", "--epochs", "4", "--persons", "8", "--batch", "16",
-                      "--data-dir", str(tmp_path), "--out", str(out)])
-    table = out.read_text()
-    for what in ("compute limit", "maskcls", "maskcls: head=multi mixup cutmix zoom",
-                 "plain reference", "loader: maskcls",
-                 "loader: plain PIL"):
-        assert f"| 32x24 | {what} |" in table
-    row = next(ln for ln in table.splitlines() if ln.startswith("| 32x24 | compute limit |"))
-    assert row.split("|")[5].strip() == "1.00"  # the limit against itself
-    assert "wrote" in capsys.readouterr().out
-
-
-def test_train_speed_takes_the_gpu_settings_through_to_train_py(tmp_path):
-    """--precision and --channels-last reach the raw loops and maskcls's Trainer alike
-    (bf16-mixed here: autocast runs on a CPU too; 16-mixed and cuda on the GPU machine)."""
+def test_train_speed_table_takes_the_gpu_settings_through_to_train_py(tmp_path, capsys):
+    """Every row of the table, the compute limit against itself, and --precision /
+    --channels-last reaching the raw loops and maskcls's Trainer alike (bf16-mixed here:
+    autocast runs on a CPU too; 16-mixed and cuda on the GPU machine)."""
     out = tmp_path / "train.md"
     rows = train_speed.main(["--sizes", "32x24", "--epochs", "4", "--persons", "8",
                              "--batch", "16", "--precision", "bf16-mixed", "--channels-last",
                              "--data-dir", str(tmp_path), "--out", str(out)])
-    assert "resnet18 on CPU, bf16-mixed, channels-last" in out.read_text()
+    table = out.read_text()
+    for what in ("compute limit", "maskcls", "maskcls: head=multi mixup cutmix zoom",
+                 "plain reference", "loader: maskcls", "loader: plain PIL"):
+        assert f"| 32x24 | {what} |" in table
     assert {r["what"] for r in rows} >= {"compute limit", "maskcls", "plain reference"}
+    row = next(ln for ln in table.splitlines() if ln.startswith("| 32x24 | compute limit |"))
+    assert row.split("|")[5].strip() == "1.00"  # the limit against itself
+    assert "wrote" in capsys.readouterr().out
+    assert "resnet18 on CPU, bf16-mixed, channels-last" in table
     config = (tmp_path / "bench-runs" / "32x24" / "config.yaml").read_text()
     assert "precision: bf16-mixed" in config and "channels_last: true" in config
 
