@@ -182,10 +182,12 @@ def main(cfg: DictConfig) -> None:
     except MaskclsError as e:
         raise SystemExit(f"error: {e}") from None
     h, w = res["image_size"]
+    path = Path(res["path"]).absolute()
+    submission = path.with_name(f"submission_{path.stem}.csv")  # beside the run's own
     print(f"wrote {res['path']} ({res['bytes'] / 2**20:.1f} MiB) from {res['checkpoint']}\n"
           f"  input uint8 (N, 3, {h}, {w}) RGB pixels, output (N, 18) probabilities; "
           f"max difference from the checkpoint {res['max_diff']:.1e}\n"
-          f"  score it: python predict.py model_file={res['path']}")
+          f"  next: {rf.predict_command(f'model_file={path}', f'output={submission}')}")
 
 
 if __name__ == "__main__":

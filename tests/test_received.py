@@ -373,3 +373,27 @@ def test_runs_started_inside_an_outputs_folder_are_not_nested(tmp_path, monkeypa
         assert OmegaConf.select(cfg, "hydra.sweep.dir").startswith(f"{root}/multirun/")
         # the run folder takes the same root (its name needs a running Hydra to resolve)
         assert cfg.hydra.run._get_node("dir")._value().startswith("${outputs_root:}/")
+
+
+def test_the_next_steps_printed_run_as_printed_from_another_folder(synth_root, tmp_path):
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    res = cli(f"data.root={synth_root}", *TINY_RUN, "hydra.run.dir=run", cwd=here)
+    assert res.returncode == 0, res.stderr[-3000:]
+    steps = [ln.split("next: ", 1)[1] for ln in (res.stdout + res.stderr).splitlines()
+             if ln.startswith("next: ")]
+    assert len(steps) == 1 and "tta=true" in steps[0]
+    done = subprocess.run(steps[0], shell=True, cwd=elsewhere, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (here / "run" / "submission.csv").exists()
+    export = subprocess.run([sys.executable, "-m", "maskcls.export", f"ckpt={here / 'run'}",
+                             "format=torchscript"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert export.returncode == 0, export.stderr[-3000:]
+    step = export.stdout.split("next: ", 1)[1].strip()
+    done = subprocess.run(step, shell=True, cwd=elsewhere, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (here / "run" / "submission_model.csv").exists()

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,16 @@ RESUME_OVERRIDABLE = ("trainer.max_epochs", "trainer.accelerator", "trainer.devi
                       "data.cache", "data.cache_dir", "data.verify", "data.root",
                       "data.face_boxes", "callbacks.progress_bar.refresh_rate",
                       "paths.data_dir")
+
+
+PREDICT_PY = Path(__file__).resolve().parents[2] / "predict.py"
+
+
+def predict_command(*overrides: str) -> str:
+    """A ``predict.py`` command line that runs as printed from any working folder (with this
+    Python: the one whose environment has maskcls installed)."""
+    return " ".join([shlex.quote(sys.executable), shlex.quote(str(PREDICT_PY)),
+                     *map(shlex.quote, overrides)])
 
 
 def is_run_folder(path: Path) -> bool:

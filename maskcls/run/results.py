@@ -160,6 +160,8 @@ def summary_lines(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False
         *tracker_lines(out),
         f"run folder: {out}",
         "  " + ", ".join(name for name in rf.RUN_FILES if (out / name).exists()),
+        *([f"next: {rf.predict_command(f'ckpt={out.absolute()}', 'tta=true')}"]
+          if (out / rf.BEST_CKPT).exists() else []),
         "=" * 72,
     ]
 
