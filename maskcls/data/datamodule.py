@@ -152,7 +152,9 @@ class MaskDataModule(pl.LightningDataModule):
         existing tree must have been generated with the same settings."""
         if self.synthetic is not None:
             if not (self.root / "train" / "images").is_dir():
-                log.info("generating the synthetic dataset at %s", self.root)
+                log.info("generating the synthetic dataset at %s (data=synthetic without "
+                         "data.root; MASKCLS_DATA_DIR or paths.data_dir moves it)",
+                         self.root.absolute())
             ensure_synthetic(self.root, self.synthetic)
 
     def setup(self, stage: str | None = None) -> None:
