@@ -333,9 +333,12 @@ def summarise(root: str | os.PathLike,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Summarise a competition data tree.")
+    parser = argparse.ArgumentParser(prog="python -m maskcls.data.catalog",
+                                     description="Summarise a competition data tree.")
     parser.add_argument("root", help="data root holding train/ and eval/")
-    parser.add_argument("--age-bounds", type=int, nargs=2, default=labels.DEFAULT_AGE_BOUNDS)
+    parser.add_argument("--age-bounds", type=int, nargs=2, default=labels.DEFAULT_AGE_BOUNDS,
+                        metavar=("LOW", "HIGH"),
+                        help="first ages of the 30-59 and 60+ groups (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         print(summarise(args.root, args.age_bounds))

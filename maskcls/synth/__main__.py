@@ -16,9 +16,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="folder to create (must not exist)")
     p.add_argument("--persons", type=int, default=d.persons, help="training people (7 shots each)")
     p.add_argument("--eval-persons", type=int, default=d.eval_persons, help="eval people")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--width", type=int, default=d.width)
-    p.add_argument("--height", type=int, default=d.height)
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="random seed: the same seed and settings draw the same tree "
+                        "(default %(default)s)")
+    p.add_argument("--width", type=int, default=d.width,
+                   help="image width in pixels (default %(default)s, as the real photos)")
+    p.add_argument("--height", type=int, default=d.height,
+                   help="image height in pixels (default %(default)s, as the real photos)")
     p.add_argument("--difficulty", type=float, default=d.difficulty,
                    help="overlap of the visual cues: 0 = clean, 1 = default, 2 = hard")
     p.add_argument("--framing", type=float, default=d.framing,
