@@ -205,12 +205,8 @@ def corrections(issues: pd.DataFrame, threshold: float,
 def write(paths: Sequence[str | os.PathLike], out: Path, threshold: float = 0.8,
           top: int = 16, fields: Sequence[str] = FIELDS, overwrite: bool = False,
           min_f1: float = MIN_OOF_F1) -> dict[str, Path | int | float]:
-    """Find the issues of the runs at ``paths`` and write the three files into ``out``."""
-    files = {"csv": out / "label_issues.csv", "corrections": out / "corrections.csv",
-             "png": out / "label_issues.png"}
-    for key, suffix in (("csv", ".csv"), ("corrections", ".csv"), ("png", ".png")):
-        check_output(files[key], "--out", suffix, overwrite=overwrite,
-                     overwrite_flag="--overwrite (corrections.csv may hold your edits)")
+    """Find the issues of the runs at ``paths`` and write the three files into ``out``
+    (created when missing, once the predictions are read and judged good enough)."""
     oof = load_oof(paths)
     f1 = score(oof[PROB_COLUMNS].to_numpy().argmax(1), oof["label"].to_numpy())["f1"]
     if f1 < min_f1:
@@ -218,6 +214,12 @@ def write(paths: Sequence[str | os.PathLike], out: Path, threshold: float = 0.8,
                           f"{min_f1}: models that near chance (18 classes: about 0.05) cannot "
                           "tell a label error from their own; train the folds longer (e.g. "
                           "experiment=quick), or pass --min-f1 0 to write the files anyway")
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"csv": out / "label_issues.csv", "corrections": out / "corrections.csv",
+             "png": out / "label_issues.png"}
+    for key, suffix in (("csv", ".csv"), ("corrections", ".csv"), ("png", ".png")):
+        check_output(files[key], "--out", suffix, overwrite=overwrite,
+                     overwrite_flag="--overwrite (corrections.csv may hold your edits)")
     issues = find_issues(oof)
     from maskcls.galleries import label_issues_png  # matplotlib: only when writing
 
@@ -262,9 +264,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for note in check_folds(a.paths):
             print(f"warning: {note}")
-        if not out.exists():
-            load_oof(a.paths)  # no folder is created for a command that cannot read its input
-            out.mkdir(parents=True)
         res = write(a.paths, out, a.threshold, a.top, fields, a.overwrite, a.min_f1)
     except MaskclsError as e:
         raise SystemExit(f"error: {e}") from None
