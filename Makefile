@@ -26,11 +26,11 @@ train: install
 # collects no test: treat that as a failure, loudly.
 TEST_WORKERS ?= auto
 test: install
-	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) $(ARGS); rc=$$?; \
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist worksteal $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; fi; exit $$rc
 
 test-all: install
-	$(PY) -m pytest -q -n $(TEST_WORKERS) $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(ARGS)
 
 lint: install
 	$(PY) -m ruff check .

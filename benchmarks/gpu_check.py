@@ -4,8 +4,9 @@
     python -m benchmarks.gpu_check --device cpu --sizes 64x48 --persons 40 \\
         --override data.image_size=[64,48]          # the same steps on a CPU, tiny
 
-1. ``benchmarks.train_speed`` at each of ``--sizes`` with ``--precision`` (16-mixed) and
-   channels-last: maskcls's epoch against the compute limit on that device;
+1. ``benchmarks.train_speed --only "compute limit,maskcls"`` at each of ``--sizes`` with
+   ``--precision`` (16-mixed) and channels-last: maskcls's epoch against the compute limit
+   on that device;
 2. a ``--epochs``-epoch ``experiment=competition`` fold on a synthetic tree (``--persons``
    people; ``model.pretrained=false``: the machine needs no download), timed as a whole
    ``train.py`` process;
@@ -14,7 +15,7 @@
    seconds per epoch, scaled by the real data's people (2,700) over the tree's, times the
    experiment's ``trainer.max_epochs``.
 
-One table, printed and written to ``--out``; the speed table in full beside it (``--work``).
+One table, printed and written to ``--out``; the speed rows' own table beside it (``--work``).
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ def speed_rows(args: argparse.Namespace, work: Path) -> list[list[str]]:
     rows = train_speed.main([
         "--sizes", args.sizes, "--device", args.device, "--precision", args.precision,
         "--channels-last", "--persons", str(args.speed_persons), "--batch", str(args.batch),
+        "--only", "compute limit,maskcls",
         "--data-dir", str(work), "--out", str(work / "train_speed.md")])
     return [[f"train_speed {r['size']}: {r['what']}", f"{r['s/epoch']:.2f} s/epoch",
              f"{r['images/s']:.0f} images/s, {r['x compute limit']:.2f}x the compute limit"]
-            for r in rows or [] if r["what"] in ("compute limit", "maskcls")]
+            for r in rows or []]
 
 
 def fold_rows(args: argparse.Namespace, work: Path) -> list[list[str]]:

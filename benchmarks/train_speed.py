@@ -293,6 +293,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]] | None:
                    help="as trainer.precision (16-mixed on a GPU)")
     p.add_argument("--channels-last", action="store_true",
                    help="channels-last memory format (model.channels_last=true)")
+    p.add_argument("--only", help="comma-separated rows to measure (default: all of "
+                   f"{', '.join(MEASUREMENTS)}); the ratios need 'compute limit' and "
+                   "'plain reference' (or 'loader: plain PIL' for the loader rows) among them")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--size", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -304,10 +307,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]] | None:
         p.error("--device cuda: no CUDA GPU is visible to torch on this machine")
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         p.error(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    names = list(MEASUREMENTS) if not args.only else [n.strip() for n in args.only.split(",")]
+    unknown = [n for n in names if n not in MEASUREMENTS]
+    if unknown:
+        p.error(f"--only: no row named {unknown[0]!r}; rows: {', '.join(MEASUREMENTS)}")
     rows = []
     for size in args.sizes.split(","):
         results = {}
-        for name in MEASUREMENTS:
+        for name in names:
             r = run_child(args, name, size)
             steady = r["epoch_s"][1:]
             r["median_s"] = statistics.median(steady)
@@ -315,22 +322,27 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]] | None:
             results[name] = r
             print(f"{size} {name}: {r['median_s']:.2f} s/epoch "
                   f"({', '.join(f'{t:.2f}' for t in r['epoch_s'])})", flush=True)
-        limit, plain = results["compute limit"]["median_s"], results["plain reference"]["median_s"]
         for name, r in results.items():
             loader = name.startswith("loader")
             rows.append({
                 "size": size, "what": name,
                 "images/s": r["images_s"],
                 "s/epoch": r["median_s"],
-                "x compute limit": None if loader else r["median_s"] / limit,
-                "x plain reference": None if loader else r["median_s"] / plain,
-                "x plain PIL loader": (r["images_s"] / results["loader: plain PIL"]["images_s"]
-                                       if loader else None),
+                "x compute limit": None if loader else _ratio(r, results, "compute limit"),
+                "x plain reference": None if loader else _ratio(r, results, "plain reference"),
+                "x plain PIL loader": _ratio(r, results, "loader: plain PIL", "images_s")
+                if loader else None,
                 "peak RSS MiB": r["peak_rss_mib"],
             })
     table = _markdown(rows, args)
     publish(table, args.out)
     return rows
+
+
+def _ratio(r: dict[str, Any], results: dict[str, dict[str, Any]], ref: str,
+           key: str = "median_s") -> float | None:
+    """``r``'s figure over the reference row's, or None when that row was not measured."""
+    return r[key] / results[ref][key] if ref in results else None
 
 
 def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:

@@ -64,6 +64,7 @@ def write(overrides: list[str], out: Path, per_class: int = 4, variants: int = 5
     from maskcls.seeding import seed_rngs
 
     dm = _datamodule(overrides)
+    out.mkdir(parents=True, exist_ok=True)  # after the overrides are known to be good
     catalog = cat.scan_train(dm.root, dm.age_bounds)
     chosen = _sample(catalog, per_class, seed)
     pixels = torch.stack([dm.pipeline.read(p) for p in chosen["path"]])
@@ -146,8 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variants", type=int, default=5, help="augmented copies of each image")
     a = p.parse_args(argv)
     out = Path(a.out).expanduser()
-    if not out.is_dir():
-        p.error(f"--out {out} is not a folder")
+    if out.exists() and not out.is_dir():
+        p.error(f"--out {out} is a file, not a folder: give a folder (it is created if missing)")
     if a.per_class < 1 or a.variants < 1:
         p.error("--per-class and --variants must be >= 1")
     try:

@@ -30,6 +30,14 @@ def test_train_speed_table_takes_the_gpu_settings_through_to_train_py(tmp_path, 
     assert "precision: bf16-mixed" in config and "channels_last: true" in config
 
 
+def test_train_speed_names_its_rows_when_only_asks_for_another(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_speed.main(["--only", "compute limit,maskcl", "--data-dir", str(tmp_path)])
+    assert e.value.code == 2
+    assert "no row named 'maskcl'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_gpu_check_runs_its_steps_as_a_dry_run_on_the_cpu(tmp_path):
     from benchmarks import gpu_check
 

@@ -2,14 +2,12 @@
 to feed them, and are scored by predict.py like any checkpoint."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import make_cfg
+from conftest import cli, make_cfg
 
 from maskcls import calibration, labels
 from maskcls.errors import CheckpointError, ConfigError
@@ -72,15 +70,11 @@ def test_predict_scores_an_exported_model_like_its_checkpoint(fold_runs, synth_r
     """The commands a user runs: export, then predict.py model_file= against answers.csv."""
     run = fold_runs / "0"
     model = tmp_path / "exported.onnx"
-    done = subprocess.run([sys.executable, "-m", "maskcls.export", f"ckpt={run}",
-                           "format=onnx", f"output={model}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = cli(f"ckpt={run}", "format=onnx", f"output={model}", module="maskcls.export")
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"wrote {model}" in done.stdout and "max difference from the checkpoint" in done.stdout
-    out = subprocess.run([sys.executable, "predict.py", f"model_file={model}",
-                          f"output={tmp_path / 'sub.csv'}", "num_workers=0",
-                          "calibrate=true"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = cli(f"model_file={model}", f"output={tmp_path / 'sub.csv'}", "num_workers=0",
+              "calibrate=true", script="predict.py")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "exported model" in out.stdout and "score against eval/answers.csv" in out.stdout
     from_ckpt = predict(str(run), output=str(tmp_path / "ckpt.csv"), num_workers=0,

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_cfg
+from conftest import cli, make_cfg
 from PIL import Image
 
 from maskcls.data.face_boxes import FaceBoxes, relative
@@ -175,19 +175,14 @@ def test_face_crops_get_their_own_cache_key(tmp_path):
 
 
 def test_the_command_names_its_detector_and_haar_stays_behind_a_flag(synth_copy, tmp_path):
-    import subprocess
-    import sys
 
-    from conftest import ROOT
 
     out = tmp_path / "haar.csv"
-    res = subprocess.run([sys.executable, "-m", "maskcls.faces", str(synth_copy), "--out",
-                          str(out), "--detector", "haar", "--workers", "1"], cwd=ROOT,
-                         capture_output=True, text=True)
+    res = cli(str(synth_copy), "--out", str(out), "--detector", "haar", "--workers", "1",
+              module="maskcls.faces")
     assert res.returncode == 0, res.stderr
     assert "(haar)" in res.stdout and len(pd.read_csv(out)) == 46 * 7
-    res = subprocess.run([sys.executable, "-m", "maskcls.faces", str(synth_copy),
-                          "--detector", "retina"], cwd=ROOT, capture_output=True, text=True)
+    res = cli(str(synth_copy), "--detector", "retina", module="maskcls.faces")
     assert res.returncode == 2 and "invalid choice: 'retina'" in res.stderr
 
 

@@ -1,13 +1,11 @@
 """The label-issue finder: injected errors are found, and its corrections file fixes them."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import cli
 
 from maskcls import labels
 from maskcls.data import catalog as cat
@@ -131,14 +129,12 @@ def test_sweeps_of_several_seeds_are_averaged_so_one_models_slip_is_not_a_flip(t
 
 
 def test_the_command_runs_on_real_predictions(fold_runs, tmp_path):
-    refused = subprocess.run([sys.executable, "-m", "maskcls.label_issues", str(fold_runs),
-                              "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                             timeout=300)  # two-epoch tiny models: near chance
+    # two-epoch tiny models: near chance
+    refused = cli(str(fold_runs), "--out", str(tmp_path), module="maskcls.label_issues")
     assert refused.returncode == 1 and "below --min-f1 0.2" in refused.stderr, refused.stderr
     assert not list(tmp_path.iterdir())
-    res = subprocess.run([sys.executable, "-m", "maskcls.label_issues", str(fold_runs),
-                          "--out", str(tmp_path), "--min-f1", "0"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    res = cli(str(fold_runs), "--out", str(tmp_path), "--min-f1", "0",
+              module="maskcls.label_issues")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "out-of-fold predictions" in res.stdout
     for name in ("label_issues.csv", "corrections.csv", "label_issues.png"):
@@ -147,9 +143,8 @@ def test_the_command_runs_on_real_predictions(fold_runs, tmp_path):
     data_root = pd.read_csv(fold_runs / "0" / "val_predictions.csv")["path"][0].split(
         "/train/")[0]
     apply_corrections(cat.scan_train(data_root), tmp_path / "corrections.csv")
-    bad = subprocess.run([sys.executable, "-m", "maskcls.label_issues", str(fold_runs),
-                          "--out", str(tmp_path), "--fix", "age,hair"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    bad = cli(str(fold_runs), "--out", str(tmp_path), "--fix", "age,hair",
+              module="maskcls.label_issues")
     assert bad.returncode == 2 and "--fix takes a comma-separated subset" in bad.stderr
 
 

@@ -50,8 +50,7 @@ def test_a_generated_tree_is_readable_by_others(tmp_path):
 
 
 def _faces(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "maskcls.faces", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return cli(*args, module="maskcls.faces")
 
 
 @pytest.fixture
@@ -97,17 +96,14 @@ def test_faces_reports_undecodable_and_odd_images_and_keeps_the_rest(small_tree,
 
 def test_export_refuses_an_existing_folder_named_like_the_model(fold_runs, tmp_path):
     (tmp_path / "y.pt").mkdir()
-    res = subprocess.run([sys.executable, "-m", "maskcls.export", f"ckpt={fold_runs / '0'}",
-                          "format=torchscript", f"output={tmp_path / 'y.pt'}"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    res = cli(f"ckpt={fold_runs / '0'}", "format=torchscript", f"output={tmp_path / 'y.pt'}",
+              module="maskcls.export")
     assert_one_line_error(res, "is a folder")
 
 
 def test_export_never_writes_into_the_data_tree(fold_runs, synth_root):
-    res = subprocess.run([sys.executable, "-m", "maskcls.export", f"ckpt={fold_runs / '0'}",
-                          "format=torchscript",
-                          f"output={synth_root / 'eval' / 'images' / 'm.pt'}"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    res = cli(f"ckpt={fold_runs / '0'}", "format=torchscript",
+              f"output={synth_root / 'eval' / 'images' / 'm.pt'}", module="maskcls.export")
     assert_one_line_error(res, "inputs")
     assert not (synth_root / "eval" / "images" / "m.pt").exists()
 

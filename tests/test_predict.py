@@ -1,7 +1,5 @@
 """predict.py: every kind of ckpt= input, TTA, probabilities, scores, and each error."""
 
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -9,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import evil_checkpoint
+from conftest import cli, evil_checkpoint
 from PIL import Image
 
 from maskcls.data.catalog import DataLayoutError
@@ -85,14 +83,12 @@ def test_real_eval_set_gives_12600_rows(fold_runs, real_tree, tmp_path):
 
 def test_predict_py_command_line(fold_runs, tmp_path):
     out = tmp_path / "cli.csv"
-    res = subprocess.run([sys.executable, "predict.py", f"ckpt={fold_runs}", f"output={out}",
-                          "tta=true"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    res = cli(f"ckpt={fold_runs}", f"output={out}", "tta=true", script="predict.py")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "members' macro-F1" in res.stdout and "ensemble" in res.stdout
     assert out.exists()
     assert not (ROOT / "outputs" / ".hydra").exists()
-    bad = subprocess.run([sys.executable, "predict.py", f"ckpt={tmp_path / 'nope'}"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
+    bad = cli(f"ckpt={tmp_path / 'nope'}", script="predict.py")
     assert bad.returncode == 1
     assert "error: ckpt=" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -5,14 +5,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import warnings
 
 import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import ROOT, TINY_RUN, assert_one_line_error, cli, make_cfg
+from conftest import TINY_RUN, assert_one_line_error, cli, make_cfg
 from filelock import FileLock
 
 from maskcls.data import catalog as cat
@@ -66,9 +65,8 @@ def test_a_nested_target_and_an_interpolation_are_refused_unresolved(fold_runs, 
     monkeypatch.setenv("MASKCLS_SECRET", "s3cret")
     run2 = _copy_run(fold_runs / "1", tmp_path / "run2")
     _edit_config(run2, lambda c: c["data"].update(root="${oc.env:MASKCLS_SECRET}"))
-    export = subprocess.run([sys.executable, "-m", "maskcls.export", f"ckpt={run2}",
-                             "format=torchscript", f"output={tmp_path / 'm.pt'}"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    export = cli(f"ckpt={run2}", "format=torchscript", f"output={tmp_path / 'm.pt'}",
+                 module="maskcls.export")
     for res in (cli(f"resume={run2}", "trainer.max_epochs=3"),
                 cli(f"ckpt={run2}", f"output={tmp_path / 's.csv'}", script="predict.py"),
                 export):
@@ -272,8 +270,7 @@ def test_an_info_csv_saved_with_bom_and_crlf_is_the_same_eval_set(synth_copy):
 
 # ------------------------------------------------------------------ 7. the label finder
 def _finder(*args):
-    return subprocess.run([sys.executable, "-m", "maskcls.label_issues", *map(str, args)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return cli(*map(str, args), module="maskcls.label_issues")
 
 
 @pytest.mark.parametrize("damage", ["text label", "label 99", "nan prob", "no columns",
@@ -388,9 +385,7 @@ def test_the_next_steps_printed_run_as_printed_from_another_folder(synth_root, t
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (here / "run" / "submission.csv").exists()
-    export = subprocess.run([sys.executable, "-m", "maskcls.export", f"ckpt={here / 'run'}",
-                             "format=torchscript"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)
+    export = cli(f"ckpt={here / 'run'}", "format=torchscript", module="maskcls.export")
     assert export.returncode == 0, export.stderr[-3000:]
     step = export.stdout.split("next: ", 1)[1].strip()
     done = subprocess.run(step, shell=True, cwd=elsewhere, capture_output=True, text=True,

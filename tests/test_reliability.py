@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import make_cfg
+from conftest import cli, make_cfg
 from PIL import Image
 
 from maskcls.data.dataset import ImageReadError
@@ -20,9 +20,9 @@ from maskcls.training import train
 ROOT = Path(__file__).parents[1]
 
 
-def _train_cmd(synth_root: Path, *extra: str) -> list[str]:
-    return [sys.executable, "train.py", f"data.root={synth_root}", "data.synthetic=null",
-            "data.image_size=[64,48]", "data.batch_size=8", "trainer.max_epochs=4",
+def _train_args(synth_root: Path, *extra: str) -> list[str]:
+    return [f"data.root={synth_root}", "data.synthetic=null", "data.image_size=[32,24]",
+            "data.batch_size=8", "trainer.max_epochs=4",
             "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0",
             "augment=strong", "model.drop_rate=0.2", *extra]
 
@@ -35,12 +35,12 @@ def _train_cmd(synth_root: Path, *extra: str) -> list[str]:
 ], ids=["main-process", "two-workers"])
 def test_killed_run_resumes_to_the_same_result(synth_root, tmp_path, loading):
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    done = subprocess.run(_train_cmd(synth_root, f"hydra.run.dir={ref}", *loading), cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    done = cli(*_train_args(synth_root, f"hydra.run.dir={ref}", *loading))
     assert done.returncode == 0, done.stderr[-3000:]
 
-    proc = subprocess.Popen(_train_cmd(synth_root, f"hydra.run.dir={killed}", *loading), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "train.py",
+                             *_train_args(synth_root, f"hydra.run.dir={killed}", *loading)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -52,8 +52,7 @@ def test_killed_run_resumes_to_the_same_result(synth_root, tmp_path, loading):
     epoch_at_kill = torch.load(last, weights_only=True)["epoch"]
     assert epoch_at_kill < 3
 
-    resumed = subprocess.run([sys.executable, "train.py", f"resume={killed}"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=600)
+    resumed = cli(f"resume={killed}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = json.loads((ref / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())
@@ -73,8 +72,7 @@ def test_killed_run_resumes_to_the_same_result(synth_root, tmp_path, loading):
 
 
 def test_resume_needs_a_run_with_a_checkpoint(tmp_path):
-    res = subprocess.run([sys.executable, "train.py", f"resume={tmp_path}"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
+    res = cli(f"resume={tmp_path}")
     assert res.returncode == 1
     assert f"resume={tmp_path}" in res.stderr and "does not exist" in res.stderr
 
