@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= dev,sweep,export,trackers
 ARGS ?=
 
-.PHONY: install train test test-all lint synth clean
+.PHONY: install train test test-all lint synth clean docs-figures
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -34,6 +34,10 @@ test-all: install
 
 lint: install
 	$(PY) -m ruff check .
+
+# Every picture in docs/, made again on today's code (about 15 min on 2 CPU cores).
+docs-figures: install
+	$(PY) -m benchmarks.docs_figures $(ARGS)
 
 synth: install
 	$(PY) -m maskcls.synth --out data/synthetic

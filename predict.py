@@ -59,5 +59,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_argv(sys.argv[1:], Path(__file__).parent / "conf")
+    check_argv(sys.argv[1:], Path(__file__).parent / "conf", "predict")
     main()

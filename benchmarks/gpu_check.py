@@ -54,7 +54,7 @@ def fold_rows(args: argparse.Namespace, work: Path) -> list[list[str]]:
                          f"trainer.max_epochs={args.epochs}", f"hydra.run.dir={run}",
                          "callbacks.progress_bar.refresh_rate=0", *accelerator, *args.override)
     metrics = json.loads((run / "metrics.json").read_text())
-    epochs_run = metrics["epochs"] + 1  # metrics.json counts from 0
+    epochs_run = metrics["epochs"]  # the trainer's epoch counter at the end: epochs run
     per_epoch = metrics["fit_seconds"] / epochs_run
     real_epoch = per_epoch * real_people() / args.persons
     max_epochs = _competition_epochs()

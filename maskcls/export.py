@@ -191,4 +191,9 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
+    from maskcls.run.overrides import check_argv
+
+    check_argv(sys.argv[1:], Path(__file__).resolve().parents[1] / "conf", "export")
     main()

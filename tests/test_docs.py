@@ -1,0 +1,191 @@
+"""README.md and docs/ cannot drift from the code: every command in their code blocks is read
+as the program would read it (Hydra overrides composed against conf/, argparse flags parsed,
+make targets and scripts looked up), and every relative link and picture exists."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from maskcls.run.overrides import group_error, key_error, quoting_error
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+HYDRA_COMMANDS = {"train.py": "train", "predict.py": "predict", "maskcls.export": "export"}
+
+
+def commands(md: Path) -> Iterator[tuple[int, str]]:
+    """(line number, command) for every ``python ...``, ``make ...`` or ``bash ...`` line of the
+    file's fenced code blocks, with ``\\`` continuations joined."""
+    in_code, pending, start = False, "", 0
+    for n, line in enumerate(md.read_text().splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            in_code, pending = not in_code, ""
+            continue
+        if not in_code:
+            continue
+        if pending:
+            pending += " " + stripped
+        elif stripped.startswith(("python ", "make ", "bash ")):
+            pending, start = stripped, n
+        if pending and pending.endswith("\\"):
+            pending = pending[:-1]
+            continue
+        if pending:
+            yield start, pending
+            pending = ""
+
+
+class _Parsed(Exception):
+    """Raised by the patched ``parse_args``: the flags were read, nothing runs."""
+
+
+def _dry_parse(module: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> str | None:
+    real = argparse.ArgumentParser.parse_args
+
+    def parse_only(self, argv=None, namespace=None):
+        real(self, argv, namespace)
+        raise _Parsed
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_only)
+    name = module if importlib.util.find_spec(module).submodule_search_locations is None \
+        else f"{module}.__main__"
+    try:
+        importlib.import_module(name).main(args)
+    except _Parsed:
+        return None
+    except SystemExit as e:
+        return f"{module} refused {shlex.join(args)} (exit {e.code})"
+    finally:
+        monkeypatch.setattr(argparse.ArgumentParser, "parse_args", real)
+    return f"{module} ran instead of only parsing its flags"
+
+
+def _overrides_error(args: list[str], config: str) -> str | None:
+    from hydra import compose, initialize_config_dir
+
+    from maskcls.config_checks import check_known_keys
+    from maskcls.errors import ConfigError
+    from maskcls.run.overrides import _composable
+
+    conf = ROOT / "conf"
+    bad = quoting_error(args) or group_error(args, conf) or key_error(args, conf, config)
+    if bad or config != "train":
+        return bad
+    with initialize_config_dir(str(conf), version_base="1.3"):
+        cfg = compose(config, overrides=_composable(args))
+    try:
+        check_known_keys(cfg)  # +keys: checked against the classes they configure
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
+def check_command(command: str, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """What is wrong with ``command`` as the docs give it, or None."""
+    words = shlex.split(command, comments=True)
+    tool, rest = words[0], words[1:]
+    if tool == "make":
+        targets = re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M)
+        missing = [t for t in rest if "=" not in t and t not in targets]
+        return f"make has no target {missing[0]}" if missing else None
+    if tool == "bash":
+        return None if (ROOT / rest[0]).is_file() else f"{rest[0]} does not exist"
+    if rest[:1] == ["-m"]:
+        module, args = rest[1], rest[2:]
+        if module in HYDRA_COMMANDS:
+            return _overrides_error(args, HYDRA_COMMANDS[module])
+        if importlib.util.find_spec(module) is None:
+            return f"no module {module}"
+        bad = _dry_parse(module, args, monkeypatch)
+        if bad is None and module == "maskcls.preview":  # its positional words: train.py's
+            bad = _overrides_error([a for a in args if "=" in a and not a.startswith("-")],
+                                   "train")
+        return bad
+    script = rest[0]
+    if script not in HYDRA_COMMANDS:
+        return f"{script}: not a command of this project"
+    return _overrides_error([a for a in rest[1:] if a not in ("--help", "-h")],
+                            HYDRA_COMMANDS[script])
+
+
+def _slug(heading: str) -> str:
+    """The anchor a code host gives a markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def broken_links(md: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", md.read_text(), flags=re.S)
+    bad = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):
+            continue  # http(s), mailto: not this repository's
+        path, _, anchor = target.partition("#")
+        file = (md.parent / path).resolve() if path else md
+        if not file.exists():
+            bad.append(f"{md.name}: {target} does not exist")
+        elif anchor and file.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", file.read_text(),
+                                                     flags=re.S), re.M)
+            if anchor not in {_slug(h) for h in headings}:
+                bad.append(f"{md.name}: {target}: no heading #{anchor}")
+    return bad
+
+
+CASES = [(md, n, cmd) for md in DOCS for n, cmd in commands(md)]
+
+
+@pytest.mark.parametrize(("md", "line", "command"), CASES,
+                         ids=[f"{md.name}:{n}" for md, n, _ in CASES])
+def test_every_documented_command_reads(md, line, command, monkeypatch):
+    bad = check_command(command, monkeypatch)
+    assert bad is None, f"{md.name}:{line}: {command}\n  {bad}"
+
+
+@pytest.mark.parametrize("md", DOCS, ids=[md.name for md in DOCS])
+def test_every_link_and_picture_exists(md):
+    assert broken_links(md) == []
+
+
+def test_the_readme_is_short_and_opens_with_the_gpu_recipe():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200
+    first_screen = "\n".join(lines[:45])
+    for needle in ("experiment=competition", "model.pretrained", "'data.fold=range(5)'",
+                   "predict.py", "tta=true calibrate=true", "submission.csv", "make install"):
+        assert needle in first_screen, needle
+
+
+def test_the_checks_catch_a_renamed_key_a_wrong_flag_and_a_broken_link(tmp_path, monkeypatch):
+    doc = tmp_path / "page.md"
+    doc.write_text("See [the data](data.md#nowhere) and ![a picture](gone.png).\n\n"
+                   "```bash\n"
+                   "python train.py data.imagesize=[96,72]\n"
+                   "python train.py -m loss=ce,facal\n"
+                   "python predict.py ckpt=RUN tta=true calibrat=true\n"
+                   "python train.py +data.image_sise=[96,72]\n"
+                   "python -m maskcls.label_issues SWEEP --toop 5\n"
+                   "python -m maskcls.nothing\n"
+                   "make tests\n"
+                   "python train.py data.image_size=[96,72] 'data.fold=range(5)' -m\n"
+                   "```\n")
+    (tmp_path / "data.md").write_text("# Data\n")
+    found = [check_command(c, monkeypatch) for _, c in commands(doc)]
+    assert "did you mean data.image_size?" in found[0]
+    assert "did you mean loss=focal?" in found[1]
+    assert "did you mean calibrate?" in found[2]
+    assert "did you mean data.image_size?" in found[3]
+    assert "maskcls.label_issues refused" in found[4]
+    assert found[5] == "no module maskcls.nothing"
+    assert found[6] == "make has no target tests"
+    assert found[7] is None
+    assert sorted(broken_links(doc)) == ["page.md: data.md#nowhere: no heading #nowhere",
+                                         "page.md: gone.png does not exist"]
