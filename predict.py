@@ -1,9 +1,9 @@
 """Turn checkpoints into a competition submission.
 
-    python predict.py ckpt=outputs/2026-01-01/12-00-00.000000            # a run's best checkpoint
-    python predict.py ckpt=outputs/multirun/2026-01-01/12-00-00.000000   # a sweep: fold ensemble
+    python predict.py ckpt=outputs/2026-12-04/09-15-02.418331-quick-resnet18  # a run's best.ckpt
+    python predict.py ckpt=outputs/multirun/2026-12-04/09-15-02 tta=true     # a fold ensemble
     python predict.py ckpt=path/to/best.ckpt tta=true save_probs=true output=sub.csv
-    python predict.py model_file=outputs/2026-01-01/12-00-00.000000/model.onnx  # exported
+    python predict.py model_file=outputs/2026-12-04/09-15-02.418331-resnet18/model.onnx  # exported
 """
 
 import sys

@@ -2,7 +2,7 @@
 
 Examples::
 
-    python train.py                                   # synthetic data, resnet18, ~3 min on CPU
+    python train.py                           # synthetic data, resnet18, ~2 min on 2 CPU cores
     python train.py loss=focal optimizer=sgd scheduler=step model=densenet161
     python train.py data=competition data.root=/path/to/data trainer=gpu
     python train.py -m data.n_folds=5 'data.fold=range(5)'

@@ -52,10 +52,14 @@ def commit() -> str:
     return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
+_CODE: list[str] = []  # the commit when the command started: what the figures ran on
+
+
 def stamp(commands: list[str]) -> str:
     """The line under each block: what made it, when, on which code."""
     shown = "; ".join(f"`{c}`" for c in commands)
-    return (f"Made by {shown} on {datetime.date.today().isoformat()} at commit {commit()} "
+    code = _CODE[0] if _CODE else commit()
+    return (f"Made by {shown} on {datetime.date.today().isoformat()} at commit {code} "
             "(`make docs-figures` makes it again).")
 
 
@@ -137,7 +141,7 @@ def sweep(work: Path, figures: Path, extra: list[str], persons: int = 200) -> No
         run_python(*args)
     pics = {n: _keep(out / src, n, figures) for src, n in (
         ("summary.png", "sweep_summary.png"), ("label_issues.png", "label_issues.png"))}
-    summary = (out / "summary.md").read_text().strip()
+    summary = (out / "summary.md").read_text().strip().replace(str(work), "WORK")
     from benchmarks.quality import score_detail
 
     score = score_detail(out / "submission.csv", tree)
@@ -185,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--steps: no step {unknown[0]!r}; steps: {', '.join(STEPS)}")
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    _CODE[:] = [commit()]
     for step in steps:
         print(f"{step} ...", flush=True)
         STEPS[step](work, DOCS / "figures", args.override)

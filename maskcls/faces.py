@@ -31,7 +31,6 @@ from PIL import Image
 
 from maskcls import atomic
 from maskcls.data import catalog as cat
-from maskcls.data.dataset import read_rgb
 from maskcls.data.face_boxes import relative
 from maskcls.errors import MaskclsError
 from maskcls.output_paths import check_output
@@ -159,6 +158,8 @@ def _detect_file(job: tuple[str, str]) -> tuple[tuple[int, int, int, int] | None
     cannot search (a 1x4000 strip) falls back to its centre. Neither stops the others."""
     path, detector = job
     try:
+        from maskcls.data.dataset import read_rgb  # torch: here, so --help is instant
+
         rgb = read_rgb(path).permute(1, 2, 0).numpy()
     except Exception as e:  # noqa: BLE001 - any decoding failure: reported, not fatal
         problem = f"{relative(path)}: cannot be decoded ({str(e).splitlines()[0][:120]})"

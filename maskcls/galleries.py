@@ -10,7 +10,7 @@ import pandas as pd
 from PIL import Image
 
 from maskcls import labels
-from maskcls.plots import plt  # pyplot with the file-only backend set
+from maskcls.plots import plt, title_and_fit  # pyplot with the file-only backend set
 
 PROB_COLUMNS = [f"prob_{c}" for c in range(labels.NUM_CLASSES)]
 
@@ -55,19 +55,18 @@ def errors_png(predictions: pd.DataFrame, path: Path, per_class: int = 4,
         ax.axis("off")
     for r, (cls, rows) in enumerate(shown):
         axes[r, 0].text(-0.08, 0.5, f"true {labels.CLASS_NAMES[cls]}\n(n={support[cls]})",
-                        transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8)
+                        transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9)
         for ax, row in zip(axes[r], rows.itertuples(index=False), strict=False):
             image = _side_by_side([row.path])
             if image is not None:
                 ax.imshow(image)
             colour = "tab:red" if row.wrong else "tab:gray"
-            ax.set_title(f"{labels.CLASS_NAMES[row.pred]} {row.confidence:.2f}", fontsize=7,
+            ax.set_title(f"{labels.CLASS_NAMES[row.pred]} {row.confidence:.2f}", fontsize=9,
                          color=colour)
     if not shown:
         axes[0, 0].text(0.5, 0.5, "every validation image right with p >= 0.9", ha="center")
-    fig.suptitle("validation errors (red: wrong, with the predicted class and its probability;"
-                 " grey: right but unsure), rarest classes first", fontsize=9)
-    fig.tight_layout()
+    title_and_fit(fig, "validation errors, rarest classes first\nred: wrong, with the predicted "
+                  "class and its probability; grey: right but unsure")
     fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
     return [(int(cls), len(rows)) for cls, rows in shown]
@@ -98,8 +97,7 @@ def label_issues_png(issues: pd.DataFrame, oof: pd.DataFrame, path: Path,
                      fontsize=8)
     if issues.empty:
         axes[0, 0].text(0.5, 0.5, "no suspected label issues", ha="center", va="center")
-    fig.suptitle("suspected label issues, most suspicious first", fontsize=10)
-    fig.tight_layout()
+    title_and_fit(fig, "suspected label issues, most suspicious first")
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

@@ -38,7 +38,6 @@ import pandas as pd
 from maskcls import atomic, labels
 from maskcls.data import catalog as cat
 from maskcls.errors import ConfigError, DataLayoutError, MaskclsError
-from maskcls.model.metrics import score
 from maskcls.output_paths import check_output
 from maskcls.run import folder as rf
 
@@ -208,6 +207,8 @@ def write(paths: Sequence[str | os.PathLike], out: Path, threshold: float = 0.8,
     """Find the issues of the runs at ``paths`` and write the three files into ``out``
     (created when missing, once the predictions are read and judged good enough)."""
     oof = load_oof(paths)
+    from maskcls.model.metrics import score  # torch: here, so --help is instant
+
     f1 = score(oof[PROB_COLUMNS].to_numpy().argmax(1), oof["label"].to_numpy())["f1"]
     if f1 < min_f1:
         raise ConfigError(f"the out-of-fold macro-F1 of these runs is {f1:.3f}, below --min-f1 "

@@ -20,6 +20,15 @@ from maskcls import labels
 plt.switch_backend("agg")
 
 
+def title_and_fit(fig: Figure, title: str, fontsize: float = 11) -> None:
+    """``title`` above every panel and the panels fitted below it: ``tight_layout`` alone
+    ignores a figure title and draws it over the first row."""
+    lines = title.count("\n") + 1
+    band = (lines * fontsize * 1.6 + 6) / 72 / fig.get_figheight()  # the title's height
+    fig.suptitle(title, fontsize=fontsize, y=1 - 3 / 72 / fig.get_figheight(), va="top")
+    fig.tight_layout(rect=(0, 0, 1, 1 - band))
+
+
 def confusion_matrix_png(matrix: Sequence[Sequence[float]], path: str | Path,
                          title: str = "validation confusion matrix") -> Path:
     """Row-normalised 18x18 confusion matrix with raw counts in each cell, each class's F1 and
@@ -31,13 +40,13 @@ def confusion_matrix_png(matrix: Sequence[Sequence[float]], path: str | Path,
     grid = fig.add_gridspec(3, 2, width_ratios=[3.2, 1], hspace=0.75, wspace=0.25)
     ax = fig.add_subplot(grid[:, 0])
     im = _matrix(ax, cm, [f"{c} {labels.CLASS_NAMES[c]}" for c in range(n)]
-                 if n == labels.NUM_CLASSES else [str(c) for c in range(n)], fontsize=7)
+                 if n == labels.NUM_CLASSES else [str(c) for c in range(n)], fontsize=8)
     support, predicted = cm.sum(1), cm.sum(0)
     f1 = np.divide(2 * np.diag(cm), support + predicted, out=np.zeros(n),
                    where=support + predicted > 0)
     for i in range(n):
         text = f"F1 {f1[i]:.2f}  n={int(support[i])}" if support[i] else "n=0"
-        ax.text(n - 0.3, i, text, va="center", fontsize=7, clip_on=False)
+        ax.text(n - 0.3, i, text, va="center", fontsize=8, clip_on=False)
     if n == labels.NUM_CLASSES:
         for edge in (5.5, 11.5):  # mask blocks: wear | incorrect | not worn
             ax.axhline(edge, color="black", lw=1)
@@ -224,7 +233,7 @@ def sweep_epochs_png(curves: dict[str, Path], path: Path) -> Path | None:
     ax.set_ylabel("validation macro-F1")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_title("validation macro-F1 per epoch, every job")
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")

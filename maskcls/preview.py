@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from maskcls import labels
 from maskcls.errors import MaskclsError
+
+if TYPE_CHECKING:  # torch loads in write(): --help stays instant
+    import torch
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -59,8 +62,10 @@ def _display(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> np.n
 
 def write(overrides: list[str], out: Path, per_class: int = 4, variants: int = 5,
           seed: int = 0) -> list[Path]:
+    import torch
+
     from maskcls.data import catalog as cat
-    from maskcls.plots import plt
+    from maskcls.plots import plt, title_and_fit
     from maskcls.seeding import seed_rngs
 
     dm = _datamodule(overrides)
@@ -78,12 +83,11 @@ def write(overrides: list[str], out: Path, per_class: int = 4, variants: int = 5
         ax.axis("off")
     for r, label in enumerate(rows):
         idx = np.flatnonzero(chosen["label"].to_numpy() == label)
-        axes[r, 0].set_title(labels.CLASS_NAMES[label], fontsize=7, loc="left")
+        axes[r, 0].set_title(labels.CLASS_NAMES[label], fontsize=8, loc="left")
         for ax, i in zip(axes[r], idx, strict=False):
             ax.imshow(pixels[i].permute(1, 2, 0).numpy())
-    fig.suptitle(f"the 18 classes at {dm.pipeline.image_size[0]}x{dm.pipeline.image_size[1]}",
-                 fontsize=9)
-    fig.tight_layout()
+    title_and_fit(fig, f"the classes at {dm.pipeline.image_size[0]}x"
+                       f"{dm.pipeline.image_size[1]}, as the eval pipeline reads them")
     written.append(out / "preview_classes.png")
     fig.savefig(written[-1], dpi=90)
     plt.close(fig)
@@ -94,14 +98,17 @@ def write(overrides: list[str], out: Path, per_class: int = 4, variants: int = 5
     views += [_display(dm.train_transform(shown), mean, std) for _ in range(variants)]
     fig, axes = plt.subplots(len(views), len(shown), figsize=(1.6 * len(shown),
                                                               1.9 * len(views)), squeeze=False)
+    shown_labels = chosen["label"].to_numpy()[:: max(1, len(pixels) // 6)][:6]
     for r, view in enumerate(views):
         for c, image in enumerate(view):
             axes[r, c].imshow(image)
             axes[r, c].axis("off")
-        axes[r, 0].set_title("as evaluated" if r == 0 else f"augmented #{r}", fontsize=7,
-                             loc="left")
-    fig.suptitle("the training augmentation (augment group) on the same images", fontsize=9)
-    fig.tight_layout()
+        axes[r, 0].text(-0.06, 0.5, "as evaluated" if r == 0 else f"augmented #{r}",
+                        transform=axes[r, 0].transAxes, rotation=90, ha="right",
+                        va="center", fontsize=9)
+    for c, label in enumerate(shown_labels):  # every column says its class
+        axes[0, c].set_title(labels.CLASS_NAMES[label].replace("/", "\n", 1), fontsize=9)
+    title_and_fit(fig, "the training augmentation (augment group) on the same images")
     written.append(out / "preview_augment.png")
     fig.savefig(written[-1], dpi=90)
     plt.close(fig)
@@ -117,7 +124,7 @@ def _face_boxes(paths: list[str], boxes, path: Path) -> Path:
 
     from maskcls.data.dataset import read_rgb
     from maskcls.data.face_boxes import relative
-    from maskcls.plots import plt
+    from maskcls.plots import plt, title_and_fit
 
     cols = 6
     rows = (len(paths) + cols - 1) // cols
@@ -130,9 +137,8 @@ def _face_boxes(paths: list[str], boxes, path: Path) -> Path:
         if box is not None:
             x0, y0, x1, y1 = box
             ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime", lw=2))
-        ax.set_title(Path(p).name, fontsize=7)
-    fig.suptitle("face boxes (data.face_boxes)", fontsize=9)
-    fig.tight_layout()
+        ax.set_title(Path(p).name, fontsize=9)
+    title_and_fit(fig, "face boxes (data.face_boxes)")
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path

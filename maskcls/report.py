@@ -29,7 +29,6 @@ from omegaconf import DictConfig
 
 from maskcls.errors import MaskclsError, RunFolderError
 from maskcls.logs import quiet_libraries
-from maskcls.model.metrics import score
 from maskcls.plots import (
     confusion_matrix_png,
     settings_label,
@@ -113,6 +112,8 @@ def cv_table(sweep_dir: Path, jobs: pd.DataFrame, varying: Sequence[str]) -> pd.
                    acc_mean=done["acc"].mean(), acc_std=done["acc"].std(ddof=0))
         oof = out_of_fold_predictions([sweep_dir / j for j in done["job"]])
         if len(oof):
+            from maskcls.model.metrics import score  # torch: here, so --help is instant
+
             s = score(oof["pred"].to_numpy(), oof["label"].to_numpy(), detail=True)
             row.update(oof_f1=s["f1"], oof_acc=s["acc"], oof_images=len(oof))
             settings = settings_label(dict(zip(config_keys, key, strict=True)), config_keys)

@@ -14,7 +14,7 @@ from conftest import TINY_RUN, assert_one_line_error, cli, make_cfg
 from maskcls.data import catalog as cat
 from maskcls.data.face_boxes import FaceBoxes, relative
 from maskcls.errors import CheckpointError, ConfigError, DataLayoutError
-from maskcls.exported import METADATA_KEY, load_exported
+from maskcls.export.reader import METADATA_KEY, load_exported
 from maskcls.inference import predict
 from maskcls.model.module import check_pretrained_file
 from maskcls.report import job_table

@@ -17,6 +17,21 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "pytorch_lightning", "timm", "torchvision", "pandas", "matplotlib")
 
 
+@pytest.mark.parametrize("module", ["maskcls.export", "maskcls.report", "maskcls.faces",
+                                    "maskcls.label_issues", "maskcls.preview", "maskcls.synth",
+                                    "maskcls.data.catalog"])
+def test_every_commands_help_loads_no_torch(module):
+    """Each command's --help is instant: torch and Lightning load when there is work."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", module, "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"python -m {module}" in done.stdout
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert imported and not [m for m in imported if m.split(".")[0] in
+                             ("torch", "pytorch_lightning", "timm", "torchvision")]
+
+
 @pytest.mark.parametrize("script", ["train.py", "predict.py"])
 def test_help_loads_no_heavy_library(script):
     """--help composes the config only: torch, Lightning and timm are imported lazily."""
@@ -102,3 +117,21 @@ def test_local_config_overrides_and_is_git_ignored(tmp_path):
         ignored = subprocess.run(["git", "check-ignore", "-q", "conf/local/default.yaml"],
                                  cwd=ROOT)
         assert ignored.returncode == 0, "conf/local/default.yaml is not git-ignored"
+
+
+def test_the_command_index_names_every_command_of_the_package():
+    """``python -m maskcls`` lists every module a user can run, and only those."""
+    from maskcls.__main__ import COMMANDS
+
+    package = ROOT / "maskcls"
+    runnable = set()
+    for path in package.rglob("*.py"):
+        if path.name == "__main__.py" and path.parent != package:
+            runnable.add(".".join(path.parent.relative_to(ROOT).parts))
+        elif 'if __name__ == "__main__":' in path.read_text() and path.name != "__main__.py":
+            runnable.add(".".join(path.with_suffix("").relative_to(ROOT).parts))
+    listed = {m for c, _ in COMMANDS for m in re.findall(r"python -m (maskcls[\w.]*)", c)}
+    assert listed == runnable
+    done = subprocess.run([sys.executable, "-m", "maskcls"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and all(m in done.stdout for m in runnable)

@@ -189,3 +189,34 @@ def test_the_checks_catch_a_renamed_key_a_wrong_flag_and_a_broken_link(tmp_path,
     assert found[7] is None
     assert sorted(broken_links(doc)) == ["page.md: data.md#nowhere: no heading #nowhere",
                                          "page.md: gone.png does not exist"]
+
+
+def test_every_picture_is_made_by_docs_figures_with_its_date_and_commit():
+    """No hand-copied picture: each one in README/docs sits in a block that
+    ``make docs-figures`` rewrites, under a line naming its command, date and commit."""
+    from benchmarks.docs_figures import BLOCK
+
+    blocks = {}
+    for md in DOCS:
+        text = md.read_text()
+        for m in BLOCK.finditer(text):
+            blocks[m["name"]] = m["body"]
+        outside = BLOCK.sub("", text)
+        assert not re.findall(r"!\[[^\]]*\]\(([^)]+)\)", outside), md.name
+    assert set(blocks) == {"default-run", "preview", "sweep", "label-issues"}
+    for name, body in blocks.items():
+        pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", body)
+        assert pictures and all(p.startswith("figures/") for p in pictures), name
+        assert re.search(r"Made by `python .+` on \d{4}-\d\d-\d\d at commit [0-9a-f]{7}", body), \
+            name
+
+
+def test_a_docs_figures_block_is_rewritten_in_place_and_a_missing_one_is_an_error():
+    from benchmarks.docs_figures import replace_block
+
+    text = ("a\n<!-- docs-figures: one -->\nold\n<!-- /docs-figures -->\nb\n"
+            "<!-- docs-figures: two -->\nkeep\n<!-- /docs-figures -->\n")
+    out = replace_block(text, "one", "new\n")
+    assert out == text.replace("old", "new")
+    with pytest.raises(KeyError, match="no <!-- docs-figures: three --> block"):
+        replace_block(text, "three", "x")

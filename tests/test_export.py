@@ -11,8 +11,8 @@ from conftest import cli, make_cfg
 
 from maskcls import calibration, labels
 from maskcls.errors import CheckpointError, ConfigError
-from maskcls.export import TOLERANCE, export
-from maskcls.exported import METADATA_KEY, load_exported
+from maskcls.export.reader import METADATA_KEY, load_exported
+from maskcls.export.writer import TOLERANCE, export
 from maskcls.inference import Source, predict, predict_probs
 
 ROOT = Path(__file__).resolve().parents[1]

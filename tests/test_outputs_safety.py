@@ -191,7 +191,7 @@ def test_two_runs_create_one_mlflow_store_together(synth_root, tmp_path):
 
 def test_an_export_never_replaces_an_earlier_one_silently(fold_runs, tmp_path):
     from maskcls.errors import ConfigError
-    from maskcls.export import export
+    from maskcls.export.writer import export
 
     out = tmp_path / "m.pt"
     export(str(fold_runs / "0"), "torchscript", str(out))

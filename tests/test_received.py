@@ -85,7 +85,7 @@ def test_the_configured_classes_are_allowed_and_others_are_not():
 
 
 def test_exported_model_metadata_may_not_carry_a_target(fold_runs, tmp_path):
-    from maskcls.exported import _metadata
+    from maskcls.export.reader import _metadata
 
     meta = {"format_version": 1, "pipeline": {"image_size": [32, 24], "mean": [0, 0, 0],
                                               "std": [1, 1, 1]},
@@ -177,6 +177,11 @@ def test_an_image_that_is_a_fifo_or_a_looping_link_is_named(synth_copy, kind):
 
 
 @pytest.mark.parametrize("override,needles", [
+    ("data.imagesize=[32,24]", ["data.imagesize is not a setting of data",
+                                "did you mean data.image_size?"]),
+    ("data.undersample.keepmasked=2", ["did you mean data.undersample.keep_masked?"]),
+    ("model.zzz=1", ["model.zzz is not a setting of model", "its keys: backbone",
+                     "added as +model.zzz="]),
     ("+data.imagesize=[32,24]", ["data.imagesize is not a setting", "data.image_size"]),
     ("+trainer.max_epoch=3", ["trainer.max_epoch is not a setting", "trainer.max_epochs"]),
     ("+data.foo=1", ["data.foo is not a setting"]),
@@ -191,6 +196,23 @@ def test_unknown_keys_and_removed_groups_are_one_line_before_data(synth_root, tm
     res = cli(f"data.root={synth_root}", *TINY_RUN, override, *extra, f"hydra.run.dir={out}")
     assert_one_line_error(res, *needles)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command,needles", [
+    (["predict.py", "tt=true"], ["tt is not a setting of predict", "did you mean tta?"]),
+    (["-m", "maskcls.export", "formt=onnx"], ["formt is not a setting of export",
+                                              "did you mean format?"]),
+    (["train.py", "-m", "loss=ce,focal", "trainer.max_epoch=2"],
+     ["did you mean trainer.max_epochs?"]),
+])
+def test_a_key_typo_is_one_line_in_every_hydra_command(tmp_path, command, needles):
+    """Without ``+`` Hydra's own answer is seven lines that suggest ``+key``; each command
+    names the closest key instead, before torch loads (a fresh interpreter here)."""
+    script, args = (command[0], command[1:]) if command[0] != "-m" else (None, command[2:])
+    res = cli(*args, cwd=tmp_path, fresh=True,
+              **({"script": script} if script else {"module": command[1]}))
+    assert_one_line_error(res, *needles)
+    assert not list(tmp_path.iterdir())  # no outputs/, no multirun folder
 
 
 @pytest.mark.parametrize("field,value", [("backbone", 123), ("num_classes", [18]),

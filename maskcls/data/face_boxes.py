@@ -13,12 +13,15 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from maskcls.errors import DataLayoutError
+
+if TYPE_CHECKING:  # only annotations: python -m maskcls.faces --help loads no torch
+    import torch
 
 REQUIRED = ["path", "x0", "y0", "x1", "y1"]
 

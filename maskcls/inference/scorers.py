@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.dataset import ImageDataset
 from maskcls.data.pipeline import Pipeline
-from maskcls.exported import ExportedModel
+from maskcls.export.reader import ExportedModel
 from maskcls.model.module import MaskClassifier
 from maskcls.progress import progress_bar
 

@@ -21,7 +21,7 @@ from maskcls import atomic, calibration, labels
 from maskcls.data import catalog as cat
 from maskcls.data.fingerprint import eval_fingerprint, file_digest
 from maskcls.errors import CheckpointError, ConfigError, DataLayoutError
-from maskcls.exported import ExportedModel, load_exported
+from maskcls.export.reader import ExportedModel, load_exported
 from maskcls.inference.scorers import (
     Scorer,
     checkpoint_scorer,

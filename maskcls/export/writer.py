@@ -1,6 +1,6 @@
 """A trained checkpoint -> a self-contained ONNX or TorchScript model.
 
-    python -m maskcls.export ckpt=outputs/<date>/<time> format=onnx
+    python -m maskcls.export ckpt=outputs/2026-12-04/09-15-02.418331-resnet18 format=onnx
     python -m maskcls.export ckpt=path/to/best.ckpt format=torchscript output=model.pt
 
 The exported model takes what the data pipeline produces, uint8 RGB pixels ``(N, 3, H, W)``
@@ -24,18 +24,16 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from pytorch_lightning.core.module import _jit_is_scripting
 from torch import nn
 
 from maskcls import atomic, calibration, labels
 from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.pipeline import Pipeline
-from maskcls.errors import CheckpointError, ConfigError, MaskclsError
-from maskcls.exported import FORMATS, LOADERS, METADATA_KEY
+from maskcls.errors import CheckpointError, ConfigError
+from maskcls.export.reader import FORMATS, LOADERS, METADATA_KEY
 from maskcls.logs import quiet_libraries
 from maskcls.model.module import MaskClassifier
 from maskcls.output_paths import check_output
@@ -170,30 +168,3 @@ def export(ckpt: str, fmt: str = "onnx", output: str | None = None,
                                   f"{diff:.2e} in probability (> {TOLERANCE}); not written")
     return {"path": out, "bytes": out.stat().st_size, "max_diff": diff, "checkpoint": member.ckpt,
             "image_size": list(size)}
-
-
-@hydra.main(config_path="../conf", config_name="export", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    from maskcls.config_checks import check_values
-
-    try:
-        check_values(cfg)
-        res = export(str(cfg.ckpt), str(cfg.format), cfg.output, cfg.face_boxes, cfg.overwrite)
-    except MaskclsError as e:
-        raise SystemExit(f"error: {e}") from None
-    h, w = res["image_size"]
-    path = Path(res["path"]).absolute()
-    submission = path.with_name(f"submission_{path.stem}.csv")  # beside the run's own
-    print(f"wrote {res['path']} ({res['bytes'] / 2**20:.1f} MiB) from {res['checkpoint']}\n"
-          f"  input uint8 (N, 3, {h}, {w}) RGB pixels, output (N, 18) probabilities; "
-          f"max difference from the checkpoint {res['max_diff']:.1e}\n"
-          f"  next: {rf.predict_command(f'model_file={path}', f'output={submission}')}")
-
-
-if __name__ == "__main__":
-    import sys
-
-    from maskcls.run.overrides import check_argv
-
-    check_argv(sys.argv[1:], Path(__file__).resolve().parents[1] / "conf", "export")
-    main()
