@@ -25,6 +25,7 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 def main(cfg: DictConfig) -> None:
     # torch and Lightning load here, not at import: `predict.py --help` stays instant
     from maskcls.inference import predict
+    from maskcls.inference.summary import result_lines
 
     try:
         check_values(cfg)
@@ -35,28 +36,7 @@ def main(cfg: DictConfig) -> None:
                       cfg.face_boxes, cfg.model_file, cfg.overwrite)
     except MaskclsError as e:
         raise SystemExit(f"error: {e}") from None
-    source = "exported model" if cfg.model_file else f"{res['members']} model(s)"
-    print(f"wrote {res['submission']} ({res['rows']} rows, {source}"
-          f"{', tta' if cfg.tta else ''}{', calibrated' if cfg.calibrate else ''})")
-    if "probs" in res:
-        print(f"wrote {res['probs']}")
-    for note in res["notes"]:
-        print(f"note: {note}")
-    if "score" in res:
-        s = res["score"]
-        print(f"score against eval/answers.csv: macro-F1 {s['f1']:.4f} over "
-              f"{s['classes_scored']} classes  accuracy {s['acc']:.4f}  "
-              f"F1 mask {s['f1_mask']:.3f}  gender {s['f1_gender']:.3f}  age {s['f1_age']:.3f}")
-    if "uncalibrated_score" in res:
-        print(f"  without calibration: macro-F1 {res['uncalibrated_score']['f1']:.4f}")
-    if "member_scores" in res:
-        f1s = [m["f1"] for m in res["member_scores"]]
-        print("members' macro-F1: " + ", ".join(
-            f"{name} {v:.4f}" for name, v in zip(res["member_names"], f1s, strict=True))
-              + f"  (mean {sum(f1s) / len(f1s):.4f}); ensemble {res['score']['f1']:.4f}")
-    elif res["members"] > 1:
-        print("members: " + ", ".join(res["member_names"]))
-
+    print("\n".join(result_lines(res, cfg.tta, cfg.calibrate, cfg.model_file is not None)))
 
 if __name__ == "__main__":
     check_argv(sys.argv[1:], Path(__file__).parent / "conf", "predict")

@@ -142,6 +142,7 @@ def sweep(work: Path, figures: Path, extra: list[str], persons: int = 200) -> No
     pics = {n: _keep(out / src, n, figures) for src, n in (
         ("summary.png", "sweep_summary.png"), ("label_issues.png", "label_issues.png"))}
     summary = (out / "summary.md").read_text().strip().replace(str(work), "WORK")
+    summary = re.sub(r"^(#+) ", r"###\1 ", summary, flags=re.M)  # headings under the page's
     from benchmarks.quality import score_detail
 
     score = score_detail(out / "submission.csv", tree)

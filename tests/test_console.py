@@ -19,7 +19,7 @@ HEAVY = ("torch", "pytorch_lightning", "timm", "torchvision", "pandas", "matplot
 
 @pytest.mark.parametrize("module", ["maskcls.export", "maskcls.report", "maskcls.faces",
                                     "maskcls.label_issues", "maskcls.preview", "maskcls.synth",
-                                    "maskcls.data.catalog"])
+                                    "maskcls.data.catalog", "maskcls.submit"])
 def test_every_commands_help_loads_no_torch(module):
     """Each command's --help is instant: torch and Lightning load when there is work."""
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", module, "--help"], cwd=ROOT,
@@ -135,3 +135,26 @@ def test_the_command_index_names_every_command_of_the_package():
     done = subprocess.run([sys.executable, "-m", "maskcls"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and all(m in done.stdout for m in runnable)
+
+
+@pytest.mark.parametrize(("command", "config"), [(["predict.py"], "predict"),
+                                                 (["-m", "maskcls.export"], "export")])
+def test_help_describes_every_option_with_its_default(command, config):
+    """A single-file command's --help shows each key, its default and what it does."""
+    from omegaconf import OmegaConf
+
+    done = subprocess.run([sys.executable, *command, "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    options = done.stdout.split("Options (key=value on the command line):", 1)[1]
+    cfg = OmegaConf.load(ROOT / "conf" / f"{config}.yaml")
+    leaves = [k for k in cfg if k not in ("defaults", "hydra")]
+    for key in leaves:
+        node = OmegaConf.select(cfg, key, throw_on_missing=False)
+        names = [f"{key}.{k}" for k in node] if OmegaConf.is_dict(node) else [key]
+        for name in names:
+            leaf = name.rsplit(".", 1)[-1]
+            line = next((ln for ln in options.splitlines() if ln.strip().startswith(f"{leaf}:")),
+                        None)
+            assert line is not None, f"{name} is not in --help"
+            assert "#" in line, f"{name} has no description in --help: {line!r}"

@@ -49,12 +49,18 @@ class _Parsed(Exception):
 
 def _dry_parse(module: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> str | None:
     real = argparse.ArgumentParser.parse_args
+    real_intermixed = argparse.ArgumentParser.parse_intermixed_args
 
     def parse_only(self, argv=None, namespace=None):
         real(self, argv, namespace)
         raise _Parsed
 
+    def parse_intermixed_only(self, argv=None, namespace=None):
+        real_intermixed(self, argv, namespace)
+        raise _Parsed
+
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_only)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_intermixed_args", parse_intermixed_only)
     name = module if importlib.util.find_spec(module).submodule_search_locations is None \
         else f"{module}.__main__"
     try:
@@ -65,6 +71,7 @@ def _dry_parse(module: str, args: list[str], monkeypatch: pytest.MonkeyPatch) ->
         return f"{module} refused {shlex.join(args)} (exit {e.code})"
     finally:
         monkeypatch.setattr(argparse.ArgumentParser, "parse_args", real)
+        monkeypatch.setattr(argparse.ArgumentParser, "parse_intermixed_args", real_intermixed)
     return f"{module} ran instead of only parsing its flags"
 
 
@@ -105,7 +112,7 @@ def check_command(command: str, monkeypatch: pytest.MonkeyPatch) -> str | None:
         if importlib.util.find_spec(module) is None:
             return f"no module {module}"
         bad = _dry_parse(module, args, monkeypatch)
-        if bad is None and module == "maskcls.preview":  # its positional words: train.py's
+        if bad is None and module in ("maskcls.preview", "maskcls.submit"):  # train.py's words
             bad = _overrides_error([a for a in args if "=" in a and not a.startswith("-")],
                                    "train")
         return bad

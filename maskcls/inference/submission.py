@@ -89,7 +89,7 @@ class Source:
             notes += repeated
             folder = None
             _name_uniquely(members)
-        return cls(members, None, folder, _member_offsets(members) if calibrate else None,
+        return cls(members, None, folder, _offsets(members, folder) if calibrate else None,
                    {trained_data_root(m.run_dir) for m in members} - {None},
                    [m.ckpt for m in members]
                    + [m.run_dir / rf.CONFIG for m in members if m.run_dir is not None], notes)
@@ -130,8 +130,12 @@ def _name_uniquely(members: list[Member]) -> None:
         m.label = str(m.run_dir or m.ckpt)
 
 
-def _member_offsets(members: list[Member]) -> dict[str, list[float]]:
-    """Every member's calibration offsets (checked before predicting), averaged."""
+def _offsets(members: list[Member], folder: Path | None) -> dict[str, list[float]]:
+    """The calibration offsets of the ``ckpt=`` folder itself (a run's, or those
+    ``python -m maskcls.submit`` fits on a k-fold's out-of-fold predictions), else every
+    member's (checked before predicting), averaged."""
+    if folder is not None and (folder / calibration.FILE).is_file():
+        return calibration.load(folder)
     parts = []
     for m in members:
         if m.run_dir is None:
@@ -161,9 +165,10 @@ def predict(ckpt: str | None = None, data_root: str | None = None, output: str |
     """Write ``submission.csv`` (and optionally the probabilities) from checkpoints (``ckpt``)
     or an exported model (``model_file``); returns what was done, with scores when
     ``eval/answers.csv`` exists. ``calibrate`` applies the decision offsets of each member's
-    run (``calibration.json``; an ensemble uses their mean; an exported model carries its
-    run's). ``ckpt`` may list several runs (ensembled like the folds of a sweep; give
-    ``output``). An existing output is replaced only with ``overwrite``."""
+    run (``calibration.json``; an ensemble uses its folder's own file where it has one, else
+    the members' mean; an exported model carries its run's). ``ckpt`` may list several runs
+    (ensembled like the folds of a sweep; give ``output``). An existing output is replaced
+    only with ``overwrite``."""
     quiet_libraries()
     source = Source.resolve(ckpt, model_file, calibrate)
     if data_root is None:

@@ -116,8 +116,29 @@ def key_error(argv: Sequence[str], conf_dir: Path, config_name: str) -> str | No
     return f"error: {bad} is not a setting of {parent or config_name}; {hint}"
 
 
+def described_help(conf_dir: Path, config_name: str) -> str:
+    """``--help`` of a command whose config is one file (predict, export): the file's help
+    template with every option as written there, its default and its comment (Hydra's own
+    ``$CONFIG`` drops the comments)."""
+    from omegaconf import OmegaConf
+
+    path = conf_dir / f"{config_name}.yaml"
+    text = path.read_text()
+    template = str(OmegaConf.select(OmegaConf.create(text), "hydra.help.template") or "$CONFIG")
+    lines = text.split("\ndefaults:", 1)[0].splitlines()
+    while lines and (lines[0].startswith("#") or not lines[0].strip()):
+        lines.pop(0)  # the usage line: the template says it
+    while lines and (lines[-1].startswith("#") or not lines[-1].strip()):
+        lines.pop()  # the note about what the command writes
+    return template.replace("$CONFIG", "\n".join(lines))
+
+
 def check_argv(argv: Sequence[str], conf_dir: Path, config_name: str = "train") -> None:
-    """Exit with the one-line error of the first unreadable override, if any."""
+    """Exit with the one-line error of the first unreadable override, if any; a single-file
+    command's ``--help`` is answered here, with each option's description."""
+    if config_name != "train" and any(a in ("--help", "-h") for a in argv):
+        print(described_help(conf_dir, config_name))
+        raise SystemExit(0)
     bad = quoting_error(argv) or group_error(argv, conf_dir) or \
         key_error(argv, conf_dir, config_name)
     if bad is not None:

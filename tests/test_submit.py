@@ -1,0 +1,114 @@
+"""``python -m maskcls.submit``: the competition day in one resumable command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import TINY_RUN, cli
+
+from maskcls import calibration
+from maskcls.inference.submission import Source
+from maskcls.label_issues import PROB_COLUMNS
+from maskcls.run import folder as rf
+from maskcls.submit.steps import Plan, fold_command
+
+SUBMIT = "maskcls.submit"
+
+
+def test_submit_trains_the_folds_fits_on_out_of_fold_and_writes_the_submission(
+        synth_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sub"
+    args = ["--folds", "2", f"data.root={synth_root}", *TINY_RUN, "--out", str(out)]
+    r = cli(*args, module=SUBMIT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for k in (0, 1):
+        assert (out / str(k) / rf.METRICS_JSON).is_file()
+    train_images = 7 * len(pd.read_csv(synth_root / "train" / "train.csv"))  # 7 shots each
+    oof = pd.read_csv(out / "oof.csv")
+    # every training image once, predicted by the fold that did not train on it
+    assert len(oof) == train_images and oof["path"].is_unique
+    assert set(PROB_COLUMNS) <= set(oof.columns)
+    assert (oof["pred"] == oof[PROB_COLUMNS].to_numpy().argmax(1)).all()
+    cv = pd.read_csv(out / "summary_cv.csv")
+    assert cv["folds_done"].tolist() == [2]
+    fitted = json.loads((out / calibration.FILE).read_text())
+    assert fitted["images"] == train_images
+    sub = pd.read_csv(out / rf.SUBMISSION)
+    info = pd.read_csv(synth_root / "eval" / "info.csv")
+    assert sub["ImageID"].tolist() == info["ImageID"].tolist()
+    assert sub["ans"].between(0, 17).all()
+    assert "out-of-fold: macro-F1" in r.stdout and "2 model(s), tta, calibrated" in r.stdout
+    assert f"maskcls.label_issues {out}" in r.stdout
+
+    # interrupted after fold 0: fold 0 is kept, fold 1 and the later steps run again
+    kept = (out / "0" / rf.BEST_CKPT).stat().st_mtime_ns
+    shutil.rmtree(out / "1")
+    (out / rf.SUBMISSION).unlink()
+    r = cli(*args, module=SUBMIT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "fold 1/2: done" in r.stdout and "fold 2/2: training" in r.stdout
+    assert (out / "0" / rf.BEST_CKPT).stat().st_mtime_ns == kept
+    assert (out / rf.SUBMISSION).is_file()
+
+    # finished: the same command says so; another one is refused
+    r = cli(*args, module=SUBMIT)
+    assert r.returncode == 0 and "is complete" in r.stdout
+    r = cli(*args, "loss=focal", module=SUBMIT)
+    assert r.returncode == 1 and "started with other settings" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (["loss=facal"], "did you mean loss=focal"),
+    (["data.imagesize=[32,24]"], "did you mean data.image_size"),
+    (["loss=ce,focal"], "one submission trains one configuration"),
+    (["data.fold=1"], "use --folds"),
+    (["hydra.run.dir=x"], "use --out"),
+    (["--folds", "1"], "at least 2 folds"),
+])
+def test_a_wrong_submit_command_is_refused_in_one_line_before_any_folder(
+        extra: list[str], says: str, tmp_path: Path) -> None:
+    out = tmp_path / "sub"
+    r = cli(*extra, "--out", str(out), module=SUBMIT)
+    assert r.returncode != 0 and says in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_submit_refuses_a_folder_of_other_files(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    r = cli("--out", str(tmp_path), module=SUBMIT)
+    assert r.returncode == 1 and "already holds other files" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_each_fold_is_skipped_resumed_or_started_by_what_its_folder_holds(tmp_path: Path
+                                                                         ) -> None:
+    plan = Plan(tmp_path, 3, ["loss=focal"])
+    (tmp_path / "0" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "0" / rf.METRICS_JSON).write_text("{}")
+    (tmp_path / "1" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "1" / rf.LAST_CKPT).write_bytes(b"")
+    (tmp_path / "2" / ".hydra").mkdir(parents=True)  # stopped before its first epoch
+    (tmp_path / "2" / rf.CONFIG).write_text("a: 1")
+    assert fold_command(plan, 0) is None
+    assert fold_command(plan, 1)[1:] == [f"resume={tmp_path / '1'}"]
+    assert fold_command(plan, 2)[1:] == [f"hydra.run.dir={tmp_path / '2'}", "data.n_folds=3",
+                                         "data.fold=2", "loss=focal"]
+    assert not (tmp_path / "2").exists()  # it trained nothing: started afresh
+
+
+def test_an_ensemble_folder_calibrates_with_its_own_out_of_fold_offsets(
+        fold_runs: Path, tmp_path: Path) -> None:
+    sweep = shutil.copytree(fold_runs, tmp_path / "sweep")
+    members = Source.resolve(str(sweep), None, calibrate=True).offsets
+    mean = calibration.mean_offsets([calibration.load(sweep / "0"),
+                                     calibration.load(sweep / "1")])
+    assert members == mean  # no file of its own: the members' mean
+    own = {"mask": [0.0, 0.5, 0.0], "gender": [0.0, -0.3], "age": [0.0, 0.1, 1.2]}
+    calibration.save({"offsets": own}, sweep)
+    assert Source.resolve(str(sweep), None, calibrate=True).offsets == own
