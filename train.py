@@ -31,7 +31,7 @@ warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     # torch, Lightning and timm load here, not at import: `train.py --help` stays instant
-    from maskcls.training import run
+    from maskcls.training.recipe import run
 
     try:
         return run(cfg)

@@ -6,7 +6,7 @@ def markdown_table(title: str, columns: list[str], rows: list[list[str]]) -> str
     """``title``, a blank line, then the table of already formatted cells."""
     import pandas as pd
 
-    from maskcls.tables import markdown_table as table
+    from maskcls.analysis.tables import markdown_table as table
 
     return f"{title}\n\n{table(pd.DataFrame(rows, columns=columns))}"
 

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     from maskcls.run.checkpoints import load_checkpoint
     from maskcls.run.trained import find_checkpoints, load_model
     from maskcls.synth import SynthConfig, generate
-    from maskcls.training import train
+    from maskcls.training.recipe import train
 
     h, w = (int(v) for v in args.size.split("x"))
     data = Path(args.data_dir) / f"bench-eval-{args.eval_persons}"

@@ -167,7 +167,7 @@ def measure_maskcls(args, root, size, extra: tuple[str, ...] = ()) -> dict[str, 
     import pytorch_lightning as pl
     from hydra import compose, initialize_config_dir
 
-    from maskcls import training
+    from maskcls.training import recipe as training
 
     times: list[float] = []
 

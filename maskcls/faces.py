@@ -32,9 +32,9 @@ from PIL import Image
 from maskcls import atomic
 from maskcls.data import catalog as cat
 from maskcls.data.face_boxes import relative
+from maskcls.data.parallel import pool_map
 from maskcls.errors import MaskclsError
-from maskcls.output_paths import check_output
-from maskcls.parallel import pool_map
+from maskcls.run.output_paths import check_output
 
 COLUMNS = ["path", "x0", "y0", "x1", "y1", "source"]
 SOURCES = ("face", "eyes", "centre")

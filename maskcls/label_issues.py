@@ -38,8 +38,8 @@ import pandas as pd
 from maskcls import atomic, labels
 from maskcls.data import catalog as cat
 from maskcls.errors import ConfigError, DataLayoutError, MaskclsError
-from maskcls.output_paths import check_output
 from maskcls.run import folder as rf
+from maskcls.run.output_paths import check_output
 
 PROB_COLUMNS = [f"prob_{c}" for c in range(labels.NUM_CLASSES)]
 SWAP = ("incorrect_mask", "normal")
@@ -222,7 +222,7 @@ def write(paths: Sequence[str | os.PathLike], out: Path, threshold: float = 0.8,
         check_output(files[key], "--out", suffix, overwrite=overwrite,
                      overwrite_flag="--overwrite (corrections.csv may hold your edits)")
     issues = find_issues(oof)
-    from maskcls.galleries import label_issues_png  # matplotlib: only when writing
+    from maskcls.analysis.galleries import label_issues_png  # matplotlib: only when writing
 
     atomic.write_csv(issues[COLUMNS], files["csv"], float_format="%.4f")
     fixes = corrections(issues, threshold, fields)

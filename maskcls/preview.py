@@ -38,7 +38,7 @@ def _datamodule(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
     from maskcls.run.inputs import check_data_root, settle
-    from maskcls.training import instantiate_plainly
+    from maskcls.training.recipe import instantiate_plainly
 
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=["paths.output_dir=.", *overrides])
@@ -64,9 +64,9 @@ def write(overrides: list[str], out: Path, per_class: int = 4, variants: int = 5
           seed: int = 0) -> list[Path]:
     import torch
 
+    from maskcls.analysis.plots import plt, title_and_fit
     from maskcls.data import catalog as cat
-    from maskcls.plots import plt, title_and_fit
-    from maskcls.seeding import seed_rngs
+    from maskcls.data.seeding import seed_rngs
 
     dm = _datamodule(overrides)
     out.mkdir(parents=True, exist_ok=True)  # after the overrides are known to be good
@@ -122,9 +122,9 @@ def write(overrides: list[str], out: Path, per_class: int = 4, variants: int = 5
 def _face_boxes(paths: list[str], boxes, path: Path) -> Path:
     from matplotlib.patches import Rectangle
 
+    from maskcls.analysis.plots import plt, title_and_fit
     from maskcls.data.dataset import read_rgb
     from maskcls.data.face_boxes import relative
-    from maskcls.plots import plt, title_and_fit
 
     cols = 6
     rows = (len(paths) + cols - 1) // cols

@@ -27,16 +27,16 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from maskcls.errors import MaskclsError, RunFolderError
-from maskcls.logs import quiet_libraries
-from maskcls.plots import (
+from maskcls.analysis.plots import (
     confusion_matrix_png,
     settings_label,
     sweep_epochs_png,
     sweep_summary_png,
 )
+from maskcls.analysis.tables import markdown_table
+from maskcls.errors import MaskclsError, RunFolderError
 from maskcls.run import folder as rf
-from maskcls.tables import markdown_table
+from maskcls.run.logs import quiet_libraries
 
 FOLD_KEY = "data.fold"
 METRIC_COLUMNS = ["f1", "acc", "f1_mask", "f1_gender", "f1_age"]

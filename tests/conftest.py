@@ -79,7 +79,7 @@ def make_cfg(synth_root: Path, out: Path, *overrides: str):
 @pytest.fixture(scope="session")
 def fold_runs(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-fold 'multirun' folder: jobs 0 and 1, each a finished run (2 epochs)."""
-    from maskcls.training import train
+    from maskcls.training.recipe import train
 
     multi = tmp_path_factory.mktemp("multirun")
     for fold in (0, 1):

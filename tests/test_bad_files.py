@@ -18,7 +18,7 @@ from maskcls.export.reader import METADATA_KEY, load_exported
 from maskcls.inference import predict
 from maskcls.model.module import check_pretrained_file
 from maskcls.report import job_table
-from maskcls.training import check_config
+from maskcls.training.recipe import check_config
 
 # --------------------------------------------------------------------- calibration.json
 
@@ -223,7 +223,7 @@ def test_a_cache_dir_that_is_a_file_is_named(synth_root, tmp_path):
 
 def test_a_batch_that_leaves_one_image_trains(synth_root, tmp_path):
     """The train loader drops a ragged last batch: one image would break BatchNorm."""
-    from maskcls.training import train
+    from maskcls.training.recipe import train
 
     train(make_cfg(synth_root, tmp_path / "run", "data.batch_size=3", "data.val_ratio=0.5"))
     assert (tmp_path / "run" / "metrics.json").exists()
@@ -272,7 +272,7 @@ def _all_boxes(root: Path, path: Path) -> Path:
 
 
 def test_a_box_file_edited_after_training_is_named(synth_root, tmp_path):
-    from maskcls.training import train
+    from maskcls.training.recipe import train
 
     boxes = _all_boxes(synth_root, tmp_path / "boxes.csv")
     train(make_cfg(synth_root, tmp_path / "run", f"data.face_boxes={boxes}"))

@@ -9,11 +9,11 @@ import onnxruntime as ort
 import pytest
 from conftest import cli, make_cfg
 
-from maskcls import calibration, labels
+from maskcls import labels
 from maskcls.errors import CheckpointError, ConfigError
 from maskcls.export.reader import METADATA_KEY, load_exported
 from maskcls.export.writer import TOLERANCE, export
-from maskcls.inference import Source, predict, predict_probs
+from maskcls.inference import Source, calibration, predict, predict_probs
 
 ROOT = Path(__file__).resolve().parents[1]
 # Exported and checkpoint probabilities agree to this (float32 kernels of another runtime
@@ -23,7 +23,7 @@ ATOL = 1e-5
 
 @pytest.fixture(scope="module")
 def single_head_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from maskcls.training import train
+    from maskcls.training.recipe import train
 
     out = tmp_path_factory.mktemp("single") / "run"
     train(make_cfg(synth_root, out, "model.head=single"))

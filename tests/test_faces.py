@@ -15,7 +15,7 @@ from maskcls.data.pipeline import Pipeline
 from maskcls.errors import DataLayoutError
 from maskcls.faces import detect, write_boxes
 from maskcls.inference import predict
-from maskcls.training import train
+from maskcls.training.recipe import train
 
 skimage_data = pytest.importorskip("skimage.data")
 # Where the astronaut's face is in scikit-image's 512x512 photo (x0, y0, x1, y1), by eye.

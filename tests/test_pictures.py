@@ -65,7 +65,7 @@ def _check(figures: list[tuple[str, Figure, float]], expected: set[str]) -> None
 def test_a_run_folders_pictures_are_readable(synth_root, tmp_path, saved):
     from conftest import make_cfg
 
-    from maskcls.training import train
+    from maskcls.training.recipe import train
 
     train(make_cfg(synth_root, tmp_path / "run"))
     _check(saved, {"confusion_matrix.png", "learning_curve.png", "errors.png"})

@@ -21,7 +21,7 @@ from maskcls.errors import CheckpointError, ConfigError, DataLayoutError, RunFol
 from maskcls.inference import predict
 from maskcls.run.checkpoints import _confine
 from maskcls.run.received import check_targets, load_config
-from maskcls.training import check_config
+from maskcls.training.recipe import check_config
 
 
 def _copy_run(source, dst):
@@ -138,7 +138,7 @@ def test_ckpt_path_that_would_train_nothing_is_refused(fold_runs, synth_root, tm
 
 # ---------------------------------------------------- 4-5. what a run learns from, silently
 def test_a_checkpoint_of_other_validation_people_is_refused(synth_root, tmp_path):
-    from maskcls.training import build
+    from maskcls.training.recipe import build
 
     dm, _ = build(make_cfg(synth_root, tmp_path / "o"))
     state = dm.state_dict()
@@ -414,3 +414,19 @@ def test_the_next_steps_printed_run_as_printed_from_another_folder(synth_root, t
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (here / "run" / "submission_model.csv").exists()
+
+
+def test_a_run_saved_before_the_progress_bar_moved_still_resumes(fold_runs, tmp_path):
+    """Runs record their classes by module path; a class that moved is found on resume."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from maskcls.run.folder import resume_config
+
+    run = shutil.copytree(fold_runs / "0", tmp_path / "run")
+    saved = OmegaConf.load(run / "config.yaml")
+    saved.callbacks.progress_bar._target_ = "maskcls.progress.ProgressBar"
+    OmegaConf.save(saved, run / "config.yaml")
+    cfg = resume_config(run)
+    assert cfg.callbacks.progress_bar._target_ == "maskcls.training.progress.ProgressBar"
+    assert type(instantiate(cfg.callbacks.progress_bar)).__name__ == "ProgressBar"

@@ -11,16 +11,16 @@ import timm
 import torch
 from conftest import CONF, make_cfg
 
-from maskcls import calibration, labels
+from maskcls import labels
 from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.mixing import MixBatch
 from maskcls.data.transforms import AugmentConfig
 from maskcls.errors import ConfigError
-from maskcls.inference import predict
+from maskcls.inference import calibration, predict
 from maskcls.model.losses import CrossEntropy, FocalLoss, SoftF1Loss, TaskLoss
 from maskcls.model.metrics import score
 from maskcls.model.module import MaskClassifier
-from maskcls.training import train
+from maskcls.training.recipe import train
 
 
 # ------------------------------------------------------------------------------ heads
@@ -285,7 +285,7 @@ def _probs_csv(root, path, confident: int):
 
 
 def test_pseudo_labelled_images_train_and_never_reach_validation(synth_root, tmp_path):
-    from maskcls.training import build
+    from maskcls.training.recipe import build
 
     ans = _probs_csv(synth_root, tmp_path / "probs.csv", confident=10)
     cfg = make_cfg(synth_root, tmp_path / "run", f"data.pseudo_labels={tmp_path}/probs.csv",
@@ -333,7 +333,7 @@ def test_smote_fills_rare_classes_up_to_the_median_with_same_class_blends():
 
 
 def test_smote_images_train_only(synth_root, tmp_path):
-    from maskcls.training import build
+    from maskcls.training.recipe import build
 
     dm, _ = build(make_cfg(synth_root, tmp_path / "run", "data.smote=true"))
     synthetic = dm.catalog.index[dm.catalog["person_id"].str.startswith("smote:")]
@@ -356,7 +356,7 @@ def test_quick_trains_with_per_task_heads_and_zoom(synth_root, tmp_path):
 def test_competition_is_what_the_readme_says(synth_root, tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from maskcls.training import check_config
+    from maskcls.training.recipe import check_config
 
     def cfg(*extra):
         with initialize_config_dir(str(CONF), version_base="1.3"):

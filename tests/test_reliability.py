@@ -15,7 +15,7 @@ from PIL import Image
 
 from maskcls.data.dataset import ImageReadError
 from maskcls.run.checkpoints import SafeCheckpointIO
-from maskcls.training import train
+from maskcls.training.recipe import train
 
 ROOT = Path(__file__).parents[1]
 

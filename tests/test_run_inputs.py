@@ -109,7 +109,7 @@ def test_a_resume_on_other_data_is_refused_before_training(tmp_path):
 def test_a_tag_given_without_brackets_is_one_tag(synth_root, tmp_path, tags, recorded):
     from conftest import make_cfg
 
-    from maskcls.training import check_config
+    from maskcls.training.recipe import check_config
 
     cfg = make_cfg(synth_root, tmp_path / "run", f"tags={tags}")
     check_config(cfg)

@@ -34,7 +34,7 @@ from maskcls.inference import predict
 from maskcls.run.checkpoints import SafeCheckpointIO, load_checkpoint
 from maskcls.run.folder import resume_config
 from maskcls.synth import SynthConfig, ensure_synthetic, generate
-from maskcls.training import check_config, train
+from maskcls.training.recipe import check_config, train
 
 
 def _evil_checkpoint(fold_runs: Path, tmp_path: Path) -> tuple[Path, Path]:

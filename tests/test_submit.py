@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import TINY_RUN, cli
 
-from maskcls import calibration
+from maskcls.inference import calibration
 from maskcls.inference.submission import Source
 from maskcls.label_issues import PROB_COLUMNS
 from maskcls.run import folder as rf

@@ -127,7 +127,7 @@ def test_sweep_chart_fits_its_axis_and_places_the_cv_error_bar():
     import matplotlib.pyplot as plt
     from matplotlib.container import ErrorbarContainer
 
-    from maskcls.plots import sweep_figure
+    from maskcls.analysis.plots import sweep_figure
 
     table = pd.DataFrame({"job": ["0", "1", "2", "3", "4"], "loss": ["ce", "ce", "focal",
                                                                      "focal", "f1"],
@@ -162,7 +162,7 @@ def test_sweep_chart_fits_its_axis_and_places_the_cv_error_bar():
 
 
 def test_every_run_folder_has_a_learning_curve(fold_runs, tmp_path):
-    from maskcls.plots import learning_curve_png
+    from maskcls.analysis.plots import learning_curve_png
 
     for job in ("0", "1"):
         png = fold_runs / job / "learning_curve.png"
@@ -177,7 +177,7 @@ def test_every_run_folder_has_a_learning_curve(fold_runs, tmp_path):
 def test_sweep_chart_wraps_long_labels_and_names_failures_only_when_there_are_some():
     import matplotlib.pyplot as plt
 
-    from maskcls.plots import sweep_figure
+    from maskcls.analysis.plots import sweep_figure
 
     long = "a-very-long-backbone-name-from-timm_with_a_suffix " * 2
     table = pd.DataFrame({"job": ["0", "1"], "model.backbone": [long, "resnet18"],

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import make_cfg
 
-from maskcls import trackers
 from maskcls.errors import ConfigError
-from maskcls.training import check_config, train
+from maskcls.training import trackers
+from maskcls.training.recipe import check_config, train
 
 
 def test_mlflow_and_tensorboard_record_the_run(synth_root, tmp_path, capfd):

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from maskcls import labels
 from maskcls.data.datamodule import MaskDataModule
 from maskcls.model.module import create_backbone
-from maskcls.training import build, train
+from maskcls.training.recipe import build, train
 
 ROOT = Path(__file__).parents[1]
 
@@ -200,7 +200,7 @@ def test_the_run_folder_has_an_epoch_table_and_a_readable_matrix(fold_runs):
 
 
 def test_the_error_gallery_shows_wrong_images_rarest_class_first(fold_runs, tmp_path):
-    from maskcls.galleries import errors_png
+    from maskcls.analysis.galleries import errors_png
 
     table = pd.read_csv(fold_runs / "0" / "val_predictions.csv")
     drawn = errors_png(table, tmp_path / "e.png", per_class=3)

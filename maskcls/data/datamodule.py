@@ -32,15 +32,16 @@ from maskcls.data.fingerprint import (
     train_fingerprint,
 )
 from maskcls.data.mixing import MixBatch
+from maskcls.data.parallel import decode_workers
 from maskcls.data.pipeline import Pipeline
 from maskcls.data.pseudo import check_pseudo_args, pseudo_rows
 from maskcls.data.sampling import TrainSampler, check_sampling_args
+from maskcls.data.seeding import seed_rngs
 from maskcls.data.settings import cache_folder, check_modes, loader_workers
-from maskcls.data.smote import smote_images, smote_rows
+from maskcls.data.smote import append_smote
 from maskcls.data.splits import check_split_args, holdout_split, kfold_split
 from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, mean_std
 from maskcls.errors import ConfigError
-from maskcls.seeding import seed_rngs
 from maskcls.synth import SynthConfig, ensure_synthetic
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ class MaskDataModule(pl.LightningDataModule):
         paths = self.catalog["path"].tolist()
         if self.pipeline.boxes is not None:
             self.pipeline.boxes.check_covers(paths)
-        workers = self._decode_workers(len(paths))
+        workers = decode_workers(self.num_workers, len(paths))
         if self.cache_mode == "ram":
             self._cache = ram_cache(paths, self.pipeline, workers)
         elif self.cache_mode == "disk":
@@ -200,29 +201,12 @@ class MaskDataModule(pl.LightningDataModule):
         self._set_normalisation()
 
     def _add_smote(self) -> None:
-        """Synthetic rare-class images from the cached training pixels, as extra training
-        rows (the cache becomes an in-memory tensor with them appended)."""
-        rows = torch.as_tensor(self.train_rows)
-        images, classes = smote_images(self._cache[rows],
-                                       self.catalog["label"].to_numpy()[self.train_rows],
-                                       seed=self.split_seed * 100_003 + self.seed)
-        log.info("SMOTE: %d synthetic images for %d rare classes", len(classes),
-                 len(np.unique(classes)))
-        first = len(self.catalog)
-        self.catalog = pd.concat([self.catalog, smote_rows(classes)], ignore_index=True)
-        self.train_rows = np.concatenate([self.train_rows, first + np.arange(len(classes))])
-        self._cache = torch.cat([self._cache, images])
-
-    def _decode_workers(self, n_images: int) -> int:
-        """Worker processes for a one-off decoding pass (cache, verify). The loader's count
-        can be 0 (a cached CPU run), but a pass over every image has nothing to share the
-        cores with; below ~1,000 images starting workers costs more than it saves."""
-        if self.num_workers or n_images < 1000:
-            return self.num_workers
-        return max(1, min(8, os.cpu_count() or 1))
+        """Synthetic rare-class images as extra training rows (``maskcls.data.smote``)."""
+        self.catalog, self.train_rows, self._cache = append_smote(
+            self.catalog, self.train_rows, self._cache, seed=self.split_seed * 100_003 + self.seed)
 
     def _verify(self, paths: list[str]) -> None:
-        bad = unreadable_images(paths, self._decode_workers(len(paths)))
+        bad = unreadable_images(paths, decode_workers(self.num_workers, len(paths)))
         if bad:
             listing = "\n".join(f"  {p}: {r}" for p, r in bad)
             raise ImageReadError(f"{len(bad)} of {len(paths)} images cannot be decoded; "

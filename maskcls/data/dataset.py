@@ -11,8 +11,8 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as F
 
+from maskcls.data.parallel import steps
 from maskcls.errors import ImageReadError
-from maskcls.parallel import steps
 
 # Larger than any phone photo (a 50 MP camera); a bigger image is refused before it is
 # decoded, since a small file can claim gigabytes of pixels (a "decompression bomb").

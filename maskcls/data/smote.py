@@ -9,6 +9,8 @@ space (a random point on the line between them). They are made once, when the da
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import torch
@@ -17,6 +19,20 @@ from maskcls import labels
 from maskcls.data import catalog as cat
 
 PERSON_PREFIX = "smote:"
+log = logging.getLogger(__name__)
+
+
+def append_smote(catalog: pd.DataFrame, train_rows: np.ndarray, cache: torch.Tensor, seed: int
+                 ) -> tuple[pd.DataFrame, np.ndarray, torch.Tensor]:
+    """The catalog, training rows and pixel cache with synthetic rare-class images appended
+    (made from the cached training pixels; they train as people of their own)."""
+    images, classes = smote_images(cache[torch.as_tensor(train_rows)],
+                                   catalog["label"].to_numpy()[train_rows], seed=seed)
+    log.info("SMOTE: %d synthetic images for %d rare classes", len(classes),
+             len(np.unique(classes)))
+    rows = np.concatenate([train_rows, len(catalog) + np.arange(len(classes))])
+    return (pd.concat([catalog, smote_rows(classes)], ignore_index=True), rows,
+            torch.cat([cache, images]))
 
 
 def smote_images(pixels: torch.Tensor, targets: np.ndarray, seed: int, k: int = 5

@@ -29,16 +29,17 @@ import torch
 from pytorch_lightning.core.module import _jit_is_scripting
 from torch import nn
 
-from maskcls import atomic, calibration, labels
+from maskcls import atomic, labels
 from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.pipeline import Pipeline
 from maskcls.errors import CheckpointError, ConfigError
 from maskcls.export.reader import FORMATS, LOADERS, METADATA_KEY
-from maskcls.logs import quiet_libraries
+from maskcls.inference import calibration
 from maskcls.model.module import MaskClassifier
-from maskcls.output_paths import check_output
 from maskcls.run import folder as rf
 from maskcls.run.checkpoints import load_checkpoint
+from maskcls.run.logs import quiet_libraries
+from maskcls.run.output_paths import check_output
 from maskcls.run.trained import (
     eval_pipeline,
     find_checkpoints,

@@ -22,7 +22,7 @@ from maskcls.data.dataset import ImageDataset
 from maskcls.data.pipeline import Pipeline
 from maskcls.export.reader import ExportedModel
 from maskcls.model.module import MaskClassifier
-from maskcls.progress import progress_bar
+from maskcls.training.progress import progress_bar
 
 
 @dataclass

@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from maskcls import atomic, calibration, labels
+from maskcls import atomic, labels
 from maskcls.data import catalog as cat
 from maskcls.data.fingerprint import eval_fingerprint, file_digest
 from maskcls.errors import CheckpointError, ConfigError, DataLayoutError
 from maskcls.export.reader import ExportedModel, load_exported
+from maskcls.inference import calibration
 from maskcls.inference.scorers import (
     Scorer,
     checkpoint_scorer,
@@ -29,11 +30,11 @@ from maskcls.inference.scorers import (
     eval_probabilities,
     exported_scorer,
 )
-from maskcls.logs import quiet_libraries
 from maskcls.model.metrics import score
-from maskcls.output_paths import check_output, output_lock
 from maskcls.run import folder as rf
 from maskcls.run.checkpoints import load_checkpoint
+from maskcls.run.logs import quiet_libraries
+from maskcls.run.output_paths import check_output, output_lock
 from maskcls.run.trained import (
     Member,
     eval_pipeline,

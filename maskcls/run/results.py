@@ -14,11 +14,12 @@ import pandas as pd
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from maskcls import atomic, calibration, labels
+from maskcls import atomic, labels
+from maskcls.analysis.galleries import errors_png
+from maskcls.analysis.plots import confusion_matrix_png, learning_curve_png
 from maskcls.data.datamodule import MaskDataModule
-from maskcls.galleries import errors_png
+from maskcls.inference import calibration
 from maskcls.model.metrics import classes_scored
-from maskcls.plots import confusion_matrix_png, learning_curve_png
 from maskcls.run import folder as rf
 
 log = logging.getLogger(__name__)

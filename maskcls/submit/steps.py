@@ -161,7 +161,7 @@ def train_folds(plan: Plan) -> None:
 
 def out_of_fold(plan: Plan) -> dict[str, Any]:
     """The sweep report, ``oof.csv`` and ``calibration.json`` fitted on it."""
-    from maskcls import calibration
+    from maskcls.inference import calibration
     from maskcls.label_issues import PROB_COLUMNS, load_oof
     from maskcls.report import write_report
 

@@ -26,8 +26,8 @@ import pandas as pd
 from filelock import FileLock
 
 from maskcls import labels
+from maskcls.data.parallel import pool_map
 from maskcls.errors import ConfigError
-from maskcls.parallel import pool_map
 from maskcls.synth import label_errors
 from maskcls.synth.population import sample_people
 from maskcls.synth.portraits import PersonLook, render

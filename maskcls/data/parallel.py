@@ -36,3 +36,12 @@ def pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | None
             results = pool.map(fn, items, chunksize=chunksize)
             return list(steps(results, desc, total=len(items)) if desc else results)
     return [fn(x) for x in (steps(items, desc, total=len(items)) if desc else items)]
+
+
+def decode_workers(loader_workers: int, n_images: int) -> int:
+    """Worker processes for a one-off decoding pass (cache, verify). The loader's count can
+    be 0 (a cached CPU run), but a pass over every image has nothing to share the cores
+    with; below ~1,000 images starting workers costs more than it saves."""
+    if loader_workers or n_images < 1000:
+        return loader_workers
+    return max(1, min(8, os.cpu_count() or 1))

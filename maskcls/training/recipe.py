@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from maskcls import labels, trackers
+from maskcls import labels
 from maskcls.config_checks import check_accelerator, check_known_keys, check_values
 from maskcls.data.datamodule import MaskDataModule
 from maskcls.errors import (
@@ -34,7 +34,6 @@ from maskcls.errors import (
     RunInterrupted,
     UserInterrupted,
 )
-from maskcls.logs import quiet_libraries
 from maskcls.model.losses import TaskLoss
 from maskcls.model.memory import check_step_memory
 from maskcls.model.module import (
@@ -48,7 +47,9 @@ from maskcls.run import STARTED, sweep
 from maskcls.run import folder as rf
 from maskcls.run.checkpoints import SafeCheckpointIO, check_resumable
 from maskcls.run.inputs import check_data_root, check_same_data, settle
+from maskcls.run.logs import quiet_libraries
 from maskcls.run.results import print_summary, write_run_files
+from maskcls.training import trackers
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import pandas as pd
 from PIL import Image
 
 from maskcls import labels
-from maskcls.plots import plt, title_and_fit  # pyplot with the file-only backend set
+from maskcls.analysis.plots import plt, title_and_fit  # pyplot with the file-only backend set
 
 PROB_COLUMNS = [f"prob_{c}" for c in range(labels.NUM_CLASSES)]
 
