@@ -82,7 +82,7 @@ def test_console_is_quiet_and_the_summary_honest(fast_run):
 def test_run_folder_keeps_the_log(fast_run):
     done, out = fast_run
     log = (out / "train.log").read_text()
-    assert re.search(r"\]\[maskcls\.progress\]\[INFO\] - epoch 0/0 ", log)
+    assert re.search(r"\]\[maskcls\.training\.progress\]\[INFO\] - epoch 0/0 ", log)
     assert "val macro-F1" in log and "run folder:" in log  # the summary, as printed
     assert "💡" not in log
     assert "tags:\n- console\n- check" in (out / "config.yaml").read_text()

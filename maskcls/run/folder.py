@@ -161,10 +161,6 @@ def discard_unstarted(out: Path, since: float) -> None:
 
 
 # ------------------------------------------------------------------------------ resuming
-# Classes that a run's saved config.yaml may name by the module they lived in before.
-MOVED_TARGETS = {"maskcls.progress.ProgressBar": "maskcls.training.progress.ProgressBar"}
-
-
 def resume_config(run_dir: str | Path, overrides: Sequence[str] = (),
                   given: DictConfig | None = None) -> DictConfig:
     """The saved config of ``run_dir``, set to continue from its ``last.ckpt`` in place.
@@ -197,9 +193,6 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = (),
     for key in keys:
         OmegaConf.update(cfg, key, OmegaConf.select(given, key), force_add=True)
         log.info("resume: %s=%s", key, OmegaConf.select(given, key))
-    for node in (cfg.get("callbacks") or {}).values():  # runs saved before a class moved
-        if isinstance(node, DictConfig) and node.get("_target_") in MOVED_TARGETS:
-            node._target_ = MOVED_TARGETS[node._target_]
     cfg.ckpt_path = str(last)
     cfg.paths.output_dir = str(run_dir)
     cfg.resume = None

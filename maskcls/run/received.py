@@ -91,6 +91,10 @@ def _check_no_interpolation(tree: Any, source: str) -> None:
                                  "Received configs are not resolved: write the value itself")
 
 
+# Classes a run's saved config.yaml may name by the module they lived in before it moved.
+MOVED_TARGETS = {"maskcls.progress.ProgressBar": "maskcls.training.progress.ProgressBar"}
+
+
 def load_config(path: Path, what: str) -> DictConfig:
     """The run config at ``path`` as data: plain YAML (no tags), no interpolation, only
     allowed ``_target_`` values. ``what`` names the option that led here, for the message."""
@@ -104,6 +108,9 @@ def load_config(path: Path, what: str) -> DictConfig:
         raise RunFolderError(f"{what}: {path} is empty or not a mapping; it is not a maskcls "
                              "run config")
     _check_no_interpolation(tree, str(path))
+    for node in (tree.get("callbacks") or {}).values():  # runs saved before a class moved
+        if isinstance(node, dict) and node.get("_target_") in MOVED_TARGETS:
+            node["_target_"] = MOVED_TARGETS[node["_target_"]]
     check_targets(tree, str(path))
     return OmegaConf.create(tree)
 
