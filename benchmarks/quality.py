@@ -5,18 +5,22 @@ and how much of that is seed-to-seed noise.
     python -m benchmarks.quality                    # baseline, default, quick
     python -m benchmarks.quality --ablations        # + quick with each item switched off or on
     python -m benchmarks.quality --trees 31:2:1,32:1:0.5 --persons 300
+    python -m benchmarks.quality --only quick --held-out-styles   # styles never tuned on
     python -m benchmarks.quality --only quick,"quick, seed 43" --reuse   # score again, add rows
 
-Every row runs on each held-out tree (``--trees``: ``seed:difficulty:framing``, generated once
-into ``--work``; none is the default tree any recipe was tuned on). Every recipe trains as
-``train.py`` does, in its own process, under the same wall-time cap (``trainer.max_time``),
-predicts ``eval/`` and is scored against ``eval/answers.csv``: macro-F1, accuracy, per-task
-F1, and the mean F1 of the rare groups (the six 60+ classes, the nine male classes), each as
-mean +- std over the trees, with every tree's macro-F1 beside it, and each row's paired
-difference to ``quick`` on the same trees (mean +- std): the row "quick, seed 43" shows what
-seed noise alone gives there. Rows that only change
-prediction (calibration, TTA) reuse their recipe's run. The table is printed and written as
-markdown to ``--out``.
+Every row runs on each held-out tree (``--trees``: ``seed:difficulty:framing[:style[:overlap]]``,
+generated once into ``--work``; none is the default tree any recipe was tuned on;
+``--held-out-styles``: trees drawn in styles no recipe was chosen on, with the 60+ looking as
+young as the 55-59s). Beside each score stands the tree's ceiling (``benchmarks.ceiling``: a
+classifier reading the drawing variables, tuned for macro-F1) and the share of it reached.
+Every recipe trains as ``train.py`` does, in its own process, under the same wall-time cap
+(``trainer.max_time``), predicts ``eval/`` and is scored against ``eval/answers.csv``:
+macro-F1, accuracy, per-task F1, and the mean F1 of the rare groups (the six 60+ classes, the
+nine male classes), each as mean +- std over the trees, with every tree's macro-F1 beside it,
+and each row's paired difference to ``quick`` on the same trees (mean +- std): the row
+"quick, seed 43" shows what seed noise alone gives there. Rows that only change prediction
+(calibration, TTA) reuse their recipe's run. The table is printed and written as markdown to
+``--out``.
 """
 
 from __future__ import annotations
@@ -83,29 +87,44 @@ class Tree:
     seed: int
     difficulty: float
     framing: float
+    style: int = 0
+    age_overlap: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> Tree:
         try:
-            seed, difficulty, framing = text.split(":")
-            return cls(int(seed), float(difficulty), float(framing))
+            parts = text.split(":")
+            if not 3 <= len(parts) <= 5:
+                raise ValueError
+            seed, difficulty, framing, *rest = parts
+            style = int(rest[0]) if rest else 0
+            overlap = float(rest[1]) if len(rest) > 1 else 0.0
+            return cls(int(seed), float(difficulty), float(framing), style, overlap)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"a tree is seed:difficulty:framing (e.g. 21:1.5:1), got {text!r}") from None
+                "a tree is seed:difficulty:framing[:style[:age_overlap]] (e.g. 21:1.5:1 or "
+                f"41:1:1:2:1), got {text!r}") from None
 
     def label(self) -> str:
-        return f"s{self.seed} d{self.difficulty:g} f{self.framing:g}"
+        extra = f" st{self.style}" if self.style else ""
+        extra += f" o{self.age_overlap:g}" if self.age_overlap else ""
+        return f"s{self.seed} d{self.difficulty:g} f{self.framing:g}{extra}"
 
 
 DEFAULT_TREES = "21:1.5:1,22:1:1,23:1.5:0.5"
+# Trees drawn in styles no recipe was chosen on, with the 60+ as young-looking as the real ones
+HELD_OUT_TREES = "41:1:1:1:1,42:1:1:2:1,43:1:1:3:1"
 
 
 def held_out_tree(tree: Tree, args: argparse.Namespace) -> Path:
     from maskcls.synth import SynthConfig, generate
 
     cfg = SynthConfig(persons=args.persons, eval_persons=args.eval_persons, seed=tree.seed,
-                      difficulty=tree.difficulty, framing=tree.framing)
-    root = Path(args.work) / (f"tree-s{cfg.seed}-d{cfg.difficulty}-f{cfg.framing}"
+                      difficulty=tree.difficulty, framing=tree.framing, style=tree.style,
+                      age_overlap=tree.age_overlap)
+    extra = (f"-st{cfg.style}" if cfg.style else "") + \
+        (f"-o{cfg.age_overlap}" if cfg.age_overlap else "")
+    root = Path(args.work) / (f"tree-s{cfg.seed}-d{cfg.difficulty}-f{cfg.framing}{extra}"
                               f"-p{cfg.persons}-e{cfg.eval_persons}")
     if not (root / "train" / "images").is_dir():
         generate(root, cfg)
@@ -185,6 +204,25 @@ def score_row(row: Row, run: Path, root: Path) -> dict[str, Any]:
     return s
 
 
+def _ratio(score: float, ceiling: float) -> float:
+    """The share of the ceiling reached; NaN where the ceiling is unknown or 0 (a tiny tree
+    whose eval set holds none of the classes)."""
+    return score / ceiling if ceiling > 0 else float("nan")
+
+
+def tree_ceiling(root: Path) -> dict[str, float]:
+    """The variable reader's tuned eval macro-F1 and 60+ F1 on the tree (``benchmarks.
+    ceiling``); NaN for a tree generated before ``truth.csv`` existed."""
+    from benchmarks.ceiling import TRUTH, ceiling
+
+    if not (root / TRUTH).is_file():
+        return {"ceiling": float("nan"), "ceiling_60+": float("nan")}
+    res = ceiling(root)
+    print(f"{root.name}: ceiling (variable reader, tuned) macro-F1 {res['tuned_f1']:.4f}, "
+          f"60+ classes {res['tuned_rare_60+']:.3f}", flush=True)
+    return {"ceiling": res["tuned_f1"], "ceiling_60+": res["tuned_rare_60+"]}
+
+
 def score_detail(submission: Path, root: Path) -> dict[str, Any]:
     import pandas as pd
 
@@ -195,9 +233,11 @@ def score_detail(submission: Path, root: Path) -> dict[str, Any]:
     return score(sub["ans"].to_numpy(), truth.reindex(sub["ImageID"]).to_numpy(), detail=True)
 
 
-COLUMNS = ["recipe", "eval macro-F1", "per tree", "vs quick (paired)", "accuracy", "F1 mask",
-           "F1 gender", "F1 age", "F1 60+ classes", "F1 male classes", "epochs", "wall s"]
-METRICS = ["f1", "acc", "f1_mask", "f1_gender", "f1_age", "rare_60+", "rare_male"]
+COLUMNS = ["recipe", "eval macro-F1", "per tree", "vs quick (paired)", "ceiling",
+           "share of ceiling", "accuracy", "F1 mask", "F1 gender", "F1 age", "F1 60+ classes",
+           "60+ of the ceiling's", "F1 male classes", "epochs", "wall s"]
+METRICS = ["f1", "acc", "f1_mask", "f1_gender", "f1_age", "rare_60+", "rare_male", "ceiling",
+           "share", "ceiling_60+", "share_60+"]
 
 
 def summarise(name: str, per_tree: list[dict[str, Any]],
@@ -207,6 +247,7 @@ def summarise(name: str, per_tree: list[dict[str, Any]],
     differences: tree difficulty cancels out of those, seed noise does not."""
     out: dict[str, Any] = {"name": name, "trees": len(per_tree),
                            "per_tree": [r["f1"] for r in per_tree],
+                           "per_tree_ceiling": [r["ceiling"] for r in per_tree],
                            "epochs": sorted({r["epochs"] for r in per_tree})}
     if reference is not None:
         diff = np.array([r["f1"] - q["f1"] for r, q in zip(per_tree, reference, strict=True)])
@@ -214,14 +255,17 @@ def summarise(name: str, per_tree: list[dict[str, Any]],
         out["vs_quick_std"] = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
     for m in METRICS:
         values = np.array([r[m] for r in per_tree], dtype=float)
-        out[m] = float(values.mean())
-        out[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        known = values[~np.isnan(values)]  # a share is NaN where the ceiling is unknown
+        out[m] = float(known.mean()) if len(known) else float("nan")
+        out[f"{m}_std"] = float(known.std(ddof=1)) if len(known) > 1 else 0.0
     walls = [r["wall"] for r in per_tree if r["wall"] is not None]
     out["wall"] = float(np.mean(walls)) if walls else None
     return out
 
 
 def _pm(r: dict[str, Any], m: str, digits: int) -> str:
+    if np.isnan(r[m]):
+        return "n/a"
     return f"{r[m]:.{digits}f} ± {r[m + '_std']:.{digits}f}"
 
 
@@ -229,15 +273,18 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     import torch
 
     trees = ", ".join(t.label() for t in args.trees)
-    title = (f"{len(args.trees)} held-out trees (seed, difficulty, framing: {trees}), "
+    title = (f"{len(args.trees)} held-out trees (seed, difficulty, framing, style st, 60+ "
+             f"overlap o: {trees}), "
              f"{args.persons} training / {args.eval_persons} eval people each; every recipe "
              f"capped at {args.budget:.0f} s of training (trainer.max_time); mean ± std over "
              f"the trees; torch {torch.__version__}, {torch.get_num_threads()} threads. Scores "
              f"on eval/answers.csv.")
     rows = [[r["name"], _pm(r, "f1", 4), " / ".join(f"{f:.3f}" for f in r["per_tree"]),
              f"{r['vs_quick']:+.4f} ± {r['vs_quick_std']:.4f}" if "vs_quick" in r else "",
+             _pm(r, "ceiling", 4), _pm(r, "share", 3),
              _pm(r, "acc", 4), _pm(r, "f1_mask", 3), _pm(r, "f1_gender", 3),
-             _pm(r, "f1_age", 3), _pm(r, "rare_60+", 3), _pm(r, "rare_male", 3),
+             _pm(r, "f1_age", 3), _pm(r, "rare_60+", 3), _pm(r, "share_60+", 3),
+             _pm(r, "rare_male", 3),
              ",".join(map(str, r["epochs"])),
              "" if r["wall"] is None else f"{r['wall']:.0f}"] for r in results]
     return markdown_table(title, COLUMNS, rows)
@@ -246,8 +293,13 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--held-out-styles", action="store_true",
+                   help=f"the trees drawn in styles no recipe was chosen on, with the real 60+ "
+                        f"overlap ({HELD_OUT_TREES}); the table goes to "
+                        "benchmarks/results/quality_held_out.md")
     p.add_argument("--trees", default=DEFAULT_TREES,
-                   help=f"held-out trees, seed:difficulty:framing,... (default {DEFAULT_TREES};"
+                   help=f"held-out trees, seed:difficulty:framing[:style[:age_overlap]],... "
+                        f"(default {DEFAULT_TREES};"
                         " the default tree is seed 0)")
     p.add_argument("--persons", type=int, default=600)
     p.add_argument("--eval-persons", type=int, default=150)
@@ -263,6 +315,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--work", default=str(ROOT / "data" / "quality"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality.md"))
     args = p.parse_args(argv)
+    if args.held_out_styles:
+        if args.trees != DEFAULT_TREES:
+            p.error("--held-out-styles sets the trees: give it or --trees, not both")
+        args.trees = HELD_OUT_TREES
+        if args.out == p.get_default("out"):
+            args.out = str(ROOT / "benchmarks" / "results" / "quality_held_out.md")
     try:
         args.trees = [Tree.parse(t) for t in args.trees.split(",")]
     except argparse.ArgumentTypeError as e:
@@ -281,11 +339,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     per_row: dict[str, list[dict[str, Any]]] = {r.name: [] for r in rows}
     for tree in args.trees:
         root = held_out_tree(tree, args)
+        top = tree_ceiling(root)
         runs: dict[str, Path] = {}
         for row in rows:
             wall = None if row.run else train_row(row, root, args, runs)
             run = runs[row.run] if row.run else runs[row.name]
-            res = {"wall": wall, **score_row(row, run, root)}
+            res = {"wall": wall, **score_row(row, run, root), **top}
+            res["share"] = _ratio(res["f1"], top["ceiling"])
+            res["share_60+"] = _ratio(res["rare_60+"], top["ceiling_60+"])
             per_row[row.name].append(res)
             print(f"{tree.label()}: {row.name}: eval macro-F1 {res['f1']:.4f} "
                   f"(wall {wall or 0:.0f} s)", flush=True)

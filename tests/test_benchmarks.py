@@ -74,13 +74,14 @@ def test_quality_table(tmp_path, capsys):
 
     out = tmp_path / "quality.md"
     results = quality.main([
-        "--persons", "16", "--eval-persons", "3", "--trees", "5:1.5:1,6:1:0", "--budget", "60",
+        "--persons", "16", "--eval-persons", "3", "--trees", "5:1.5:1,6:1:0:2:1", "--budget", "60",
         "--only", "default,quick,quick + calibration", "--work", str(tmp_path),
         "--out", str(out), "--override", "data.image_size=[32,24]",
         "--override", "trainer.max_epochs=1", "--override", "data.batch_size=16"])
     assert [r["name"] for r in results] == ["default", "quick", "quick + calibration"]
     table = out.read_text()
-    assert "2 held-out trees (seed, difficulty, framing: s5 d1.5 f1, s6 d1 f0)" in table
+    assert ("2 held-out trees (seed, difficulty, framing, style st, 60+ overlap o: s5 d1.5 f1, "
+            "s6 d1 f0 st2 o1)") in table
     assert "16 training / 3 eval people each" in table
     assert len(list(tmp_path.glob("tree-s*"))) == 2
     for r in results:
@@ -89,6 +90,9 @@ def test_quality_table(tmp_path, capsys):
         assert r["f1_std"] == pytest.approx(np.std(r["per_tree"], ddof=1))
         assert all(0 <= f <= 1 for f in r["per_tree"])
         assert f"| {r['name']} | {r['f1']:.4f} ± {r['f1_std']:.4f} |" in table
+        # beside each score, what the tree allows (the variable reader) and the share of it
+        assert 0 < r["ceiling"] <= 1 and r["share"] == pytest.approx(np.nanmean(
+            [f / c for f, c in zip(r["per_tree"], r["per_tree_ceiling"], strict=True)]))
     assert results[2]["wall"] is None  # calibration on: the quick run, predicted again
     assert "wrote" in capsys.readouterr().out
     default, quick = results[0], results[1]
@@ -100,7 +104,7 @@ def test_quality_table(tmp_path, capsys):
     run = next(tmp_path.glob("runs/tree-s5*/quick"))
     stamp = (run / "metrics.json").stat().st_mtime_ns
     again = quality.main([
-        "--persons", "16", "--eval-persons", "3", "--trees", "5:1.5:1,6:1:0", "--reuse",
+        "--persons", "16", "--eval-persons", "3", "--trees", "5:1.5:1,6:1:0:2:1", "--reuse",
         "--only", "quick", "--work", str(tmp_path), "--out", str(tmp_path / "again.md")])
     assert again[0]["per_tree"] == quick["per_tree"]
     assert (run / "metrics.json").stat().st_mtime_ns == stamp

@@ -8,6 +8,8 @@
     DIR/eval/info.csv            ImageID,ans (ans all 0, as in the real file)
     DIR/eval/answers.csv         ImageID,ans with the true classes, for a local score
     DIR/true_face_boxes.csv      path,x0,y0,x1,y1,source: where each face was drawn
+    DIR/truth.csv                per image, the variables its label shows through (not read
+                                 by training; ``benchmarks.ceiling`` reads it)
     DIR/label_errors.csv         the people given a wrong label on purpose (--label-errors)
 """
 
@@ -20,6 +22,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,11 +33,13 @@ from maskcls.data.parallel import pool_map
 from maskcls.errors import ConfigError
 from maskcls.synth import label_errors
 from maskcls.synth.population import sample_people
-from maskcls.synth.portraits import PersonLook, render
+from maskcls.synth.portraits import FEMALE_LIPS, PersonLook, render
+from maskcls.synth.styles import Style
 
 __all__ = ["SynthConfig", "generate", "ensure_synthetic"]
 SETTINGS_FILE = "synthetic.json"  # the settings a tree was generated with, at its root
 TRUE_BOXES_FILE = "true_face_boxes.csv"  # where every face was drawn, at the root
+TRUTH_FILE = "truth.csv"  # the drawing variables of every image, at the root
 
 # Share of real people whose shots are .png / .jpeg instead of .jpg.
 EXTENSION_SHARES = {".jpg": 0.953, ".png": 0.027, ".jpeg": 0.017, "mixed": 0.003}
@@ -51,15 +56,19 @@ class SynthConfig:
     difficulty: float = 1.0
     framing: float = 0.0  # 0: studio shots; 1: backdrop, distance and position vary per shot
     label_errors: float = 0.0  # share of training people given a wrong label (label_errors.csv)
+    style: int = 0  # 0: the default look; others: other outlines, backdrops and cameras
+    age_overlap: float = 0.0  # 0: the 60+ look 62-82; 1: as young as the 55-59s (real data)
 
     def check(self) -> None:
         """Each setting in its range, named as the command line flag (and the config key)."""
         ranges = {"persons": (1, None), "eval_persons": (0, None), "seed": (0, 2**32 - 1),
                   "width": (16, 4096), "height": (16, 4096), "difficulty": (0, 3),
-                  "framing": (0, 1), "label_errors": (0, 0.5)}
+                  "framing": (0, 1), "label_errors": (0, 0.5), "style": (0, 10_000),
+                  "age_overlap": (0, 1)}
         for key, (low, high) in ranges.items():
             value = getattr(self, key)
-            kind = float if key in ("difficulty", "framing", "label_errors") else int
+            kind = float if key in ("difficulty", "framing", "label_errors", "age_overlap") \
+                else int
             ok = isinstance(value, int | float) and not isinstance(value, bool) and \
                 (kind is float or float(value).is_integer()) and value >= low and \
                 (high is None or value <= high)
@@ -69,24 +78,44 @@ class SynthConfig:
                                   f"{span}, got {value!r}")
 
 
-def _write_person(args: tuple) -> list[tuple[str, int, tuple[float, ...]]]:
-    """Render one person's seven shots into ``folder``; returns (file name, class, face box)."""
+def _write_person(args: tuple) -> list[tuple[str, int, tuple[float, ...], dict]]:
+    """Render one person's seven shots into ``folder``; returns (file name, class, face box,
+    drawing variables) per shot."""
     person, folder, cfg, names, exts = args
     look = PersonLook(person, cfg.difficulty)
     rng = np.random.default_rng(person.seed + 1)
+    style = Style.of(cfg.style)
+    srng = np.random.default_rng([person.seed, 17, cfg.style])  # style draws: rng untouched
     g = labels.gender_code(person.gender)
     a = labels.age_group(person.age)
     out = []
     for stem, name, ext in zip(labels.IMAGE_STEMS, names, exts, strict=True):
         mask = labels.MASK_BY_STEM[stem]
-        img, box = render(look, mask, rng, cfg.width, cfg.height, cfg.difficulty, cfg.framing)
+        img, box, top = render(look, mask, rng, cfg.width, cfg.height, cfg.difficulty,
+                               cfg.framing, style, srng)
         path = folder / f"{name}{ext}"
         if ext == ".png":
             img.save(path, compress_level=1)
         else:
             img.save(path, format="JPEG", quality=int(rng.integers(55, 96)))
-        out.append((path.name, int(labels.encode(mask, g, a)), box))
+        out.append((path.name, int(labels.encode(mask, g, a)), box,
+                    truth_row(person, look, mask, top, cfg.style)))
     return out
+
+
+def truth_row(person: Any, look: PersonLook, mask: int, top: float, style: int) -> dict:
+    """What one shot shows: the true labels, and every variable a label is drawn through
+    (the age cues are the values drawn, after their per-person noise). The mouth is hidden
+    by a mask over it or below the nose (top edge above 0.25 face heights below the centre),
+    the beard by any mask but one on the chin."""
+    return {"gender": labels.gender_code(person.gender), "age": person.age,
+            "apparent_age": round(person.apparent_age, 2), "mask": mask,
+            "mask_top": round(top, 3), "mouth_visible": bool(mask == 2 or top > 0.25),
+            "beard_visible": bool(mask == 2 or top > 0.3), "hair_cut": look.hair_cut,
+            "beard": bool(look.beard), "lips_female": look.lips == FEMALE_LIPS,
+            **{k: round(float(getattr(look, k)), 4)
+               for k in ("grey", "white", "wrinkles", "eye_bags", "recede")},
+            "style": style}
 
 
 def _extensions(rng: np.random.Generator) -> list[str]:
@@ -157,9 +186,10 @@ def _umask() -> int:
 
 def _generate_into(root: Path, cfg: SynthConfig, workers: int | None) -> None:
     rng = np.random.default_rng(cfg.seed)
-    train_people = sample_people(cfg.persons, rng, cfg.difficulty)
+    train_people = sample_people(cfg.persons, rng, cfg.difficulty,
+                                 age_overlap=cfg.age_overlap)
     eval_people = sample_people(cfg.eval_persons, rng, cfg.difficulty, first_id=900000,
-                                id_quirks=False)
+                                id_quirks=False, age_overlap=cfg.age_overlap)
     images = root / "train" / "images"
     jobs, csv_rows = [], []
     wrong = label_errors.choose(train_people, cfg.label_errors, cfg.seed)
@@ -187,6 +217,7 @@ def _generate_into(root: Path, cfg: SynthConfig, workers: int | None) -> None:
     results = pool_map(_write_person, jobs, workers, desc="drawing people")
 
     _write_true_boxes(root, jobs, results)
+    _write_truth(root, jobs, results, len(train_people))
     answers = [r[:2] for res in results[len(train_people):] for r in res]
     order = rng.permutation(len(answers))  # eval rows are shuffled, as in the real info.csv
     ans = pd.DataFrame([answers[i] for i in order], columns=["ImageID", "ans"])
@@ -197,12 +228,23 @@ def _generate_into(root: Path, cfg: SynthConfig, workers: int | None) -> None:
     (root / SETTINGS_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
 
+def _write_truth(root: Path, jobs: list[tuple], results: list[list[tuple]], n_train: int
+                 ) -> None:
+    """``truth.csv``: one row per image (train and eval), its path, split, folder and the
+    drawing variables of ``truth_row``."""
+    rows = [{"path": str((folder / name).relative_to(root)),
+             "split": "train" if i < n_train else "eval", "folder": folder.name, **drawn}
+            for i, ((_, folder, *_), shots) in enumerate(zip(jobs, results, strict=True))
+            for name, _, _, drawn in shots]
+    pd.DataFrame(rows).to_csv(root / TRUTH_FILE, index=False)
+
+
 def _write_true_boxes(root: Path, jobs: list[tuple], results: list[list[tuple]]) -> None:
     """Where each face was drawn, in the ``face_boxes.csv`` format (source ``drawn``): the
     truth that scores a face detector, and an oracle crop (``data.face_boxes=<it>``)."""
     rows = [(str((folder / name).relative_to(root)), *(round(v, 1) for v in box), "drawn")
             for (_, folder, *_), shots in zip(jobs, results, strict=True)
-            for name, _, box in shots]
+            for name, _, box, _ in shots]
     pd.DataFrame(rows, columns=["path", "x0", "y0", "x1", "y1", "source"]).to_csv(
         root / TRUE_BOXES_FILE, index=False)
 

@@ -31,10 +31,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--label-errors", type=float, default=d.label_errors,
                    help="share of training people given a wrong label (gender, age group, or "
                         "swapped incorrect_mask/normal shots), listed in label_errors.csv")
+    p.add_argument("--style", type=int, default=d.style,
+                   help="drawing style: 0 = the default look; any other number draws other "
+                        "hair and mask outlines, backdrops, colour cast, blur, noise and "
+                        "occluders (labels unchanged) (default %(default)s)")
+    p.add_argument("--age-overlap", type=float, default=d.age_overlap,
+                   help="0 = every 60+ person looks 62-82 (default); 1 = many look as young as "
+                        "the 55-59-year-olds, as in the real data")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     a = p.parse_args(argv)
     cfg = SynthConfig(a.persons, a.eval_persons, a.seed, a.width, a.height, a.difficulty,
-                      a.framing, a.label_errors)
+                      a.framing, a.label_errors, a.style, a.age_overlap)
     try:
         cfg.check()
     except ConfigError as e:

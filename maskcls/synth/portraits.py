@@ -13,7 +13,8 @@ Cues, and how they overlap (``difficulty`` scales every source of overlap):
   the person's *apparent* age, so 29 vs 30 is as hard as in reality.
 
 Person-level traits (skin, hair, face shape, background) stay fixed across a person's seven
-shots; pose, light, mask colour and JPEG quality change from shot to shot.
+shots; pose, light, mask colour and JPEG quality change from shot to shot. A ``Style``
+(``maskcls.synth.styles``) changes the outlines, backdrop and camera, never the cues.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
 from maskcls import labels
+from maskcls.synth import styles
 from maskcls.synth.population import Person
+from maskcls.synth.styles import Style
+
+DEFAULT_STYLE = Style()
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels of the upright photo
 
@@ -31,6 +36,7 @@ SKIN_TONES = np.array([[255, 224, 196], [241, 194, 161], [224, 172, 135], [198, 
 HAIR_COLOURS = np.array([[20, 16, 14], [45, 30, 22], [70, 48, 30], [110, 75, 45]], dtype=float)
 GREY = np.array([135, 135, 132], dtype=float)
 WHITE = np.array([245, 245, 240], dtype=float)
+FEMALE_LIPS = (200, 90, 100)  # most women's lip colour; the rest, and men, (170, 110, 100)
 MASK_COLOURS = [(245, 245, 245), (170, 205, 235), (30, 30, 34), (120, 120, 125),
                 (240, 180, 200), (40, 50, 90), (90, 140, 110)]
 
@@ -53,7 +59,7 @@ class PersonLook:
         usual = (rng.random() > flip) if female else (rng.random() >= flip)
         self.hair_cut = ("long" if female else "short") if usual else "jaw"
         self.beard = (not female) and rng.random() < 0.35
-        self.lips = (200, 90, 100) if female and rng.random() > flip else (170, 110, 100)
+        self.lips = FEMALE_LIPS if female and rng.random() > flip else (170, 110, 100)
         t = rng.uniform(0, len(SKIN_TONES) - 1)
         i = int(t)
         self.skin = _mix(SKIN_TONES[i], SKIN_TONES[min(i + 1, len(SKIN_TONES) - 1)], t - i)
@@ -64,9 +70,10 @@ class PersonLook:
         # Young -> middle age: the hair greys. Middle -> old age: it turns white and thins,
         # wrinkles deepen. Each ramp spans one age boundary, so both boundaries stay learnable.
         base = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))]
-        grey = cue(24, 50)
-        hair = base * (1 - grey) + GREY * grey
-        self.hair = _mix(hair, WHITE, cue(54, 72))
+        self.grey = cue(24, 50)
+        hair = base * (1 - self.grey) + GREY * self.grey
+        self.white = cue(54, 72)
+        self.hair = _mix(hair, WHITE, self.white)
         self.wrinkles = cue(36, 72)
         self.eye_bags = cue(50, 75)
         self.recede = cue(54, 78) * (1.0 if not female else 0.6)
@@ -77,15 +84,18 @@ class PersonLook:
 
 
 def _scene(rng: np.random.Generator, background: tuple[int, int, int], width: int, height: int,
-           framing: float) -> Image.Image:
+           framing: float, style: Style, srng: np.random.Generator) -> Image.Image:
     """The backdrop of one shot. With ``framing`` > 0 every shot is taken somewhere else, as
     phone photos are: the wall colour shifts and a few shapes (doors, shelves, lamps) stand
     behind the person."""
     if not framing:
-        return Image.new("RGB", (width, height), background)
+        img = Image.new("RGB", (width, height), background)
+        styles.backdrop(style, img, background, srng)
+        return img
     shift = rng.normal(0, 35 * framing, size=3)
     wall = tuple(int(v) for v in np.clip(np.array(background, float) + shift, 0, 255))
     img = Image.new("RGB", (width, height), wall)
+    styles.backdrop(style, img, wall, srng)
     d = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(0, 1 + round(4 * framing)))):
         x0, y0 = rng.uniform(-0.2, 1.0) * width, rng.uniform(-0.2, 1.0) * height
@@ -100,12 +110,16 @@ def _scene(rng: np.random.Generator, background: tuple[int, int, int], width: in
 
 
 def render(look: PersonLook, mask: int, rng: np.random.Generator, width: int, height: int,
-           difficulty: float, framing: float = 0.0) -> tuple[Image.Image, Box]:
-    """One shot of a person, and the box of the face drawn in it (``face_box``). ``mask``: 0
-    worn, 1 worn incorrectly, 2 none. ``framing`` (0..1) varies the backdrop, the distance to
-    the camera and where the face sits in the photo from shot to shot; 0 keeps the studio
-    framing (and the exact bytes of earlier trees)."""
-    img = _scene(rng, look.background, width, height, framing)
+           difficulty: float, framing: float = 0.0, style: Style = DEFAULT_STYLE,
+           srng: np.random.Generator | None = None) -> tuple[Image.Image, Box, float]:
+    """One shot of a person, the box of the face drawn in it (``face_box``) and where the
+    mask's top edge sits (in face heights below the face's centre; NaN without a mask).
+    ``mask``: 0 worn, 1 worn incorrectly, 2 none. ``framing`` (0..1) varies the backdrop,
+    the distance to the camera and where the face sits in the photo from shot to shot; 0
+    keeps the studio framing. ``style`` draws from ``srng`` only, so style 0 keeps the exact
+    bytes of earlier trees."""
+    srng = srng if srng is not None else np.random.default_rng(0)
+    img = _scene(rng, look.background, width, height, framing, style, srng)
     d = ImageDraw.Draw(img)
     s = width * rng.uniform(0.92, 1.08)
     cx = width * (0.5 + rng.uniform(-0.06, 0.06))
@@ -115,13 +129,15 @@ def render(look: PersonLook, mask: int, rng: np.random.Generator, width: int, he
         cx += width * rng.uniform(-0.15, 0.15) * framing
         cy += height * rng.uniform(-0.1, 0.1) * framing
     fw, fh = look.face_w * s, look.face_h * s
-    _draw_head(d, look, cx, cy, fw, fh, s, width)
+    _draw_head(d, look, cx, cy, fw, fh, s, width, style)
     _draw_face(d, look, cx, cy, fw, fh)
+    top = float("nan")
     if mask != 2:
-        _draw_mask(d, rng, mask, cx, cy, fw, fh, width)
+        top = _draw_mask(d, rng, mask, cx, cy, fw, fh, width, style)
     angle = rng.uniform(-8, 8)
     box = face_box(cx, cy, fw, fh, angle, width, height)
-    return _camera(img, angle, rng, look, width, height, difficulty, framing), box
+    img = _camera(img, angle, rng, look, width, height, difficulty, framing, style.noise)
+    return styles.camera(style, img, srng), box, top
 
 
 def face_box(cx: float, cy: float, fw: float, fh: float, angle: float, width: int,
@@ -141,18 +157,18 @@ def face_box(cx: float, cy: float, fw: float, fh: float, angle: float, width: in
 
 
 def _draw_head(d: ImageDraw.ImageDraw, look: PersonLook, cx: float, cy: float, fw: float,
-               fh: float, s: float, width: int) -> None:
+               fh: float, s: float, width: int, style: Style) -> None:
     """Shoulders, neck, hair, head and forehead wrinkles."""
     d.ellipse([cx - 0.9 * s, cy + 0.55 * fh, cx + 0.9 * s, cy + 2.2 * fh], fill=look.shirt)
     d.rectangle([cx - 0.18 * fw, cy + 0.3 * fh, cx + 0.18 * fw, cy + 0.75 * fh], fill=look.skin)
     # Hair behind the head: long hair falls to the shoulders, a jaw-length cut to the jaw.
     top = cy - 0.62 * fh
     if look.hair_cut == "long":
-        d.rounded_rectangle([cx - 0.62 * fw, top, cx + 0.62 * fw, cy + 0.85 * fh],
-                            radius=int(0.4 * fw), fill=look.hair)
+        styles.shape(d, style.hair, [cx - 0.62 * fw, top, cx + 0.62 * fw, cy + 0.85 * fh],
+                     int(0.4 * fw), look.hair)
     elif look.hair_cut == "jaw":
-        d.rounded_rectangle([cx - 0.75 * fw, top, cx + 0.75 * fw, cy + 0.42 * fh],
-                            radius=int(0.45 * fw), fill=look.hair)
+        styles.shape(d, style.hair, [cx - 0.75 * fw, top, cx + 0.75 * fw, cy + 0.42 * fh],
+                     int(0.45 * fw), look.hair)
     d.ellipse([cx - fw / 2, cy - fh / 2, cx + fw / 2, cy + fh / 2], fill=look.skin)
     # Hair on top; a receding hairline shows more forehead.
     hair_bottom = cy - (0.28 + 0.14 * look.recede) * fh
@@ -195,8 +211,9 @@ def _draw_face(d: ImageDraw.ImageDraw, look: PersonLook, cx: float, cy: float, f
 
 
 def _draw_mask(d: ImageDraw.ImageDraw, rng: np.random.Generator, mask: int, cx: float,
-               cy: float, fw: float, fh: float, width: int) -> None:
-    """Over nose and mouth (worn), or below the nose or on the chin (worn incorrectly)."""
+               cy: float, fw: float, fh: float, width: int, style: Style) -> float:
+    """Over nose and mouth (worn), or below the nose or on the chin (worn incorrectly);
+    returns the top edge in face heights below the face's centre."""
     colour = MASK_COLOURS[rng.integers(len(MASK_COLOURS))]
     if mask == labels.WEAR:
         y0 = cy + rng.uniform(-0.04, 0.02) * fh
@@ -205,16 +222,18 @@ def _draw_mask(d: ImageDraw.ImageDraw, rng: np.random.Generator, mask: int, cx: 
     else:  # on the chin
         y0 = cy + rng.uniform(0.31, 0.36) * fh
     y1 = cy + rng.uniform(0.5, 0.56) * fh
-    d.rounded_rectangle([cx - 0.46 * fw, y0, cx + 0.46 * fw, y1],
-                        radius=int(0.12 * fw), fill=colour)
+    styles.shape(d, style.mask, [cx - 0.46 * fw, y0, cx + 0.46 * fw, y1], int(0.12 * fw),
+                 colour)
     strap = _mix(np.array(colour, float), np.zeros(3), 0.2)
     for side in (-1, 1):
         d.line([cx + side * 0.46 * fw, y0 + 0.04 * fh, cx + side * 0.5 * fw, cy - 0.05 * fh],
                fill=strap, width=max(1, width // 128))
+    return float((y0 - cy) / fh)
 
 
 def _camera(img: Image.Image, angle: float, rng: np.random.Generator, look: PersonLook,
-            width: int, height: int, difficulty: float, framing: float) -> Image.Image:
+            width: int, height: int, difficulty: float, framing: float, noise: float
+            ) -> Image.Image:
     """Pose, light and sensor noise. NEAREST rotation: 12x faster than BILINEAR, and the
     shapes have no anti-aliasing to preserve."""
     img = img.rotate(angle, resample=Image.NEAREST,
@@ -223,5 +242,5 @@ def _camera(img: Image.Image, angle: float, rng: np.random.Generator, look: Pers
     img = ImageEnhance.Brightness(img).enhance(light)
     # Sensor noise from our generator (PIL's effect_noise uses an unseeded C rand()).
     grain = rng.normal(128, 40, size=(max(1, height // 4), max(1, width // 4)))
-    noise = Image.fromarray(grain.clip(0, 255).astype(np.uint8)).resize((width, height))
-    return Image.blend(img, Image.merge("RGB", (noise, noise, noise)), 0.08)
+    grain_img = Image.fromarray(grain.clip(0, 255).astype(np.uint8)).resize((width, height))
+    return Image.blend(img, Image.merge("RGB", (grain_img, grain_img, grain_img)), noise)

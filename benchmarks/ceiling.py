@@ -1,0 +1,151 @@
+"""What a synthetic tree allows: a classifier that reads the generator's drawing variables.
+
+    python -m benchmarks.ceiling data/quality/tree-...        # one or more trees
+
+The generator records, for every image, the variables its label shows through
+(``truth.csv``: mask state and placement, hair cut, beard and lips where the mask leaves them
+visible, grey and white hair, wrinkles, eye bags, receding hairline). A gradient-boosted
+classifier per task reads them, no pixels, trained on the people a run trains on (the same
+person split: ``data.val_ratio`` 0.2, ``data.split_seed`` 42) and scored on ``eval/`` exactly
+as a submission is: macro-F1 of the 18 classes against ``eval/answers.csv``. The three tasks'
+probabilities multiply into the 18 classes, as the network's per-task heads do. "tuned" adds
+the macro-F1 decision offsets fitted on the held-out people, as ``calibrate=true`` does.
+
+The result is an estimate of the best a network can do on that tree with that many people:
+the cues are blurred by the age noise (``difficulty``), a few people wear the other gender's
+haircut, and the 60+ and 55-59 people overlap when the tree is drawn with ``--age-overlap``.
+A network that scores near it has learned what the pixels hold; the gap is the recipe's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks import markdown_table
+
+TRUTH = "truth.csv"
+# what a reader sees: the mask and where it sits, and each cue where the mask leaves it visible
+FEATURES = ["has_mask", "mask_top", "hair_long", "hair_jaw", "beard_seen", "lips_seen",
+            "grey", "white", "wrinkles", "eye_bags", "recede"]
+
+
+def features(truth: pd.DataFrame) -> np.ndarray:
+    mouth = truth["mouth_visible"].astype(bool)
+    chin = truth["beard_visible"].astype(bool)
+    table = pd.DataFrame({
+        "has_mask": (truth["mask"] != 2).astype(float),
+        "mask_top": truth["mask_top"],
+        "hair_long": (truth["hair_cut"] == "long").astype(float),
+        "hair_jaw": (truth["hair_cut"] == "jaw").astype(float),
+        "beard_seen": truth["beard"].astype(float).where(chin),
+        "lips_seen": truth["lips_female"].astype(float).where(mouth),
+        **{c: truth[c] for c in ("grey", "white", "wrinkles", "eye_bags", "recede")},
+    })
+    return table[FEATURES].to_numpy(dtype=float)
+
+
+def _task_log_probs(x_fit: np.ndarray, labels_fit: np.ndarray, x: np.ndarray, n: int,
+                    seed: int) -> np.ndarray:
+    """log P(task value | variables) for rows ``x``, a classifier fitted on ``x_fit``."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    if len(np.unique(labels_fit)) == 1:  # a tiny tree: one value seen, nothing to learn
+        probs = np.full((len(x), n), 1e-6)
+        probs[:, labels_fit[0]] = 1.0
+        return np.log(probs / probs.sum(1, keepdims=True))
+    clf = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05,
+                                         l2_regularization=1.0, random_state=seed)
+    clf.fit(x_fit, labels_fit)
+    probs = np.full((len(x), n), 1e-6)
+    probs[:, clf.classes_] = clf.predict_proba(x)
+    return np.log(probs / probs.sum(1, keepdims=True))
+
+
+def ceiling(root: str | Path, val_ratio: float = 0.2, split_seed: int = 42) -> dict[str, Any]:
+    """Eval scores of the variable reader on the tree at ``root`` (see the module doc)."""
+    from maskcls import labels
+    from maskcls.data.catalog import scan_train
+    from maskcls.data.splits import holdout_split
+    from maskcls.inference import calibration
+    from maskcls.model.metrics import score
+
+    root = Path(root)
+    path = root / TRUTH
+    if not path.is_file():
+        raise SystemExit(f"error: {path} does not exist; trees written by maskcls.synth since "
+                         "2026-12-05 record it: generate the tree again")
+    truth = pd.read_csv(path)
+    truth["key"] = [str(root / p) for p in truth["path"]]
+    train = scan_train(root)
+    train_ids, val_ids = holdout_split(train, val_ratio, split_seed)
+    train = train.merge(truth, left_on="path", right_on="key", suffixes=("", "_drawn"))
+    ev = truth[truth["split"] == "eval"].copy()
+    ev["ImageID"] = [Path(p).name for p in ev["path"]]
+    answers = pd.read_csv(root / "eval" / "answers.csv").set_index("ImageID")["ans"]
+    ev_label = answers.reindex(ev["ImageID"]).to_numpy()
+    fit = train["person_id"].isin(train_ids).to_numpy()
+    held = train["person_id"].isin(val_ids).to_numpy()
+    x_train, x_eval = features(train), features(ev)
+    given = labels.decode(train["label"].to_numpy())
+    parts_eval, parts_held = [], []
+    for task, values in enumerate(labels.TASKS.values()):
+        lp = _task_log_probs(x_train[fit], given[task][fit], np.vstack([x_train[held], x_eval]),
+                             len(values), split_seed + task)
+        parts_held.append(lp[:held.sum()])
+        parts_eval.append(lp[held.sum():])
+    eval_probs = np.exp(labels.joint_log_probs(*parts_eval))
+    held_probs = np.exp(labels.joint_log_probs(*parts_held))
+    plain = score(eval_probs.argmax(1), ev_label, detail=True)
+    fitted = calibration.fit(held_probs, train["label"].to_numpy()[held],
+                             groups=train["person_id"].to_numpy()[held])
+    tuned = score(calibration.apply(eval_probs, fitted["offsets"]).argmax(1), ev_label,
+                  detail=True)
+    out: dict[str, Any] = {"tree": root.name, "train_people": len(train_ids),
+                           "eval_images": len(ev)}
+    for key, s in (("", plain), ("tuned_", tuned)):
+        out.update({f"{key}{m}": s[m] for m in ("f1", "acc", "f1_mask", "f1_gender", "f1_age")})
+        out[f"{key}rare_60+"] = rare_60(s["f1_per_class"])
+        out[f"{key}f1_per_class"] = s["f1_per_class"]
+    out["mask_acc"] = float((labels.decode(eval_probs.argmax(1))[0] ==
+                             labels.decode(ev_label)[0]).mean())
+    return out
+
+
+def rare_60(f1_per_class: Any) -> float:
+    """The mean F1 of the six 60+ classes."""
+    from maskcls import labels
+
+    return float(np.mean([f for c, f in enumerate(f1_per_class)
+                          if labels.decode(c)[2] == 2]))
+
+
+COLUMNS = ["tree", "train people", "macro-F1", "tuned macro-F1", "F1 mask", "F1 gender",
+           "F1 age", "F1 60+ classes (tuned)", "mask accuracy"]
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ceiling", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("roots", nargs="+", metavar="ROOT", help="synthetic trees (with truth.csv)")
+    p.add_argument("--val-ratio", type=float, default=0.2,
+                   help="share of people held out, as data.val_ratio (default 0.2)")
+    p.add_argument("--split-seed", type=int, default=42,
+                   help="the person split's seed, as data.split_seed (default 42)")
+    args = p.parse_args(argv)
+    results = [ceiling(r, args.val_ratio, args.split_seed) for r in args.roots]
+    rows = [[r["tree"], r["train_people"], f"{r['f1']:.4f}", f"{r['tuned_f1']:.4f}",
+             f"{r['f1_mask']:.3f}", f"{r['f1_gender']:.3f}", f"{r['f1_age']:.3f}",
+             f"{r['rare_60+']:.3f} ({r['tuned_rare_60+']:.3f})", f"{r['mask_acc']:.3f}"]
+            for r in results]
+    print(markdown_table("The variable reader's eval scores (the tree's ceiling)", COLUMNS, rows))
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
