@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from maskcls.config_checks import check_accelerator, check_values
-from maskcls.errors import MaskclsError
+from maskcls.errors import one_line_errors
 from maskcls.run.overrides import check_argv
 
 # Library deprecation chatter that users can do nothing about.
@@ -27,15 +27,13 @@ def main(cfg: DictConfig) -> None:
     from maskcls.inference import predict
     from maskcls.inference.summary import result_lines
 
-    try:
+    with one_line_errors():
         check_values(cfg)
         check_accelerator(cfg.accelerator, key="accelerator")
         ckpt = cfg.ckpt if isinstance(cfg.ckpt, str | None) else [str(c) for c in cfg.ckpt]
         res = predict(ckpt, cfg.data.root, cfg.output, cfg.tta, cfg.save_probs,
                       cfg.batch_size, cfg.num_workers, cfg.accelerator, cfg.calibrate,
                       cfg.face_boxes, cfg.model_file, cfg.overwrite)
-    except MaskclsError as e:
-        raise SystemExit(f"error: {e}") from None
     print("\n".join(result_lines(res, cfg.tta, cfg.calibrate, cfg.model_file is not None)))
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 import maskcls.run  # noqa: F401 - notes when the run started, before Hydra writes its files
-from maskcls.errors import MaskclsError
+from maskcls.errors import one_line_errors
 from maskcls.run.overrides import check_argv
 
 # Library deprecation chatter that users can do nothing about.
@@ -33,12 +33,8 @@ def main(cfg: DictConfig) -> float:
     # torch, Lightning and timm load here, not at import: `train.py --help` stays instant
     from maskcls.training.recipe import run
 
-    try:
+    with one_line_errors():
         return run(cfg)
-    except MaskclsError as e:
-        # SystemExit passes through Hydra's job runner: a SIGTERM stops a whole sweep too
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(e.exit_code) from None
 
 
 def _resume_in_place(argv: list[str]) -> list[str]:

@@ -7,6 +7,10 @@ Each type also derives from the built-in it refines, so ``except ValueError`` st
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class MaskclsError(Exception):
     """Bad input from the user: a config value, a data file, a checkpoint, a folder."""
@@ -63,3 +67,16 @@ class UserInterrupted(RunInterrupted):
     """Ctrl-C stopped a run; the message says how to resume."""
 
     exit_code = 130  # 128 + SIGINT
+
+
+@contextmanager
+def one_line_errors(*also: type[BaseException]) -> Iterator[None]:
+    """Every command's entry point: a ``MaskclsError`` (or one of the types in ``also``) ends
+    the command as one ``error: ...`` line on stderr with the error's exit code; anything
+    else, a bug, keeps its traceback. ``SystemExit`` passes through Hydra's job runner, so a
+    SIGTERM stops a whole sweep too."""
+    try:
+        yield
+    except (MaskclsError, *also) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(getattr(e, "exit_code", 1)) from None

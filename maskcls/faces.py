@@ -33,7 +33,7 @@ from maskcls import atomic
 from maskcls.data import catalog as cat
 from maskcls.data.face_boxes import relative
 from maskcls.data.parallel import pool_map
-from maskcls.errors import MaskclsError
+from maskcls.errors import one_line_errors
 from maskcls.run.output_paths import check_output
 
 COLUMNS = ["path", "x0", "y0", "x1", "y1", "source"]
@@ -221,10 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.workers is not None and a.workers < 1:
         p.error(f"--workers must be >= 1, got {a.workers}")
     t0 = time.perf_counter()
-    try:
+    with one_line_errors(RuntimeError):  # RuntimeError: a detector that cannot load
         out, counts, problems = write_boxes(a.root, a.out, a.workers, a.detector, a.overwrite)
-    except (MaskclsError, RuntimeError) as e:
-        raise SystemExit(f"error: {e}") from None
     for problem in problems:
         print(f"warning: {problem}; centre crop used")
     n = sum(counts.values())

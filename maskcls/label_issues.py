@@ -37,7 +37,7 @@ import pandas as pd
 
 from maskcls import atomic, labels
 from maskcls.data import catalog as cat
-from maskcls.errors import ConfigError, DataLayoutError, MaskclsError
+from maskcls.errors import ConfigError, DataLayoutError, one_line_errors
 from maskcls.run import folder as rf
 from maskcls.run.output_paths import check_output
 
@@ -262,12 +262,10 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(a.out or a.paths[0]).expanduser()
     if out.exists() and not out.is_dir():
         p.error(f"--out {out} is a file, not a folder")
-    try:
+    with one_line_errors():
         for note in check_folds(a.paths):
             print(f"warning: {note}")
         res = write(a.paths, out, a.threshold, a.top, fields, a.overwrite, a.min_f1)
-    except MaskclsError as e:
-        raise SystemExit(f"error: {e}") from None
     print(f"{res['images']} images of {res['people']} people with out-of-fold predictions "
           f"(macro-F1 {res['oof_f1']:.3f}); "
           f"{res['issues']} suspected label issue(s), {res['fixes']} of {','.join(fields)} at "

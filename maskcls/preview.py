@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls import labels
-from maskcls.errors import MaskclsError
+from maskcls.errors import one_line_errors
 
 if TYPE_CHECKING:  # torch loads in write(): --help stays instant
     import torch
@@ -157,11 +157,9 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--out {out} is a file, not a folder: give a folder (it is created if missing)")
     if a.per_class < 1 or a.variants < 1:
         p.error("--per-class and --variants must be >= 1")
-    try:
+    with one_line_errors():
         for path in write(a.overrides, out, a.per_class, a.variants):
             print(f"wrote {path}")
-    except MaskclsError as e:
-        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

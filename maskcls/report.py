@@ -34,7 +34,7 @@ from maskcls.analysis.plots import (
     sweep_summary_png,
 )
 from maskcls.analysis.tables import markdown_table
-from maskcls.errors import MaskclsError, RunFolderError
+from maskcls.errors import RunFolderError, one_line_errors
 from maskcls.run import folder as rf
 from maskcls.run.logs import quiet_libraries
 
@@ -233,10 +233,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep_dir", help="a multirun folder, e.g. outputs/multirun/<date>/<time>")
     args = p.parse_args(argv)
-    try:
+    with one_line_errors():
         files = write_report(args.sweep_dir)
-    except MaskclsError as e:
-        raise SystemExit(f"error: {e}") from None
     print(files["md"].read_text())
     print("wrote " + ", ".join(str(f) for f in files.values()))
 

@@ -158,3 +158,16 @@ def test_help_describes_every_option_with_its_default(command, config):
                         None)
             assert line is not None, f"{name} is not in --help"
             assert "#" in line, f"{name} has no description in --help: {line!r}"
+
+
+def test_every_entry_point_ends_a_user_error_through_the_one_wrapper():
+    """One rule for the CLI error exit: every command's main goes through one_line_errors."""
+    commands = [ROOT / "train.py", ROOT / "predict.py"] + [
+        p for p in (ROOT / "maskcls").rglob("*.py")
+        if 'if __name__ == "__main__":' in p.read_text() and p.name != "__main__.py"
+        or p.name == "__main__.py" and p.parent.name != "maskcls"]
+    assert len(commands) >= 10
+    for path in commands:
+        text = path.read_text()
+        assert "one_line_errors(" in text, f"{path} has its own error exit"
+        assert not re.search(r"except [\w, ()]*MaskclsError", text), path

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls import labels
-from maskcls.errors import DataLayoutError
+from maskcls.errors import DataLayoutError, one_line_errors
 
 __all__ = ["DataLayoutError", "scan_train", "scan_eval",
            "train_csv_disagreements", "summarise"]
@@ -340,10 +340,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         metavar=("LOW", "HIGH"),
                         help="first ages of the 30-59 and 60+ groups (default: %(default)s)")
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors():
         print(summarise(args.root, args.age_bounds))
-    except DataLayoutError as e:
-        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

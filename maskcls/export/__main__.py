@@ -7,7 +7,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from maskcls.errors import MaskclsError
+from maskcls.errors import one_line_errors
 from maskcls.run.overrides import check_argv
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -20,11 +20,9 @@ def main(cfg: DictConfig) -> None:
     from maskcls.export.writer import export
     from maskcls.run import folder as rf
 
-    try:
+    with one_line_errors():
         check_values(cfg)
         res = export(str(cfg.ckpt), str(cfg.format), cfg.output, cfg.face_boxes, cfg.overwrite)
-    except MaskclsError as e:
-        raise SystemExit(f"error: {e}") from None
     h, w = res["image_size"]
     path = Path(res["path"]).absolute()
     submission = path.with_name(f"submission_{path.stem}.csv")  # beside the run's own

@@ -46,20 +46,18 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_intermixed_args(argv)  # flags before or after the overrides
     # torch and Lightning load from here on: --help stays instant
-    from maskcls.errors import MaskclsError
+    from maskcls.errors import one_line_errors
     from maskcls.submit import steps
 
     plan = steps.Plan(Path(args.out).expanduser().absolute(), args.folds, list(args.overrides),
                       tta=not args.no_tta, calibrate=not args.no_calibrate)
-    try:
+    with one_line_errors():
         steps.check_overrides(plan.overrides, plan.folds)
         lock = steps.claim(plan)
         try:
             run(plan)
         finally:
             lock.release()
-    except MaskclsError as e:
-        raise SystemExit(f"error: {e}") from None
 
 
 def run(plan: Plan) -> None:

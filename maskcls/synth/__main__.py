@@ -6,7 +6,7 @@ import argparse
 import time
 
 from maskcls import labels
-from maskcls.errors import ConfigError, MaskclsError
+from maskcls.errors import ConfigError, one_line_errors
 from maskcls.synth import SynthConfig, generate, label_errors
 
 
@@ -50,9 +50,8 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--workers must be >= 1, got {a.workers}")
     t0 = time.perf_counter()
     try:
-        out = generate(a.out, cfg, workers=a.workers)
-    except (FileExistsError, MaskclsError) as e:
-        raise SystemExit(f"error: {e}") from None
+        with one_line_errors(FileExistsError):
+            out = generate(a.out, cfg, workers=a.workers)
     except OSError as e:  # a read-only or missing parent, a full disk
         raise SystemExit(f"error: cannot write {a.out}: {e.strerror or e}") from None
     n = labels.SHOTS_PER_PERSON * (cfg.persons + cfg.eval_persons)
