@@ -77,6 +77,11 @@ ABLATIONS = [
     Row("quick + oversample=repeat", ["experiment=quick", "data.oversample=repeat"], tta=True),
     Row("quick + pseudo-labels (round 2)", ["experiment=quick"], tta=True,
         pseudo_from="quick"),
+    # on a 300-person tree 24 epochs take half the 5-minute budget: what the rest would give
+    Row("quick, 40 epochs", ["experiment=quick", "trainer.max_epochs=40"], tta=True),
+    # colour jitter may wash out colour cues (grey hair, lip colour)
+    Row("quick, no colour jitter", ["experiment=quick", "augment.brightness=0",
+                                    "augment.contrast=0", "augment.saturation=0"], tta=True),
     Row("quick + calibration", tta=True, calibrate=True, run="quick"),
     Row("quick - TTA", run="quick"),
 ]
