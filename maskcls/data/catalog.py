@@ -28,8 +28,7 @@ import pandas as pd
 from maskcls import labels
 from maskcls.errors import DataLayoutError, one_line_errors
 
-__all__ = ["DataLayoutError", "scan_train", "scan_eval",
-           "train_csv_disagreements", "summarise"]
+__all__ = ["DataLayoutError", "scan_train", "scan_eval", "train_csv_disagreements", "summarise"]
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png"}
 SHOTS_PER_PERSON = labels.SHOTS_PER_PERSON
@@ -39,9 +38,8 @@ FOLDER_RE = re.compile(
     r"^(?P<id>[0-9]+(?:-[0-9]+)?)_(?P<gender>[^_]+)_(?P<race>.+)_(?P<age>[^_]+)$")
 ID_RE = re.compile(r"^[0-9]+(?:-[0-9]+)?$")
 MAX_AGE = 120
-TRAIN_COLUMNS = [
-    "path", "folder", "person_id", "gender", "race", "age", "stem", "mask", "age_group", "label",
-]
+TRAIN_COLUMNS = ["path", "folder", "person_id", "gender", "race", "age", "stem", "mask",
+                 "age_group", "label"]
 
 
 def _parse_folder(folder: str, images_dir: Path) -> tuple[str, str, str, int]:
@@ -59,10 +57,9 @@ def _parse_folder(folder: str, images_dir: Path) -> tuple[str, str, str, int]:
         )
     age = _age(m["age"])
     if age is None:
-        raise DataLayoutError(
-            f"{images_dir / folder}: age {m['age']!r} is not a whole number of years in "
-            f"0..{MAX_AGE}. Fix the folder name, or move it out of train/images."
-        )
+        raise DataLayoutError(f"{images_dir / folder}: age {m['age']!r} is not a whole number "
+                              f"of years in 0..{MAX_AGE}. Fix the folder name, or move it out "
+                              "of train/images.")
     return m["id"], gender, m["race"], age
 
 
@@ -134,6 +131,11 @@ def _is_image(name: str) -> bool:
     return ext.lower() in IMAGE_EXTENSIONS and stem in labels.MASK_BY_STEM
 
 
+def has_train_images(root: str | os.PathLike) -> bool:
+    """Whether ``root`` holds a training tree (``<root>/train/images``): the one test of it."""
+    return (Path(root) / "train" / "images").is_dir()
+
+
 def scan_train(
     root: str | os.PathLike, age_bounds: Sequence[int] = labels.DEFAULT_AGE_BOUNDS
 ) -> pd.DataFrame:
@@ -144,7 +146,7 @@ def scan_train(
     """
     root = Path(root)
     images_dir = root / "train" / "images"
-    if not images_dir.is_dir():
+    if not has_train_images(root):
         raise DataLayoutError(
             f"{images_dir} does not exist: expected the competition layout "
             "<root>/train/images/<id>_<gender>_<race>_<age>/<stem>.jpg. Check data.root, or "

@@ -20,11 +20,7 @@ from maskcls.data import catalog as cat
 from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.cache import disk_cache, ram_cache
 from maskcls.data.corrections import apply_corrections
-from maskcls.data.dataset import (
-    ImageDataset,
-    ImageReadError,
-    unreadable_images,
-)
+from maskcls.data.dataset import ImageDataset, check_decodable
 from maskcls.data.fingerprint import (
     eval_fingerprint,
     file_digest,
@@ -125,6 +121,7 @@ class MaskDataModule(pl.LightningDataModule):
         check_split_args(val_ratio, n_folds, fold)
         self.val_ratio, self.n_folds, self.fold = val_ratio, n_folds, fold
         self.split_seed, self.seed = split_seed, seed
+        self._draw_seed = split_seed * 100_003 + seed  # every draw of training rows
         self.undersample = {"keep_masked": 5, "resample_each_epoch": True, **(undersample or {})}
         check_sampling_args(self.undersample["keep_masked"], oversample)
         self.oversample, self.smote = oversample, smote
@@ -152,7 +149,7 @@ class MaskDataModule(pl.LightningDataModule):
         """Generate the synthetic tree on first use (one process generates, others wait); an
         existing tree must have been generated with the same settings."""
         if self.synthetic is not None:
-            if not (self.root / "train" / "images").is_dir():
+            if not cat.has_train_images(self.root):
                 log.info("generating the synthetic dataset at %s (data=synthetic without "
                          "data.root; MASKCLS_DATA_DIR or paths.data_dir moves it)",
                          self.root.absolute())
@@ -203,14 +200,10 @@ class MaskDataModule(pl.LightningDataModule):
     def _add_smote(self) -> None:
         """Synthetic rare-class images as extra training rows (``maskcls.data.smote``)."""
         self.catalog, self.train_rows, self._cache = append_smote(
-            self.catalog, self.train_rows, self._cache, seed=self.split_seed * 100_003 + self.seed)
+            self.catalog, self.train_rows, self._cache, seed=self._draw_seed)
 
     def _verify(self, paths: list[str]) -> None:
-        bad = unreadable_images(paths, decode_workers(self.num_workers, len(paths)))
-        if bad:
-            listing = "\n".join(f"  {p}: {r}" for p, r in bad)
-            raise ImageReadError(f"{len(bad)} of {len(paths)} images cannot be decoded; "
-                                 f"replace or remove them:\n{listing}")
+        check_decodable(paths, decode_workers(self.num_workers, len(paths)))
         log.info("verified: all %d images decode", len(paths))
 
     def _set_normalisation(self) -> None:
@@ -315,7 +308,7 @@ class MaskDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         train = self.catalog.iloc[self.train_rows]
         sampler = TrainSampler(train, oversample=self.oversample,
-                               seed=self.split_seed * 100_003 + self.seed,
+                               seed=self._draw_seed,
                                epoch_fn=self._current_epoch, on_epoch_start=self._reseed,
                                **self.undersample)
         # Drop the ragged last batch: a batch of one breaks BatchNorm, and the sampler draws

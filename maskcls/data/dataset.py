@@ -126,6 +126,15 @@ def unreadable_images(paths: Sequence[str], num_workers: int = 0) -> list[tuple[
     return [(p, r) for p, r in zip(paths, reasons, strict=True) if r]
 
 
+def check_decodable(paths: Sequence[str], num_workers: int = 0) -> None:
+    """``data.verify=true``: every image decodes, else one error listing those that do not."""
+    bad = unreadable_images(paths, num_workers)
+    if bad:
+        listing = "\n".join(f"  {p}: {r}" for p, r in bad)
+        raise ImageReadError(f"{len(bad)} of {len(paths)} images cannot be decoded; "
+                             f"replace or remove them:\n{listing}")
+
+
 def decode_all(paths: Sequence[str], pipeline: Any, num_workers: int = 0,
                batch_size: int = 64) -> torch.Tensor:
     """Read every image once through ``pipeline`` into one preallocated uint8 NCHW tensor."""

@@ -35,7 +35,7 @@ from maskcls.data.pipeline import Pipeline
 from maskcls.errors import CheckpointError, ConfigError
 from maskcls.export.reader import FORMATS, LOADERS, METADATA_KEY
 from maskcls.inference import calibration
-from maskcls.model.module import MaskClassifier
+from maskcls.model.module import DEFAULT_HEAD, MaskClassifier
 from maskcls.run import folder as rf
 from maskcls.run.checkpoints import load_checkpoint
 from maskcls.run.logs import quiet_libraries
@@ -78,7 +78,7 @@ def metadata(ckpt: dict[str, Any], path: Path, run_dir: Path | None,
     return {
         "format_version": 1,
         "backbone": hp.get("backbone"),
-        "head": hp.get("head", "single"),
+        "head": hp.get("head", DEFAULT_HEAD),
         "input": {"name": "pixels", "dtype": "uint8", "layout": "NCHW", "channels": "RGB",
                   "image_size": list(pipeline.image_size),
                   "preprocessing": "crop (centre_crop or face box grown by face_margin), then "

@@ -26,6 +26,7 @@ from maskcls.errors import ConfigError
 from maskcls.model.metrics import StageMetrics
 
 HEADS = ("single", "multi")
+DEFAULT_HEAD = "single"  # checkpoints made before heads existed have a single one
 
 
 def create_backbone(name: str, pretrained: bool = False, num_classes: int = labels.NUM_CLASSES,
@@ -140,7 +141,7 @@ class MaskClassifier(pl.LightningModule):
         backbone: str = "resnet18",
         pretrained: bool = False,
         drop_rate: float = 0.0,
-        head: str = "single",
+        head: str = DEFAULT_HEAD,
         task_weights: Mapping[str, float] | None = None,
         pretrained_file: str | None = None,
         loss: nn.Module | None = None,

@@ -82,12 +82,16 @@ def is_run_folder(path: Path) -> bool:
     return (path / CONFIG).is_file()
 
 
+def job_order(name: str) -> tuple[bool, int, str]:
+    """The sort key of a sweep's job folders: job numbers in order, other names after."""
+    return (not name.isdigit(), int(name) if name.isdigit() else 0, name)
+
+
 def find_jobs(sweep_dir: Path) -> list[Path]:
     """Job folders of a sweep, in job-number order."""
     jobs = [d for d in sweep_dir.iterdir()
             if d.is_dir() and ((d / HYDRA_DIR).is_dir() or is_run_folder(d))]
-    return sorted(jobs, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit()
-                                       else 0, d.name))
+    return sorted(jobs, key=lambda d: job_order(d.name))
 
 
 # ------------------------------------------------------------------------------ claiming

@@ -67,11 +67,11 @@ def check_data_root(cfg: DictConfig) -> None:
     """The data must exist, except the synthetic tree at its default location, which is
     generated on first use. A mistyped root is never filled with generated data."""
     root = Path(str(cfg.data.root)).expanduser()
-    if (root / "train" / "images").is_dir():
+    if cat.has_train_images(root):
         return
     if cfg.data.get("synthetic"):
         return  # settled: the default location, generated on first use
-    if (root / "images").is_dir() or (root / "train" / "train" / "images").is_dir():
+    if (root / "images").is_dir() or cat.has_train_images(root / "train"):
         right = root.parent if (root / "images").is_dir() else root / "train"
         raise ConfigError(f"data.root={str(cfg.data.root)!r} is one level off: data.root is the "
                           f"folder holding train/ and eval/; use data.root={right}")

@@ -17,7 +17,7 @@ from maskcls import labels
 from maskcls.data.datamodule import DATAMODULE_KEY
 from maskcls.data.pipeline import Pipeline
 from maskcls.errors import CheckpointError, ConfigError, DataLayoutError
-from maskcls.model.module import MaskClassifier
+from maskcls.model.module import DEFAULT_HEAD, MaskClassifier
 from maskcls.run import folder as rf
 from maskcls.run import received
 
@@ -52,7 +52,7 @@ def find_checkpoints(path: str | os.PathLike) -> tuple[list[Member], Path]:
     if (p / rf.BEST_CKPT).exists():
         return [Member(p / rf.BEST_CKPT, p)], p
     runs = sorted((d for d in p.iterdir() if (d / rf.BEST_CKPT).exists()),
-                  key=lambda d: (len(d.name), d.name))
+                  key=lambda d: rf.job_order(d.name))
     if not runs:
         raise CheckpointError(f"ckpt={path}: no checkpoints/best.ckpt in this folder or its "
                               "sub-folders; is it a finished run or multirun folder?")
@@ -79,7 +79,7 @@ def missing_jobs(folder: Path, members: Sequence[Member]) -> list[str]:
     found = {m.run_dir.name for m in members if m.run_dir is not None}
     missing = sorted((d.name for d in folder.iterdir() if d.is_dir() and d.name not in found
                       and ((d / rf.HYDRA_DIR).is_dir() or rf.is_run_folder(d))),
-                     key=lambda n: (len(n), n))
+                     key=rf.job_order)
     if not missing:
         return []
     why = {n: ("failed" if (folder / n / rf.FAILURE).exists() else "unfinished") for n in missing}
@@ -106,7 +106,7 @@ def load_model(ckpt: dict[str, Any], path: Path) -> MaskClassifier:
                               "written by maskcls?")
     _check_recorded(hp, path)
     n = hp.get("num_classes", labels.NUM_CLASSES)
-    head = hp.get("head", "single")  # checkpoints record their head: no flag needed here
+    head = hp.get("head", DEFAULT_HEAD)  # checkpoints record their head: no flag needed here
     fc = [v for k, v in ckpt["state_dict"].items() if k.startswith("net.") and
           k.endswith(".weight") and v.ndim == 2]  # a single head's classifier is the last
     got = fc[-1].shape[0] if head == "single" and fc else n

@@ -29,6 +29,7 @@ import pandas as pd
 from filelock import FileLock
 
 from maskcls import labels
+from maskcls.data.catalog import has_train_images
 from maskcls.data.parallel import pool_map
 from maskcls.errors import ConfigError
 from maskcls.synth import label_errors
@@ -257,7 +258,7 @@ def ensure_synthetic(root: str | os.PathLike, cfg: SynthConfig = SynthConfig()) 
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     with _build_lock(root):
-        if not (root / "train" / "images").is_dir():
+        if not has_train_images(root):
             _build(root, cfg, None)
             return True
     check_settings(root, cfg)

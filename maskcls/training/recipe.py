@@ -37,6 +37,7 @@ from maskcls.errors import (
 from maskcls.model.losses import TaskLoss
 from maskcls.model.memory import check_step_memory
 from maskcls.model.module import (
+    DEFAULT_HEAD,
     MaskClassifier,
     check_head,
     check_pretrained_file,
@@ -100,7 +101,7 @@ def check_config(cfg: DictConfig) -> Plan:
     # so it is built for real later; this trial build checks its parameters now.
     plan = Plan(instantiate_plainly(cfg.data, _convert_="all"), build_callbacks(cfg),
                 instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None)
-    check_head(cfg.model.get("head", "single"))
+    check_head(cfg.model.get("head", DEFAULT_HEAD))
     check_step_memory(name, plan.datamodule.pipeline.image_size, plan.datamodule.batch_size,
                       str(cfg.trainer.get("accelerator", "auto")))
     if cfg.model.get("pretrained_file"):
@@ -153,7 +154,7 @@ def build_loss(cfg: DictConfig, class_counts: list[int]) -> torch.nn.Module:
     def make(counts: list[int]) -> torch.nn.Module:
         return instantiate_plainly(cfg.loss, class_counts=counts)
 
-    if cfg.model.get("head", "single") == "multi":
+    if cfg.model.get("head", DEFAULT_HEAD) == "multi":
         weights = cfg.model.get("task_weights")
         return TaskLoss(make, class_counts,
                         OmegaConf.to_container(weights) if weights is not None else None)
