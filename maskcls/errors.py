@@ -78,5 +78,8 @@ def one_line_errors(*also: type[BaseException]) -> Iterator[None]:
     try:
         yield
     except (MaskclsError, *also) as e:
+        code = getattr(e, "exit_code", 1)
+        if code == 1:  # the message travels with the exit: Python prints it to stderr
+            raise SystemExit(f"error: {e}") from None
         print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(getattr(e, "exit_code", 1)) from None
+        raise SystemExit(code) from None

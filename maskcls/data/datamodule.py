@@ -120,8 +120,7 @@ class MaskDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, loader_workers(num_workers, cache)
         check_split_args(val_ratio, n_folds, fold)
         self.val_ratio, self.n_folds, self.fold = val_ratio, n_folds, fold
-        self.split_seed, self.seed = split_seed, seed
-        self._draw_seed = split_seed * 100_003 + seed  # every draw of training rows
+        self.split_seed, self.seed, self._draw_seed = split_seed, seed, split_seed * 100_003 + seed
         self.undersample = {"keep_masked": 5, "resample_each_epoch": True, **(undersample or {})}
         check_sampling_args(self.undersample["keep_masked"], oversample)
         self.oversample, self.smote = oversample, smote
