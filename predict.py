@@ -13,7 +13,6 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from maskcls.config_checks import check_accelerator, check_values
 from maskcls.errors import one_line_errors
 from maskcls.run.overrides import check_argv
 
@@ -24,17 +23,14 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 @hydra.main(config_path="conf", config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     # torch and Lightning load here, not at import: `predict.py --help` stays instant
+    from maskcls.config import PredictSettings, settings
     from maskcls.inference import predict
     from maskcls.inference.summary import result_lines
 
     with one_line_errors():
-        check_values(cfg)
-        check_accelerator(cfg.accelerator, key="accelerator")
-        ckpt = cfg.ckpt if isinstance(cfg.ckpt, str | None) else [str(c) for c in cfg.ckpt]
-        res = predict(ckpt, cfg.data.root, cfg.output, cfg.tta, cfg.save_probs,
-                      cfg.batch_size, cfg.num_workers, cfg.accelerator, cfg.calibrate,
-                      cfg.face_boxes, cfg.model_file, cfg.overwrite)
-    print("\n".join(result_lines(res, cfg.tta, cfg.calibrate, cfg.model_file is not None)))
+        asked = settings(cfg, PredictSettings)
+        res = predict(asked)
+    print("\n".join(result_lines(res, asked.tta, asked.calibrate, asked.model_file is not None)))
 
 if __name__ == "__main__":
     check_argv(sys.argv[1:], Path(__file__).parent / "conf", "predict")

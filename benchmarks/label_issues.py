@@ -32,12 +32,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _train(root: Path, out: Path, *extra: str) -> float:
     """``experiment=quick`` on ``root``; its eval macro-F1 (flip TTA, as the recipe says)."""
+    from maskcls.config import PredictData, PredictSettings
     from maskcls.inference import predict
 
     run_python("train.py", "experiment=quick", f"data.root={root}", "data.synthetic=null",
                f"hydra.run.dir={out}", "callbacks.progress_bar.refresh_rate=0", *extra)
-    return predict(str(out), str(root), output=str(out / "eval.csv"), tta=True,
-                   overwrite=True)["score"]["f1"]
+    return predict(PredictSettings(ckpt=str(out),
+                                   data=PredictData(str(root)),
+                                   output=str(out / "eval.csv"),
+                                   tta=True,
+                                   overwrite=True))["score"]["f1"]
 
 
 def finder_table(issues: pd.DataFrame, truth: pd.DataFrame, threshold: float) -> list[list[str]]:

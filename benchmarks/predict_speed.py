@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from hydra import compose, initialize_config_dir
 
+    from maskcls.config import PredictData, PredictSettings
     from maskcls.data import catalog as cat
     from maskcls.data.dataset import decode_all
     from maskcls.data.pipeline import Pipeline
@@ -83,8 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     ours = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        predict(str(run), data_root=str(data), output=str(run / "bench_submission.csv"),
-                batch_size=args.batch, accelerator="cpu")
+        predict(PredictSettings(ckpt=str(run),
+                                data=PredictData(str(data)),
+                                output=str(run / "bench_submission.csv"),
+                                batch_size=args.batch,
+                                accelerator="cpu"))
         ours.append(time.perf_counter() - t0)
 
     n = len(paths)

@@ -194,11 +194,17 @@ def _probs_file(runs: dict[str, Path], name: str) -> Path:
 
 def score_row(row: Row, run: Path, root: Path) -> dict[str, Any]:
     from maskcls import labels
+    from maskcls.config import PredictData, PredictSettings
     from maskcls.inference import predict
 
     sub = run / f"eval_{_slug(row.name)}.csv"
-    predict(str(run), str(root), output=str(sub), tta=row.tta, calibrate=row.calibrate,
-            save_probs=True, overwrite=True)  # the benchmark's own file
+    predict(PredictSettings(ckpt=str(run),
+                            data=PredictData(str(root)),
+                            output=str(sub),
+                            tta=row.tta,
+                            calibrate=row.calibrate,
+                            save_probs=True,
+                            overwrite=True))  # the benchmark's own file
     s = score_detail(sub, root)
     groups = [labels.decode(c) for c in range(labels.NUM_CLASSES)]
     s["rare_60+"] = float(np.mean([f for f, (_, _, a) in zip(s["f1_per_class"], groups,

@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import TINY_RUN, assert_one_line_error, cli, make_cfg
 
+from maskcls.config import PredictSettings
 from maskcls.data import catalog as cat
 from maskcls.data.face_boxes import FaceBoxes, relative
 from maskcls.errors import CheckpointError, ConfigError, DataLayoutError
@@ -38,7 +39,7 @@ def test_hand_edited_calibration_offsets_are_refused_before_predicting(fold_runs
     (run / "config.yaml").write_bytes((fold_runs / "0" / "config.yaml").read_bytes())
     (run / "calibration.json").write_text(json.dumps({"offsets": offsets}))
     with pytest.raises(CheckpointError, match="calibration.json"):
-        predict(str(run), calibrate=True, output=str(tmp_path / "s.csv"))
+        predict(PredictSettings(ckpt=str(run), calibrate=True, output=str(tmp_path / "s.csv")))
     assert not (tmp_path / "s.csv").exists()
 
 
@@ -276,21 +277,26 @@ def test_a_box_file_edited_after_training_is_named(synth_root, tmp_path):
 
     boxes = _all_boxes(synth_root, tmp_path / "boxes.csv")
     train(make_cfg(synth_root, tmp_path / "run", f"data.face_boxes={boxes}"))
-    predict(str(tmp_path / "run"), output=str(tmp_path / "a.csv"))  # unchanged: fine
+    # unchanged: fine
+    predict(PredictSettings(ckpt=str(tmp_path / "run"), output=str(tmp_path / "a.csv")))
     table = pd.read_csv(boxes)
     table.loc[0, "x1"] = 30
     table.to_csv(boxes, index=False)
     with pytest.raises(CheckpointError, match="has changed since the model was trained"):
-        predict(str(tmp_path / "run"), output=str(tmp_path / "b.csv"))
+        predict(PredictSettings(ckpt=str(tmp_path / "run"), output=str(tmp_path / "b.csv")))
     # given explicitly, the file is used as it is now
-    predict(str(tmp_path / "run"), output=str(tmp_path / "c.csv"), face_boxes=str(boxes))
+    predict(PredictSettings(ckpt=str(tmp_path / "run"),
+                            output=str(tmp_path / "c.csv"),
+                            face_boxes=str(boxes)))
     assert (tmp_path / "c.csv").exists() and not (tmp_path / "b.csv").exists()
 
 
 def test_face_boxes_for_a_model_without_face_crops_are_refused(fold_runs, synth_root, tmp_path):
     boxes = _all_boxes(synth_root, tmp_path / "boxes.csv")
     with pytest.raises(ConfigError, match="trained without face crops"):
-        predict(str(fold_runs / "0"), output=str(tmp_path / "s.csv"), face_boxes=str(boxes))
+        predict(PredictSettings(ckpt=str(fold_runs / "0"),
+                                output=str(tmp_path / "s.csv"),
+                                face_boxes=str(boxes)))
 
 
 def test_an_ensemble_of_a_sweep_names_the_jobs_left_out(fold_runs, tmp_path):
@@ -301,6 +307,6 @@ def test_an_ensemble_of_a_sweep_names_the_jobs_left_out(fold_runs, tmp_path):
         shutil.copytree(fold_runs / job, sweep / job)
     (sweep / "2" / ".hydra").mkdir(parents=True)
     (sweep / "2" / "failure.json").write_text('{"type": "X", "message": "boom"}')
-    res = predict(str(sweep), output=str(tmp_path / "s.csv"))
+    res = predict(PredictSettings(ckpt=str(sweep), output=str(tmp_path / "s.csv")))
     assert res["members"] == 2
     assert any("left out: 2 (failed)" in n for n in res["notes"]), res["notes"]

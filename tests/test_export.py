@@ -10,6 +10,7 @@ import pytest
 from conftest import cli, make_cfg
 
 from maskcls import labels
+from maskcls.config import ExportSettings, PredictData, PredictSettings
 from maskcls.errors import CheckpointError, ConfigError
 from maskcls.export.reader import METADATA_KEY, load_exported
 from maskcls.export.writer import TOLERANCE, export
@@ -36,7 +37,9 @@ def test_exported_model_gives_the_checkpoints_probabilities(fmt, head, fold_runs
                                                             synth_root, tmp_path):
     run = fold_runs / "0" if head == "multi" else single_head_run
     suffix = ".onnx" if fmt == "onnx" else ".pt"
-    res = export(str(run), fmt, str(tmp_path / f"model{suffix}"))
+    res = export(ExportSettings(ckpt=str(run),
+                                format=fmt,
+                                output=str(tmp_path / f"model{suffix}")))
     assert res["max_diff"] <= TOLERANCE
     model = load_exported(res["path"])
     assert model.metadata["head"] == head
@@ -54,7 +57,7 @@ def test_exported_model_gives_the_checkpoints_probabilities(fmt, head, fold_runs
 
 def test_onnx_file_carries_its_input_contract(fold_runs, tmp_path):
     run = fold_runs / "0"
-    path = export(str(run), "onnx", str(tmp_path / "m.onnx"))["path"]
+    path = export(ExportSettings(ckpt=str(run), output=str(tmp_path / "m.onnx")))["path"]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (inp,), (outp,) = session.get_inputs(), session.get_outputs()
     assert (inp.name, inp.type, outp.name) == ("pixels", "tensor(uint8)", "probs")
@@ -77,8 +80,11 @@ def test_predict_scores_an_exported_model_like_its_checkpoint(fold_runs, synth_r
               "calibrate=true", script="predict.py")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "exported model" in out.stdout and "score against eval/answers.csv" in out.stdout
-    from_ckpt = predict(str(run), output=str(tmp_path / "ckpt.csv"), num_workers=0,
-                        accelerator="cpu", calibrate=True)
+    from_ckpt = predict(PredictSettings(ckpt=str(run),
+                                        output=str(tmp_path / "ckpt.csv"),
+                                        num_workers=0,
+                                        accelerator="cpu",
+                                        calibrate=True))
     assert f"over {from_ckpt['score']['classes_scored']} classes" in out.stdout
     printed = float(out.stdout.split("macro-F1 ")[1].split()[0])
     assert printed == pytest.approx(from_ckpt["score"]["f1"], abs=1e-4)
@@ -88,11 +94,15 @@ def test_predict_scores_an_exported_model_like_its_checkpoint(fold_runs, synth_r
 
 def test_export_refuses_what_it_cannot_write(fold_runs, tmp_path):
     with pytest.raises(ConfigError, match="2 checkpoints"):
-        export(str(fold_runs), "onnx", str(tmp_path / "m.onnx"))
+        export(ExportSettings(ckpt=str(fold_runs), format="onnx", output=str(tmp_path / "m.onnx")))
     with pytest.raises(ConfigError, match=r"\.onnx file"):
-        export(str(fold_runs / "0"), "onnx", str(tmp_path / "m.pt"))
+        export(ExportSettings(ckpt=str(fold_runs / "0"),
+                              format="onnx",
+                              output=str(tmp_path / "m.pt")))
     with pytest.raises(ConfigError, match="format must be one of"):
-        export(str(fold_runs / "0"), "tflite", str(tmp_path / "m.onnx"))
+        export(ExportSettings(ckpt=str(fold_runs / "0"),
+                              format="tflite",
+                              output=str(tmp_path / "m.onnx")))
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
@@ -105,9 +115,11 @@ def test_predict_refuses_a_model_file_not_from_maskcls(tmp_path, synth_root):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     onnx.save_model(helper.make_model(graph), str(tmp_path / "other.onnx"))
     with pytest.raises(CheckpointError, match="not written by python -m maskcls.export"):
-        predict(model_file=str(tmp_path / "other.onnx"), data_root=str(synth_root))
+        predict(PredictSettings(model_file=str(tmp_path / "other.onnx"),
+                                data=PredictData(str(synth_root))))
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(CheckpointError, match="not a readable TorchScript model"):
-        predict(model_file=str(tmp_path / "junk.pt"), data_root=str(synth_root))
+        predict(PredictSettings(model_file=str(tmp_path / "junk.pt"),
+                                data=PredictData(str(synth_root))))
     with pytest.raises(ConfigError, match="either ckpt="):
-        predict(data_root=str(synth_root))
+        predict(PredictSettings(data=PredictData(str(synth_root))))

@@ -10,6 +10,7 @@ import torch
 from conftest import cli, make_cfg
 from PIL import Image
 
+from maskcls.config import PredictSettings
 from maskcls.data.face_boxes import FaceBoxes, relative
 from maskcls.data.pipeline import Pipeline
 from maskcls.errors import DataLayoutError
@@ -131,14 +132,16 @@ def test_boxes_from_another_detector_drive_training_and_prediction(synth_copy, t
     want = Pipeline((32, 24)).resize(torch.from_numpy(np.array(
         Image.open(image).convert("RGB"))).permute(2, 0, 1)[:, :32, :24])
     assert torch.equal(pipe.read(str(image)), want)
-    res = predict(str(out), output=str(tmp_path / "sub.csv"))
+    res = predict(PredictSettings(ckpt=str(out), output=str(tmp_path / "sub.csv")))
     assert res["rows"] == 42
     # a box file that misses the eval images is refused before predicting
     moved = tmp_path / "train_only.csv"
     table = pd.read_csv(csv)
     table[table["path"].str.startswith("train/")].to_csv(moved, index=False)
     with pytest.raises(DataLayoutError, match="no box for 42 of 42 images"):
-        predict(str(out), output=str(tmp_path / "sub2.csv"), face_boxes=str(moved))
+        predict(PredictSettings(ckpt=str(out),
+                                output=str(tmp_path / "sub2.csv"),
+                                face_boxes=str(moved)))
     assert not (tmp_path / "sub2.csv").exists()
 
 

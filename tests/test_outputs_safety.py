@@ -190,14 +190,18 @@ def test_two_runs_create_one_mlflow_store_together(synth_root, tmp_path):
 
 
 def test_an_export_never_replaces_an_earlier_one_silently(fold_runs, tmp_path):
+    from maskcls.config import ExportSettings
     from maskcls.errors import ConfigError
     from maskcls.export.writer import export
 
     out = tmp_path / "m.pt"
-    export(str(fold_runs / "0"), "torchscript", str(out))
+    export(ExportSettings(ckpt=str(fold_runs / "0"), format="torchscript", output=str(out)))
     first = out.read_bytes()
     with pytest.raises(ConfigError, match="exists .*overwrite=true"):
-        export(str(fold_runs / "1"), "torchscript", str(out))
+        export(ExportSettings(ckpt=str(fold_runs / "1"), format="torchscript", output=str(out)))
     assert out.read_bytes() == first
-    export(str(fold_runs / "1"), "torchscript", str(out), overwrite=True)
+    export(ExportSettings(ckpt=str(fold_runs / "1"),
+                          format="torchscript",
+                          output=str(out),
+                          overwrite=True))
     assert out.read_bytes() != first

@@ -10,6 +10,7 @@ import torch
 from conftest import cli, evil_checkpoint
 from PIL import Image
 
+from maskcls.config import PredictData, PredictSettings
 from maskcls.data.catalog import DataLayoutError
 from maskcls.errors import CheckpointError, ConfigError
 from maskcls.inference import Source, predict
@@ -30,14 +31,14 @@ def _check_submission(path: Path, data_root: Path) -> pd.DataFrame:
 
 def test_run_folder_checkpoint_file_and_multirun(fold_runs, synth_root, tmp_path):
     run = fold_runs / "0"
-    res = predict(str(run))
+    res = predict(PredictSettings(ckpt=str(run)))
     assert res["submission"] == run / "submission.csv" and res["members"] == 1
     a = _check_submission(run / "submission.csv", synth_root)
     assert set(res["score"]) == {"f1", "acc", "f1_mask", "f1_gender", "f1_age", "classes_scored"}
     out = tmp_path / "from_file.csv"
-    predict(str(run / "checkpoints" / "best.ckpt"), output=str(out))
+    predict(PredictSettings(ckpt=str(run / "checkpoints" / "best.ckpt"), output=str(out)))
     assert _check_submission(out, synth_root).equals(a)  # same model, same answer
-    res = predict(str(fold_runs), save_probs=True)
+    res = predict(PredictSettings(ckpt=str(fold_runs), save_probs=True))
     assert res["members"] == 2 and res["submission"] == fold_runs / "submission.csv"
     _check_submission(fold_runs / "submission.csv", synth_root)
     probs = pd.read_csv(res["probs"])
@@ -49,18 +50,24 @@ def test_run_folder_checkpoint_file_and_multirun(fold_runs, synth_root, tmp_path
 def test_ensemble_averages_member_probabilities(fold_runs, synth_root, tmp_path):
     members = []
     for job in ("0", "1"):
-        res = predict(str(fold_runs / job), output=str(tmp_path / f"{job}.csv"), save_probs=True)
+        res = predict(PredictSettings(ckpt=str(fold_runs / job),
+                                      output=str(tmp_path / f"{job}.csv"),
+                                      save_probs=True))
         members.append(pd.read_csv(res["probs"]).iloc[:, 1:].to_numpy())
-    res = predict(str(fold_runs), output=str(tmp_path / "ens.csv"))
+    res = predict(PredictSettings(ckpt=str(fold_runs), output=str(tmp_path / "ens.csv")))
     ens = pd.read_csv(tmp_path / "ens.csv")
     assert (ens["ans"].to_numpy() == np.mean(members, axis=0).argmax(1)).all()
     assert res["score"]["f1"] >= min(m["f1"] for m in res["member_scores"]) - 1e-9
 
 
 def test_tta_changes_probabilities_not_the_format(fold_runs, synth_root, tmp_path):
-    plain = predict(str(fold_runs / "0"), output=str(tmp_path / "a.csv"), save_probs=True)
-    flipped = predict(str(fold_runs / "0"), output=str(tmp_path / "b.csv"), save_probs=True,
-                      tta=True)
+    plain = predict(PredictSettings(ckpt=str(fold_runs / "0"),
+                                    output=str(tmp_path / "a.csv"),
+                                    save_probs=True))
+    flipped = predict(PredictSettings(ckpt=str(fold_runs / "0"),
+                                      output=str(tmp_path / "b.csv"),
+                                      save_probs=True,
+                                      tta=True))
     _check_submission(tmp_path / "b.csv", synth_root)
     pa, pb = (pd.read_csv(r["probs"]).iloc[:, 1:].to_numpy() for r in (plain, flipped))
     assert not np.allclose(pa, pb)
@@ -75,8 +82,10 @@ def test_real_eval_set_gives_12600_rows(fold_runs, real_tree, tmp_path):
     tiny = (tmp_path / "tiny.jpg").read_bytes()
     for image_id in info["ImageID"]:
         (data / "eval" / "images" / image_id).write_bytes(tiny)
-    res = predict(str(fold_runs / "0"), data_root=str(data), output=str(tmp_path / "s.csv"),
-                  batch_size=512)
+    res = predict(PredictSettings(ckpt=str(fold_runs / "0"),
+                                  data=PredictData(str(data)),
+                                  output=str(tmp_path / "s.csv"),
+                                  batch_size=512))
     assert res["rows"] == 12600 and "score" not in res
     _check_submission(tmp_path / "s.csv", data)
 
@@ -102,7 +111,9 @@ def test_missing_and_foreign_checkpoints(fold_runs, tmp_path):
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.ckpt: not a loadable checkpoint"):
-        predict(str(junk), data_root=str(fold_runs.parent), output=str(tmp_path / "x.csv"))
+        predict(PredictSettings(ckpt=str(junk),
+                                data=PredictData(str(fold_runs.parent)),
+                                output=str(tmp_path / "x.csv")))
 
 
 def test_other_class_count_is_refused_before_any_work(fold_runs, synth_root, tmp_path):
@@ -113,7 +124,9 @@ def test_other_class_count_is_refused_before_any_work(fold_runs, synth_root, tmp
     path = tmp_path / "two.ckpt"
     torch.save(ckpt, path)
     with pytest.raises(CheckpointError, match="weights do not fit a resnet18 with a multi head"):
-        predict(str(path), data_root=str(synth_root), output=str(tmp_path / "x.csv"))
+        predict(PredictSettings(ckpt=str(path),
+                                data=PredictData(str(synth_root)),
+                                output=str(tmp_path / "x.csv")))
     single = MaskClassifier(head="single")  # and an 18-way head cut to 10 classes
     ckpt["hyper_parameters"]["head"] = "single"
     ckpt["state_dict"] = single.state_dict()
@@ -121,7 +134,9 @@ def test_other_class_count_is_refused_before_any_work(fold_runs, synth_root, tmp
     ckpt["state_dict"]["net.fc.bias"] = ckpt["state_dict"]["net.fc.bias"][:10]
     torch.save(ckpt, path)
     with pytest.raises(CheckpointError, match="predicts 10 classes, the competition has 18"):
-        predict(str(path), data_root=str(synth_root), output=str(tmp_path / "x.csv"))
+        predict(PredictSettings(ckpt=str(path),
+                                data=PredictData(str(synth_root)),
+                                output=str(tmp_path / "x.csv")))
     assert not (tmp_path / "x.csv").exists()
 
 
@@ -129,7 +144,9 @@ def test_malicious_pickle_is_refused_without_running(fold_runs, synth_root, tmp_
     path, marker = evil_checkpoint(fold_runs / "0" / "checkpoints" / "best.ckpt", tmp_path)
     assert zipfile.is_zipfile(path)
     with pytest.raises(CheckpointError, match="weights_only=True"):
-        predict(str(path), data_root=str(synth_root), output=str(tmp_path / "x.csv"))
+        predict(PredictSettings(ckpt=str(path),
+                                data=PredictData(str(synth_root)),
+                                output=str(tmp_path / "x.csv")))
     assert not marker.exists()
 
 
@@ -138,12 +155,16 @@ def test_data_errors_stop_before_work(fold_runs, synth_copy, tmp_path):
     first = pd.read_csv(info)["ImageID"][0]
     (synth_copy / "eval" / "images" / first).unlink()
     with pytest.raises(DataLayoutError, match=first):
-        predict(str(fold_runs / "0"), data_root=str(synth_copy), output=str(tmp_path / "x.csv"))
+        predict(PredictSettings(ckpt=str(fold_runs / "0"),
+                                data=PredictData(str(synth_copy)),
+                                output=str(tmp_path / "x.csv")))
     info.unlink()
     with pytest.raises(DataLayoutError, match="info.csv does not exist"):
-        predict(str(fold_runs / "0"), data_root=str(synth_copy), output=str(tmp_path / "x.csv"))
+        predict(PredictSettings(ckpt=str(fold_runs / "0"),
+                                data=PredictData(str(synth_copy)),
+                                output=str(tmp_path / "x.csv")))
     with pytest.raises(ConfigError, match="does not exist; create it"):
-        predict(str(fold_runs / "0"), output=str(tmp_path / "no" / "x.csv"))
+        predict(PredictSettings(ckpt=str(fold_runs / "0"), output=str(tmp_path / "no" / "x.csv")))
     assert not list(tmp_path.glob("**/x.csv"))
 
 
@@ -166,21 +187,21 @@ def test_fold_ensemble_decodes_each_eval_image_once(fold_runs, synth_root, monke
 
 def test_a_submission_is_never_replaced_silently(fold_runs, tmp_path):
     out = tmp_path / "sub.csv"
-    predict(str(fold_runs / "0"), output=str(out))
+    predict(PredictSettings(ckpt=str(fold_runs / "0"), output=str(out)))
     first = out.read_bytes()
     with pytest.raises(ConfigError, match="exists .*overwrite=true"):
-        predict(str(fold_runs / "1"), output=str(out))
+        predict(PredictSettings(ckpt=str(fold_runs / "1"), output=str(out)))
     assert out.read_bytes() == first
-    predict(str(fold_runs / "1"), output=str(out), overwrite=True)
+    predict(PredictSettings(ckpt=str(fold_runs / "1"), output=str(out), overwrite=True))
     assert out.read_bytes() != first
 
 
 def test_any_runs_are_ensembled_and_named(fold_runs, tmp_path):
     runs = [str(fold_runs / "0"), str(fold_runs / "1")]
     with pytest.raises(ConfigError, match="give output="):
-        predict(runs)
-    res = predict(runs, output=str(tmp_path / "ens.csv"))
+        predict(PredictSettings(ckpt=runs))
+    res = predict(PredictSettings(ckpt=runs, output=str(tmp_path / "ens.csv")))
     assert res["members"] == 2 and res["member_names"] == runs
-    same = predict(str(fold_runs), output=str(tmp_path / "sweep.csv"))
+    same = predict(PredictSettings(ckpt=str(fold_runs), output=str(tmp_path / "sweep.csv")))
     assert (tmp_path / "ens.csv").read_bytes() == (tmp_path / "sweep.csv").read_bytes()
     assert same["score"] == res["score"]

@@ -14,6 +14,7 @@ import yaml
 from conftest import TINY_RUN, assert_one_line_error, cli, make_cfg
 from filelock import FileLock
 
+from maskcls.config import PredictSettings
 from maskcls.data import catalog as cat
 from maskcls.data.corrections import apply_corrections
 from maskcls.data.fingerprint import eval_fingerprint
@@ -229,14 +230,14 @@ def test_a_checkpoint_with_wrongly_typed_records_is_one_error(fold_runs, tmp_pat
         ckpt["hyper_parameters"][field] = value
     torch.save(ckpt, path)
     with pytest.raises(CheckpointError, match=str(path)):
-        predict(str(run), output=str(tmp_path / "s.csv"))
+        predict(PredictSettings(ckpt=str(run), output=str(tmp_path / "s.csv")))
 
 
 # ----------------------------------------------------------------------- 8. ensembles
 def test_an_ensemble_counts_each_model_once(fold_runs, tmp_path):
     copy = _copy_run(fold_runs / "0", tmp_path / "copy")
-    res = predict([str(fold_runs), str(fold_runs / "0"), str(copy)],
-                  output=str(tmp_path / "s.csv"))
+    res = predict(PredictSettings(ckpt=[str(fold_runs), str(fold_runs / "0"), str(copy)],
+                                  output=str(tmp_path / "s.csv")))
     assert res["members"] == 2
     assert sum("counted once" in n for n in res["notes"]) == 2
 
@@ -244,7 +245,7 @@ def test_an_ensemble_counts_each_model_once(fold_runs, tmp_path):
 def test_an_unfinished_sweep_job_is_left_out_and_named(fold_runs, tmp_path):
     sweep = _copy_run(fold_runs, tmp_path / "sweep")
     (sweep / "1" / "metrics.json").unlink()  # stopped by Ctrl-C after its first best epoch
-    res = predict(str(sweep), output=str(tmp_path / "s.csv"))
+    res = predict(PredictSettings(ckpt=str(sweep), output=str(tmp_path / "s.csv")))
     assert res["members"] == 1
     assert any("left out: 1 (unfinished)" in n for n in res["notes"]), res["notes"]
 
@@ -254,16 +255,16 @@ def test_a_folder_of_separate_runs_is_not_a_sweep(fold_runs, tmp_path):
     for name in ("12-00-00-resnet18", "13-00-00-quick-resnet18"):
         _copy_run(fold_runs / "0", day / name)
     with pytest.raises(CheckpointError, match="2 separate runs .*, not one sweep"):
-        predict(str(day), output=str(tmp_path / "s.csv"))
+        predict(PredictSettings(ckpt=str(day), output=str(tmp_path / "s.csv")))
 
 
 # ------------------------------------------------------------ 9. outputs never replaced
 def test_a_submission_being_written_is_refused_to_a_second_writer(fold_runs, tmp_path):
     out = tmp_path / "s.csv"
     with FileLock(f"{out}.lock"), pytest.raises(ConfigError, match="being written by another"):
-        predict(str(fold_runs / "0"), output=str(out))
+        predict(PredictSettings(ckpt=str(fold_runs / "0"), output=str(out)))
     assert not out.exists()
-    predict(str(fold_runs / "0"), output=str(out))
+    predict(PredictSettings(ckpt=str(fold_runs / "0"), output=str(out)))
     assert out.exists() and not (tmp_path / "s.csv.lock").exists()
 
 

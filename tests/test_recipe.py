@@ -12,6 +12,7 @@ import torch
 from conftest import CONF, make_cfg
 
 from maskcls import labels
+from maskcls.config import PredictSettings
 from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.mixing import MixBatch
 from maskcls.data.transforms import AugmentConfig
@@ -99,7 +100,7 @@ def test_multi_head_runs_end_to_end_and_predict_needs_no_flag(synth_root, tmp_pa
     val = pd.read_csv(out / "val_predictions.csv")
     probs = val[[f"prob_{c}" for c in range(18)]].to_numpy()
     assert np.allclose(probs.sum(1), 1, atol=1e-4)
-    res = predict(str(out), output=str(tmp_path / "sub.csv"), tta=True)
+    res = predict(PredictSettings(ckpt=str(out), output=str(tmp_path / "sub.csv"), tta=True))
     assert res["rows"] == 6 * labels.SHOTS_PER_PERSON
 
 
@@ -246,16 +247,22 @@ def test_a_run_writes_calibration_and_predict_applies_it(fold_runs, tmp_path):
     run = fold_runs / "0"
     saved = json.loads((run / "calibration.json").read_text())
     assert saved["f1_after"] >= saved["f1_before"]
-    plain = predict(str(run), output=str(tmp_path / "plain.csv"), save_probs=True)
-    tuned = predict(str(run), output=str(tmp_path / "tuned.csv"), save_probs=True,
-                    calibrate=True)
+    plain = predict(PredictSettings(ckpt=str(run),
+                                    output=str(tmp_path / "plain.csv"),
+                                    save_probs=True))
+    tuned = predict(PredictSettings(ckpt=str(run),
+                                    output=str(tmp_path / "tuned.csv"),
+                                    save_probs=True,
+                                    calibrate=True))
     assert tuned["uncalibrated_score"] == plain["score"]
     raw = pd.read_csv(tmp_path / "plain_probs.csv")
     probs = raw[[f"prob_{c}" for c in range(18)]].to_numpy()
     want = calibration.apply(probs, saved["offsets"]).argmax(1)
     assert (pd.read_csv(tmp_path / "tuned.csv")["ans"].to_numpy() == want).all()
     # an ensemble of folds averages its members' offsets
-    both = predict(str(fold_runs), output=str(tmp_path / "ens.csv"), calibrate=True)
+    both = predict(PredictSettings(ckpt=str(fold_runs),
+                                   output=str(tmp_path / "ens.csv"),
+                                   calibrate=True))
     assert both["members"] == 2
 
 
@@ -266,7 +273,7 @@ def test_calibrate_without_a_calibration_file_says_so(fold_runs, tmp_path):
     shutil.copytree(fold_runs / "0", run)
     (run / "calibration.json").unlink()
     with pytest.raises(Exception, match="calibration.json does not exist"):
-        predict(str(run), output=str(tmp_path / "sub.csv"), calibrate=True)
+        predict(PredictSettings(ckpt=str(run), output=str(tmp_path / "sub.csv"), calibrate=True))
     assert not (tmp_path / "sub.csv").exists()
 
 

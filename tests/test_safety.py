@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from maskcls import atomic
+from maskcls.config import PredictData, PredictSettings
 from maskcls.data import catalog as cat
 from maskcls.data.corrections import apply_corrections
 from maskcls.data.dataset import MAX_IMAGE_PIXELS, read_rgb, unreadable_images
@@ -202,7 +203,9 @@ def test_predict_refuses_outputs_that_are_inputs_or_folders(fold_runs, synth_cop
     before = {p: p.read_bytes() for p in [*run.rglob("*"), *synth_copy.rglob("*.csv"), output]
               if p.is_file()}
     with pytest.raises(ConfigError, match="output="):
-        predict(str(run), data_root=str(synth_copy), output=str(output))
+        predict(PredictSettings(ckpt=str(run),
+                                data=PredictData(str(synth_copy)),
+                                output=str(output)))
     after = {p: p.read_bytes() for p in [*run.rglob("*"), *synth_copy.rglob("*.csv"), output]
              if p.is_file()}
     assert after == before
@@ -211,8 +214,11 @@ def test_predict_refuses_outputs_that_are_inputs_or_folders(fold_runs, synth_cop
 def test_outputs_have_ordinary_permissions(fold_runs, synth_root, tmp_path):
     old = os.umask(0o022)
     try:
-        res = predict(str(fold_runs / "0"), data_root=str(synth_root),
-                      output=str(tmp_path / "sub.csv"), save_probs=True, num_workers=0)
+        res = predict(PredictSettings(ckpt=str(fold_runs / "0"),
+                                      data=PredictData(str(synth_root)),
+                                      output=str(tmp_path / "sub.csv"),
+                                      save_probs=True,
+                                      num_workers=0))
         atomic.write_text(tmp_path / "x.json", "{}")
     finally:
         os.umask(old)
@@ -298,17 +304,23 @@ def test_the_default_synthetic_location_is_generated_and_checked(tmp_path):
     ("data.n_folds=1", "data.n_folds must be at least 2"),
     ("trainer.max_epochs=0", "trainer.max_epochs must be >= 1"),
     ("data.val_ratio=1.5", "data.val_ratio must be in (0, 1)"),
-    ("data.n_folds=abc", "data.n_folds must be >= 2, got 'abc'"),
-    ("data.undersample.keep_masked=abc", "keep_masked must be in 1..5, got 'abc'"),
-    ("loss=focal loss.gamma=abc", "loss.gamma must be >= 0, got 'abc'"),
-    ("model.pretrained=yes", "model.pretrained must be true or false, got 'yes'"),
-    ("data.verify=1", "data.verify must be true or false, got 1"),
-    ("loss.weighted=no", "loss.weighted must be true or false, got 'no'"),
+    ("data.n_folds=abc", "data.n_folds must be an integer or null, got 'abc'"),
+    ("data.undersample.keep_masked=abc", "keep_masked must be an integer, got 'abc'"),
+    ("data.undersample.keep_masked=9", "keep_masked must be in 1..5, got 9"),
+    ("loss=focal loss.gamma=abc", "loss.gamma must be a number, got 'abc'"),
+    ("loss=focal loss.gamma=-1", "loss.gamma must be >= 0, got -1"),
+    ("model.pretrained=maybe", "model.pretrained must be true or false, got 'maybe'"),
+    ("data.verify=2", "data.verify must be true or false, got 2"),
+    ("loss.weighted=perhaps", "loss.weighted must be true or false, got 'perhaps'"),
     ("trainer.accelerator=gpu", "no CUDA GPU is visible"),
     ("trainer.precision=17", "trainer.precision must be one of"),
     ("trainer.devices=abc", "trainer.devices must be auto"),
     ("+trainer.fast_dev_run=no", "trainer.fast_dev_run must be >= 0"),
-    ("data.undersample.resample_each_epoch=off", "resample_each_epoch must be true or false"),
+    ("data.undersample.resample_each_epoch=never", "resample_each_epoch must be true or false"),
+    ("+data.undersample.keepmasked=1", "did you mean data.undersample.keep_masked?"),
+    ("monitor_mode=up", "monitor_mode must be one of max, min, got 'up'"),
+    ("optimizer=sgd optimizer.momentum=1.5", "optimizer.momentum must be in [0, 1)"),
+    ("+optimizer.momentum=0.9", "optimizer.momentum is not a setting of optimizer (AdamW)"),
     ("trainer.deterministic=maybe", "trainer.deterministic must be true, false or warn"),
 ])
 def test_bad_option_values_are_named_before_data_is_read(synth_root, tmp_path, override,
@@ -325,8 +337,8 @@ def test_bad_option_values_are_named_before_data_is_read(synth_root, tmp_path, o
 def test_bad_values_print_one_line_from_the_command_line(synth_root, tmp_path):
     assert_one_line_error(cli(f"data.root={synth_root}", "data.batch_size=abc",
                               f"hydra.run.dir={tmp_path / 'run'}"), "data.batch_size")
-    assert_one_line_error(cli("ckpt=x", "tta=no", script="predict.py"),
-                          "tta must be true or false, got 'no'")
+    assert_one_line_error(cli("ckpt=x", "tta=nope", script="predict.py"),
+                          "tta must be true or false, got 'nope'")
 
 
 # ---------------------------------------------------------------------------- data files
@@ -451,8 +463,10 @@ def test_an_undecodable_eval_image_is_reported_once_without_a_traceback(fold_run
     first = pd.read_csv(synth_copy / "eval" / "info.csv")["ImageID"][0]
     (synth_copy / "eval" / "images" / first).write_bytes(b"not an image")
     with pytest.raises(ImageReadError) as e:
-        predict(str(fold_runs / "0"), data_root=str(synth_copy),
-                output=str(tmp_path / "sub.csv"), num_workers=2)
+        predict(PredictSettings(ckpt=str(fold_runs / "0"),
+                                data=PredictData(str(synth_copy)),
+                                output=str(tmp_path / "sub.csv"),
+                                num_workers=2))
     message = str(e.value)
     assert first in message and "Traceback" not in message and message.count(first) == 1
     res = cli(f"ckpt={fold_runs / '0'}", f"data.root={synth_copy}",

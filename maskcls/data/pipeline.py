@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from maskcls.config_checks import check_value
+from maskcls.config import check_value
 from maskcls.data.batch_transforms import BatchTransform, check_normalisation
 from maskcls.data.dataset import read_rgb
 from maskcls.data.face_boxes import FaceBoxes

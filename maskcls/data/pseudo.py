@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls import labels
-from maskcls.config_checks import check_value
+from maskcls.config import Open, check_value
 from maskcls.data import catalog as cat
 from maskcls.errors import ConfigError, DataLayoutError
 
@@ -27,7 +27,7 @@ PERSON_PREFIX = "pseudo:"  # person ids of pseudo-labelled images: never a real 
 def check_pseudo_args(path: str | None, threshold: float, root: str | os.PathLike) -> None:
     """Before any training: the threshold is a probability and the file a valid probability
     table of this root's eval set (``read_probabilities``)."""
-    check_value("data.pseudo_threshold", threshold, "number", ("open", 0), 1)
+    check_value("data.pseudo_threshold", threshold, "number", Open(0), 1)
     if path is None:
         return
     if not Path(os.path.expanduser(str(path))).is_file():

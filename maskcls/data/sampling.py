@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Sampler, WeightedRandomSampler
 
 from maskcls import labels
-from maskcls.config_checks import check_value
+from maskcls.config import check_value
 from maskcls.errors import ConfigError
 
 OVERSAMPLE_MODES = ("none", "weighted", "repeat")

@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from maskcls import labels
-from maskcls.config_checks import check_value
+from maskcls.config import Open, check_value
 from maskcls.errors import ConfigError
 
 
@@ -44,7 +44,7 @@ def check_split_args(val_ratio: float, n_folds: int | None, fold: int) -> None:
         check_value("data.n_folds", n_folds, "int", 2, optional=True)
         check_value("data.fold", fold, "int", 0, n_folds - 1)
     else:
-        check_value("data.val_ratio", val_ratio, "number", ("open", 0), ("open", 1))
+        check_value("data.val_ratio", val_ratio, "number", Open(0), Open(1))
 
 
 def holdout_split(catalog: pd.DataFrame, val_ratio: float, seed: int) -> tuple[set, set]:

@@ -16,13 +16,12 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 @hydra.main(config_path=str(CONF), config_name="export", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     # torch, onnx and Lightning load here: --help stays instant
-    from maskcls.config_checks import check_values
+    from maskcls.config import ExportSettings, settings
     from maskcls.export.writer import export
     from maskcls.run import folder as rf
 
     with one_line_errors():
-        check_values(cfg)
-        res = export(str(cfg.ckpt), str(cfg.format), cfg.output, cfg.face_boxes, cfg.overwrite)
+        res = export(settings(cfg, ExportSettings))
     h, w = res["image_size"]
     path = Path(res["path"]).absolute()
     submission = path.with_name(f"submission_{path.stem}.csv")  # beside the run's own

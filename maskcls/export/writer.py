@@ -30,6 +30,7 @@ from pytorch_lightning.core.module import _jit_is_scripting
 from torch import nn
 
 from maskcls import atomic, labels
+from maskcls.config import ExportSettings
 from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.pipeline import Pipeline
 from maskcls.errors import CheckpointError, ConfigError
@@ -134,12 +135,13 @@ def default_output(folder: Path, fmt: str) -> Path:
     return folder / f"model{FORMATS[fmt]}"
 
 
-def export(ckpt: str, fmt: str = "onnx", output: str | None = None,
-           face_boxes: str | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Export one checkpoint (a ``.ckpt`` or a run folder); returns the path, its size and the
-    largest probability difference from the checkpoint on a check batch. An existing output
-    is replaced only with ``overwrite``."""
+def export(settings: ExportSettings) -> dict[str, Any]:
+    """Export one checkpoint (``settings.ckpt``: a ``.ckpt`` or a run folder); returns the path,
+    its size and the largest probability difference from the checkpoint on a check batch. An
+    existing output is replaced only with ``overwrite``."""
     quiet_libraries()
+    ckpt, fmt, output = str(settings.ckpt), settings.format, settings.output
+    face_boxes, overwrite = settings.face_boxes, settings.overwrite
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     _check_package(fmt)

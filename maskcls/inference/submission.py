@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls import atomic, labels
+from maskcls.config import PredictSettings
 from maskcls.data import catalog as cat
 from maskcls.data.fingerprint import eval_fingerprint, file_digest
 from maskcls.errors import CheckpointError, ConfigError, DataLayoutError
@@ -158,43 +159,40 @@ def predict_probs(scorers: list[Scorer], data_root: str | os.PathLike, tta: bool
     return eval_df, eval_probabilities(scorers, eval_df, tta, batch_size, num_workers)
 
 
-def predict(ckpt: str | None = None, data_root: str | None = None, output: str | None = None,
-            tta: bool = False, save_probs: bool = False, batch_size: int = 128,
-            num_workers: int = 2, accelerator: str = "auto", calibrate: bool = False,
-            face_boxes: str | None = None, model_file: str | None = None,
-            overwrite: bool = False) -> dict[str, Any]:
-    """Write ``submission.csv`` (and optionally the probabilities) from checkpoints (``ckpt``)
-    or an exported model (``model_file``); returns what was done, with scores when
-    ``eval/answers.csv`` exists. ``calibrate`` applies the decision offsets of each member's
-    run (``calibration.json``; an ensemble uses its folder's own file where it has one, else
-    the members' mean; an exported model carries its run's). ``ckpt`` may list several runs
-    (ensembled like the folds of a sweep; give ``output``). An existing output is replaced
+def predict(settings: PredictSettings) -> dict[str, Any]:
+    """Write ``submission.csv`` (and optionally the probabilities) from checkpoints
+    (``settings.ckpt``) or an exported model (``model_file``); returns what was done, with
+    scores when ``eval/answers.csv`` exists. ``calibrate`` applies the decision offsets of each
+    member's run (``calibration.json``; an ensemble uses its folder's own file where it has one,
+    else the members' mean; an exported model carries its run's). ``ckpt`` may list several
+    runs (ensembled like the folds of a sweep; give ``output``). An existing output is replaced
     only with ``overwrite``."""
     quiet_libraries()
-    source = Source.resolve(ckpt, model_file, calibrate)
+    s = settings
+    ckpt = s.ckpt if isinstance(s.ckpt, str | None) else [str(c) for c in s.ckpt]
+    source = Source.resolve(ckpt, s.model_file, s.calibrate)
+    data_root = s.data.root
     if data_root is None:
         if len(source.data_roots) != 1:
             raise ConfigError("data.root is not known from the run's config.yaml "
                               f"(found {sorted(source.data_roots) or 'none'}); pass "
                               "data.root=/path/to/data")
         data_root = next(iter(source.data_roots))
-    if output is None and source.folder is None:
+    if s.output is None and source.folder is None:
         raise ConfigError("ckpt= lists several runs: give output=<file.csv> for their ensemble")
-    out = Path(output).expanduser() if output else source.folder / rf.SUBMISSION
+    out = Path(s.output).expanduser() if s.output else source.folder / rf.SUBMISSION
     prob_path = out.with_name(out.stem + "_probs.csv")
-    for target in (out, prob_path) if save_probs else (out,):
+    for target in (out, prob_path) if s.save_probs else (out,):
         check_output(target, "output", ".csv", source.inputs, [Path(data_root).expanduser()],
-                     overwrite)
+                     s.overwrite)
     with output_lock(out, "output"):
-        return _predict_into(source, out, prob_path, data_root, tta, save_probs, batch_size,
-                             num_workers, accelerator, face_boxes)
+        return _predict_into(source, out, prob_path, data_root, s)
 
 
 def _predict_into(source: Source, out: Path, prob_path: Path, data_root: str | os.PathLike,
-                  tta: bool, save_probs: bool, batch_size: int, num_workers: int,
-                  accelerator: str, face_boxes: str | None) -> dict[str, Any]:
-    scorers = source.scorers(face_boxes, accelerator)
-    eval_df, probs = predict_probs(scorers, data_root, tta, batch_size, num_workers)
+                  s: PredictSettings) -> dict[str, Any]:
+    scorers = source.scorers(s.face_boxes, s.accelerator)
+    eval_df, probs = predict_probs(scorers, data_root, s.tta, s.batch_size, s.num_workers)
     mean = np.mean(probs, axis=0)
     raw_pred = mean.argmax(1)
     if source.offsets is not None:
@@ -202,9 +200,9 @@ def _predict_into(source: Source, out: Path, prob_path: Path, data_root: str | o
     sub = pd.DataFrame({"ImageID": eval_df["ImageID"], "ans": mean.argmax(1)})
     atomic.write_csv(sub, out)
     result: dict[str, Any] = {"submission": out, "rows": len(sub), "members": len(probs),
-                              "member_names": [s.name for s in scorers],
+                              "member_names": [m.name for m in scorers],
                               "notes": [*source.notes, *_eval_set_note(source, data_root)]}
-    if save_probs:
+    if s.save_probs:
         table = pd.concat([eval_df[["ImageID"]],
                            pd.DataFrame(mean, columns=[f"prob_{c}" for c in range(mean.shape[1])])],
                           axis=1)

@@ -19,7 +19,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EMAWeightAveraging
 
-from maskcls.config_checks import check_value
+from maskcls.config import Open, check_value
 
 
 class EMA(EMAWeightAveraging):
@@ -33,7 +33,7 @@ class EMA(EMAWeightAveraging):
     """
 
     def __init__(self, decay: float = 0.95, start_step: int = 0) -> None:
-        check_value("callbacks.ema.decay", decay, "number", ("open", 0), ("open", 1))
+        check_value("callbacks.ema.decay", decay, "number", Open(0), Open(1))
         check_value("callbacks.ema.start_step", start_step, "int", 0)
         super().__init__(decay=decay, update_starting_at_step=start_step)
         self.decay = decay

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from maskcls import labels
-from maskcls.config_checks import check_value
+from maskcls.config import Open, check_value
 from maskcls.errors import ConfigError
 
 
@@ -50,7 +50,7 @@ class CrossEntropy(_Weighted):
     def __init__(self, weighted: bool = False, label_smoothing: float = 0.0,
                  class_counts: Sequence[int] | None = None) -> None:
         super().__init__(weighted, class_counts)
-        check_value("loss.label_smoothing", label_smoothing, "number", 0, ("open", 1))
+        check_value("loss.label_smoothing", label_smoothing, "number", 0, Open(1))
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -85,7 +85,7 @@ class FocalLoss(_Weighted):
                  class_counts: Sequence[int] | None = None) -> None:
         super().__init__(weighted, class_counts)
         check_value("loss.gamma", gamma, "number", 0)
-        check_value("loss.label_smoothing", label_smoothing, "number", 0, ("open", 1))
+        check_value("loss.label_smoothing", label_smoothing, "number", 0, Open(1))
         self.gamma, self.label_smoothing = gamma, label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

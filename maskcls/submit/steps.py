@@ -179,7 +179,9 @@ def out_of_fold(plan: Plan) -> dict[str, Any]:
 
 
 def predict(plan: Plan) -> dict[str, Any]:
+    from maskcls.config import PredictSettings
     from maskcls.inference import predict as predict_eval
 
-    return predict_eval(ckpt=str(plan.out), tta=plan.tta, calibrate=plan.calibrate,
-                        output=str(plan.out / rf.SUBMISSION))
+    return predict_eval(PredictSettings(ckpt=str(plan.out), tta=plan.tta,
+                                        calibrate=plan.calibrate,
+                                        output=str(plan.out / rf.SUBMISSION)))

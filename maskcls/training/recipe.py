@@ -25,7 +25,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from maskcls import labels
-from maskcls.config_checks import check_accelerator, check_known_keys, check_values
+from maskcls.config import TrainConfig, validate
+from maskcls.config.keys import REQUIRED_GROUPS
 from maskcls.data.datamodule import MaskDataModule
 from maskcls.errors import (
     ConfigError,
@@ -84,10 +85,8 @@ def check_config(cfg: DictConfig) -> Plan:
 
     ``cfg`` is settled first (``inputs.settle``): input paths made absolute, so the run folder
     records what this run read whatever folder a later resume or prediction starts in."""
-    check_known_keys(cfg)
+    validate(cfg, TrainConfig, tuple(REQUIRED_GROUPS))
     settle(cfg)
-    check_values(cfg)
-    check_accelerator(cfg.trainer.get("accelerator"), cfg.trainer.get("devices", 1))
     trackers.check_loggers(cfg)
     name = cfg.model.backbone
     if not timm.is_model(name):
