@@ -58,7 +58,7 @@ def test_task_loss_is_the_weighted_sum_of_per_task_losses():
     torch.manual_seed(0)
     logits = {t: torch.randn(8, n) for t, n in zip(labels.TASKS, labels.TASK_SHAPE, strict=True)}
     y = torch.randint(0, 18, (8,))
-    loss = TaskLoss(lambda counts: CrossEntropy(), [1] * 18, {"age": 2.0})
+    loss = TaskLoss(CrossEntropy, {"age": 2.0})
     m, g, a = labels.decode(y)
     want = (torch.nn.functional.cross_entropy(logits["mask"], m)
             + torch.nn.functional.cross_entropy(logits["gender"], g)
@@ -67,14 +67,17 @@ def test_task_loss_is_the_weighted_sum_of_per_task_losses():
     # a one-hot probability target is the same target
     assert torch.allclose(loss(logits, torch.nn.functional.one_hot(y, 18).float()), want)
     with pytest.raises(ConfigError, match="unknown task"):
-        TaskLoss(lambda counts: CrossEntropy(), [1] * 18, {"ages": 1.0})
+        TaskLoss(CrossEntropy, {"ages": 1.0})
 
 
 def test_task_losses_get_each_tasks_class_counts():
-    seen = []
     counts = list(range(1, 19))
-    TaskLoss(lambda c: seen.append(c) or CrossEntropy(), counts)
-    assert seen == [list(x) for x in labels.task_marginals(np.array(counts))]
+    loss = TaskLoss(lambda: CrossEntropy(weighted=True))
+    loss.set_class_counts(counts)
+    for task, task_counts in zip(labels.TASKS, labels.task_marginals(np.array(counts)),
+                                 strict=True):
+        want = CrossEntropy(weighted=True, class_counts=list(task_counts)).weight
+        assert torch.equal(loss.losses[task].weight, want)
 
 
 @pytest.mark.parametrize("loss", [CrossEntropy(label_smoothing=0.1),

@@ -1,8 +1,9 @@
 """Losses for the imbalanced 18-class task. Each is one class here plus one ``conf/loss`` yaml.
 
-Every loss takes ``class_counts`` (training images per class, given by ``train.py``) so that
-class-weighted variants need no extra wiring; losses that do not weight ignore it. Targets are
-class ids ``(B,)`` or, after mixup / cutmix, class probabilities ``(B, C)``.
+Every loss takes the training class counts through ``set_class_counts`` (``train.py`` passes
+them once the data is set up; or ``class_counts=`` when it is built), so class-weighted
+variants need no extra wiring; losses that do not weight ignore them. Targets are class ids
+``(B,)`` or, after mixup / cutmix, class probabilities ``(B, C)``.
 """
 
 from __future__ import annotations
@@ -37,10 +38,19 @@ def target_probs(target: torch.Tensor, n_classes: int, dtype: torch.dtype) -> to
 class _Weighted(nn.Module):
     def __init__(self, weighted: bool, class_counts: Sequence[int] | None) -> None:
         super().__init__()
-        if weighted and class_counts is None:
-            raise ConfigError("a class-weighted loss needs the training class counts")
-        weight = inverse_frequency_weights(class_counts) if weighted else None
-        self.register_buffer("weight", weight, persistent=False)
+        self.weighted = weighted
+        self.register_buffer("weight", None, persistent=False)
+        if class_counts is not None:
+            self.set_class_counts(class_counts)
+
+    def set_class_counts(self, class_counts: Sequence[int]) -> None:
+        if self.weighted:
+            self.weight = inverse_frequency_weights(class_counts)
+
+    def _check_counts(self) -> None:
+        if self.weighted and self.weight is None:
+            raise ConfigError("a class-weighted loss needs the training class counts "
+                              "(set_class_counts) before its first batch")
 
 
 class CrossEntropy(_Weighted):
@@ -54,6 +64,7 @@ class CrossEntropy(_Weighted):
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self._check_counts()
         if target.ndim == 2 and self.weight is not None:
             return self._weighted_soft(logits, target)
         if target.ndim == 2:  # mixed targets: class probabilities
@@ -89,6 +100,7 @@ class FocalLoss(_Weighted):
         self.gamma, self.label_smoothing = gamma, label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self._check_counts()
         log_p = F.log_softmax(logits.float(), dim=1)
         n_classes = log_p.shape[1]
         hard = target_probs(target, n_classes, log_p.dtype)
@@ -107,6 +119,9 @@ class SoftF1Loss(nn.Module):
     def __init__(self, eps: float = 1e-7, class_counts: Sequence[int] | None = None) -> None:
         super().__init__()
         self.eps = eps
+
+    def set_class_counts(self, class_counts: Sequence[int]) -> None:
+        """Unweighted: the counts change nothing."""
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         prob = logits.float().softmax(dim=1)
@@ -129,23 +144,24 @@ class WeightedSum(nn.Module):
             {name: instantiate(t["loss"], class_counts=class_counts) for name, t in terms.items()})
         self.weights = {name: float(t.get("weight", 1.0)) for name, t in terms.items()}
 
+    def set_class_counts(self, class_counts: Sequence[int]) -> None:
+        for loss in self.losses.values():
+            loss.set_class_counts(class_counts)
+
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return sum(self.weights[n] * loss(logits, target) for n, loss in self.losses.items())
 
 
 class TaskLoss(nn.Module):
     """The loss of a per-task head (``model.head=multi``): ``sum_t weight_t * loss_t`` over
-    mask, gender and age, each ``loss_t`` the configured loss built with that task's class
-    counts. An 18-class target (ids or mixed probabilities) is split into its three task
+    mask, gender and age, each ``loss_t`` a configured loss (``make_loss()``) given that task's
+    class counts. An 18-class target (ids or mixed probabilities) is split into its three task
     targets (for probabilities, their marginals)."""
 
-    def __init__(self, make_loss: Callable[[list[int]], nn.Module], class_counts: Sequence[int],
+    def __init__(self, make_loss: Callable[[], nn.Module],
                  weights: Mapping[str, float] | None = None) -> None:
         super().__init__()
-        per_task = labels.task_marginals(torch.as_tensor(class_counts, dtype=torch.float64))
-        self.losses = nn.ModuleDict({
-            task: make_loss(counts.round().long().tolist())
-            for task, counts in zip(labels.TASKS, per_task, strict=True)})
+        self.losses = nn.ModuleDict({task: make_loss() for task in labels.TASKS})
         weights = dict(weights or {})
         unknown = sorted(set(weights) - set(labels.TASKS))
         if unknown:
@@ -154,6 +170,12 @@ class TaskLoss(nn.Module):
         for task, w in weights.items():
             check_value(f"model.task_weights.{task}", w, "number", 0)
         self.weights = {task: float(weights.get(task, 1.0)) for task in labels.TASKS}
+
+    def set_class_counts(self, class_counts: Sequence[int]) -> None:
+        """Each task's loss gets the counts of its own classes (the 18 counts' marginals)."""
+        per_task = labels.task_marginals(torch.as_tensor(class_counts, dtype=torch.float64))
+        for task, counts in zip(labels.TASKS, per_task, strict=True):
+            self.losses[task].set_class_counts(counts.round().long().tolist())
 
     def forward(self, logits: Mapping[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         if target.ndim == 2:

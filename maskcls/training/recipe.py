@@ -24,7 +24,6 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from maskcls import labels
 from maskcls.config import TrainConfig, validate
 from maskcls.config.keys import REQUIRED_GROUPS
 from maskcls.data.datamodule import MaskDataModule
@@ -40,9 +39,6 @@ from maskcls.model.memory import check_step_memory
 from maskcls.model.module import (
     DEFAULT_HEAD,
     MaskClassifier,
-    check_head,
-    check_pretrained_file,
-    check_schedule,
     create_backbone,
 )
 from maskcls.run import STARTED, sweep
@@ -69,19 +65,21 @@ def instantiate_plainly(node: Any, **kwargs: Any) -> Any:
 
 @dataclass
 class Plan:
-    """What ``check_config`` built and checked, used as it is by the rest of the run: the
-    datamodule (not set up yet), the callbacks, the scheduler settings, and the global step
-    of ``ckpt_path`` (None without one; the checkpoint is read once)."""
+    """What ``check_config`` built, each piece once, used as it is by the rest of the run: the
+    datamodule (not set up yet), the model (its loss gets the class counts once the data is
+    set up), the callbacks, and the global step of ``ckpt_path`` (None without one; the
+    checkpoint is read once)."""
 
     datamodule: MaskDataModule
+    model: MaskClassifier
     callbacks: list[pl.Callback]
-    scheduler: dict[str, Any] | None
     resume_step: int | None = None
 
 
 def check_config(cfg: DictConfig) -> Plan:
-    """Catch configuration mistakes before any data is read or model is built; what is built
-    for the checks (datamodule, callbacks, scheduler) is returned for the run to use.
+    """Catch configuration mistakes before any data is read: the config against its schema,
+    then each object built from it, whose constructor checks its own values (the datamodule
+    its split and sampling, the model its head, schedule and weights file).
 
     ``cfg`` is settled first (``inputs.settle``): input paths made absolute, so the run folder
     records what this run read whatever folder a later resume or prediction starts in."""
@@ -95,18 +93,11 @@ def check_config(cfg: DictConfig) -> Plan:
         raise ConfigError(f"data.batch_size=1 cannot train model.backbone={name}: its BatchNorm "
                           "layers need two or more images per batch. Use data.batch_size >= 2 "
                           "(trainer.accumulate_grad_batches adds up batches if memory is short)")
-    # Constructing the datamodule reads no data: it checks its settings (image size, split,
-    # sampling, cache, normalisation). The loss's class weights need the data's class counts,
-    # so it is built for real later; this trial build checks its parameters now.
-    plan = Plan(instantiate_plainly(cfg.data, _convert_="all"), build_callbacks(cfg),
-                instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None)
-    check_head(cfg.model.get("head", DEFAULT_HEAD))
-    check_step_memory(name, plan.datamodule.pipeline.image_size, plan.datamodule.batch_size,
+    dm: MaskDataModule = instantiate_plainly(cfg.data, _convert_="all")  # reads no data
+    check_step_memory(name, dm.pipeline.image_size, dm.batch_size,
                       str(cfg.trainer.get("accelerator", "auto")))
-    if cfg.model.get("pretrained_file"):
-        check_pretrained_file(cfg.model.pretrained_file, name)
-    build_loss(cfg, [1] * labels.NUM_CLASSES)
-    check_schedule(plan.scheduler)
+    plan = Plan(dm, build_model(cfg), build_callbacks(cfg))
+    _check_input_size(plan.model, dm.pipeline.image_size)
     check_data_root(cfg)
     if not cfg.get("ckpt_path"):
         return plan
@@ -117,7 +108,7 @@ def check_config(cfg: DictConfig) -> Plan:
                           f"has already trained {done} epoch(s); give trainer.max_epochs "
                           f"> {done} to train more")
     if _resumes_in(cfg, Path(cfg.paths.output_dir)):
-        check_same_data(plan.datamodule, ckpt, Path(cfg.paths.output_dir))
+        check_same_data(dm, ckpt, Path(cfg.paths.output_dir))
     plan.resume_step = int(ckpt["global_step"])
     return plan
 
@@ -128,17 +119,25 @@ def _has_batchnorm(backbone: str) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
+def build_model(cfg: DictConfig) -> MaskClassifier:
+    """The model with its loss, optimiser and schedule, from the run's seed (so every job of
+    a sweep starts from the same weights)."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    scheduler = instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None
+    model: MaskClassifier = instantiate_plainly(
+        cfg.model, loss=build_loss(cfg), optimizer=instantiate(cfg.optimizer),
+        scheduler=scheduler)
+    return model
+
+
 def build(cfg: DictConfig, plan: Plan | None = None) -> tuple[MaskDataModule, MaskClassifier]:
-    """Set up the data and build the model (``plan``: from ``check_config``, run here when
-    not given)."""
+    """Set up the data and give the model's loss the training class counts (``plan``: from
+    ``check_config``, run here when not given)."""
     plan = plan if plan is not None else check_config(cfg)
-    dm = plan.datamodule
+    dm, model = plan.datamodule, plan.model
     dm.prepare_data()
     dm.setup("fit")
-    loss = build_loss(cfg, dm.class_counts)
-    model: MaskClassifier = instantiate_plainly(
-        cfg.model, loss=loss, optimizer=instantiate(cfg.optimizer), scheduler=plan.scheduler)
-    _check_input_size(model, dm.pipeline.image_size)
+    model.criterion.set_class_counts(dm.class_counts)
     # Lightning's model summary measures FLOPs and layer sizes on this (else it shows 0)
     model.example_input_array = torch.zeros(1, 3, *dm.pipeline.image_size, dtype=torch.uint8)
     return dm, model
@@ -148,16 +147,16 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     return [instantiate_plainly(c) for c in (cfg.get("callbacks") or {}).values()]
 
 
-def build_loss(cfg: DictConfig, class_counts: list[int]) -> torch.nn.Module:
-    """``conf/loss`` for the configured head: one 18-class loss, or one per task."""
-    def make(counts: list[int]) -> torch.nn.Module:
-        return instantiate_plainly(cfg.loss, class_counts=counts)
+def build_loss(cfg: DictConfig) -> torch.nn.Module:
+    """``conf/loss`` for the configured head: one 18-class loss, or one per task. Class
+    weights come later, from the data (``set_class_counts``)."""
+    def make() -> torch.nn.Module:
+        return instantiate_plainly(cfg.loss)
 
     if cfg.model.get("head", DEFAULT_HEAD) == "multi":
         weights = cfg.model.get("task_weights")
-        return TaskLoss(make, class_counts,
-                        OmegaConf.to_container(weights) if weights is not None else None)
-    return make(class_counts)
+        return TaskLoss(make, OmegaConf.to_container(weights) if weights is not None else None)
+    return make()
 
 
 def _check_input_size(model: MaskClassifier, image_size: tuple[int, int]) -> None:
@@ -268,8 +267,6 @@ def _fit(trainer: pl.Trainer, model: MaskClassifier, dm: MaskDataModule, out: Pa
 def _fit_and_report(cfg: DictConfig, plan: Plan, out: Path, started: float,
                     extra_callbacks: Sequence[pl.Callback]) -> float:
     """``plan.resume_step``: the global step of ``last.ckpt`` when resuming in ``out``."""
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-
     dm, model = build(cfg, plan)
     callbacks = plan.callbacks + list(extra_callbacks)
     summary = not _later_sweep_job()  # the layer table once per sweep, not once per job
