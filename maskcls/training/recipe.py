@@ -39,6 +39,9 @@ from maskcls.model.memory import check_step_memory
 from maskcls.model.module import (
     DEFAULT_HEAD,
     MaskClassifier,
+    check_head,
+    check_pretrained_file,
+    check_schedule,
     create_backbone,
 )
 from maskcls.run import STARTED, sweep
@@ -66,20 +69,23 @@ def instantiate_plainly(node: Any, **kwargs: Any) -> Any:
 @dataclass
 class Plan:
     """What ``check_config`` built, each piece once, used as it is by the rest of the run: the
-    datamodule (not set up yet), the model (its loss gets the class counts once the data is
-    set up), the callbacks, and the global step of ``ckpt_path`` (None without one; the
-    checkpoint is read once)."""
+    datamodule (not set up yet), the loss (its class counts come with the data), the
+    callbacks, the scheduler settings, and the global step of ``ckpt_path`` (None without one;
+    the checkpoint is read once)."""
 
     datamodule: MaskDataModule
-    model: MaskClassifier
+    loss: torch.nn.Module
     callbacks: list[pl.Callback]
+    scheduler: dict[str, Any] | None
     resume_step: int | None = None
 
 
 def check_config(cfg: DictConfig) -> Plan:
     """Catch configuration mistakes before any data is read: the config against its schema,
-    then each object built from it, whose constructor checks its own values (the datamodule
-    its split and sampling, the model its head, schedule and weights file).
+    then the objects built from it, whose constructors check their own values (the datamodule
+    its split and sampling, the loss its parameters). The model is built once the data is set
+    up (its weights are drawn after the data's draws, as every earlier run's were); its head,
+    schedule and weights file are checked here first.
 
     ``cfg`` is settled first (``inputs.settle``): input paths made absolute, so the run folder
     records what this run read whatever folder a later resume or prediction starts in."""
@@ -94,10 +100,14 @@ def check_config(cfg: DictConfig) -> Plan:
                           "layers need two or more images per batch. Use data.batch_size >= 2 "
                           "(trainer.accumulate_grad_batches adds up batches if memory is short)")
     dm: MaskDataModule = instantiate_plainly(cfg.data, _convert_="all")  # reads no data
+    plan = Plan(dm, build_loss(cfg), build_callbacks(cfg),
+                instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None)
+    check_head(cfg.model.get("head", DEFAULT_HEAD))
+    check_schedule(plan.scheduler)
     check_step_memory(name, dm.pipeline.image_size, dm.batch_size,
                       str(cfg.trainer.get("accelerator", "auto")))
-    plan = Plan(dm, build_model(cfg), build_callbacks(cfg))
-    _check_input_size(plan.model, dm.pipeline.image_size)
+    if cfg.model.get("pretrained_file"):
+        check_pretrained_file(cfg.model.pretrained_file, name)
     check_data_root(cfg)
     if not cfg.get("ckpt_path"):
         return plan
@@ -119,25 +129,17 @@ def _has_batchnorm(backbone: str) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
-def build_model(cfg: DictConfig) -> MaskClassifier:
-    """The model with its loss, optimiser and schedule, from the run's seed (so every job of
-    a sweep starts from the same weights)."""
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    scheduler = instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None
-    model: MaskClassifier = instantiate_plainly(
-        cfg.model, loss=build_loss(cfg), optimizer=instantiate(cfg.optimizer),
-        scheduler=scheduler)
-    return model
-
-
 def build(cfg: DictConfig, plan: Plan | None = None) -> tuple[MaskDataModule, MaskClassifier]:
-    """Set up the data and give the model's loss the training class counts (``plan``: from
-    ``check_config``, run here when not given)."""
+    """Set up the data, give the loss the training class counts and build the model
+    (``plan``: from ``check_config``, run here when not given)."""
     plan = plan if plan is not None else check_config(cfg)
-    dm, model = plan.datamodule, plan.model
+    dm = plan.datamodule
     dm.prepare_data()
     dm.setup("fit")
-    model.criterion.set_class_counts(dm.class_counts)
+    plan.loss.set_class_counts(dm.class_counts)
+    model: MaskClassifier = instantiate_plainly(
+        cfg.model, loss=plan.loss, optimizer=instantiate(cfg.optimizer), scheduler=plan.scheduler)
+    _check_input_size(model, dm.pipeline.image_size)
     # Lightning's model summary measures FLOPs and layer sizes on this (else it shows 0)
     model.example_input_array = torch.zeros(1, 3, *dm.pipeline.image_size, dtype=torch.uint8)
     return dm, model
@@ -267,6 +269,8 @@ def _fit(trainer: pl.Trainer, model: MaskClassifier, dm: MaskDataModule, out: Pa
 def _fit_and_report(cfg: DictConfig, plan: Plan, out: Path, started: float,
                     extra_callbacks: Sequence[pl.Callback]) -> float:
     """``plan.resume_step``: the global step of ``last.ckpt`` when resuming in ``out``."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
     dm, model = build(cfg, plan)
     callbacks = plan.callbacks + list(extra_callbacks)
     summary = not _later_sweep_job()  # the layer table once per sweep, not once per job
