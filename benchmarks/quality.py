@@ -82,6 +82,9 @@ ABLATIONS = [
     # colour jitter may wash out colour cues (grey hair, lip colour)
     Row("quick, no colour jitter", ["experiment=quick", "augment.brightness=0",
                                     "augment.contrast=0", "augment.saturation=0"], tta=True),
+    # inverse-frequency class weights (per task with the per-task head): the rare 60+ classes
+    # weigh as much as the common ones
+    Row("quick + class-weighted loss", ["experiment=quick", "loss=weighted_ce"], tta=True),
     Row("quick + calibration", tta=True, calibrate=True, run="quick"),
     Row("quick - TTA", run="quick"),
 ]

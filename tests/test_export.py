@@ -15,6 +15,7 @@ from maskcls.errors import CheckpointError, ConfigError
 from maskcls.export.reader import METADATA_KEY, load_exported
 from maskcls.export.writer import TOLERANCE, export
 from maskcls.inference import Source, calibration, predict, predict_probs
+from maskcls.run import folder as rf
 
 ROOT = Path(__file__).resolve().parents[1]
 # Exported and checkpoint probabilities agree to this (float32 kernels of another runtime
@@ -66,7 +67,7 @@ def test_onnx_file_carries_its_input_contract(fold_runs, tmp_path):
     assert inp.shape[1:] == [3, *meta["input"]["image_size"]] == [3, 32, 24]
     assert meta["classes"] == list(labels.CLASS_NAMES)
     assert meta["pipeline"]["mean"] and meta["pipeline"]["std"]
-    assert meta["calibration"] == calibration.load(run)
+    assert meta["calibration"] == calibration.load(run / rf.CALIBRATION)
 
 
 def test_predict_scores_an_exported_model_like_its_checkpoint(fold_runs, synth_root, tmp_path):

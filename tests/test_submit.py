@@ -35,7 +35,7 @@ def test_submit_trains_the_folds_fits_on_out_of_fold_and_writes_the_submission(
     assert (oof["pred"] == oof[PROB_COLUMNS].to_numpy().argmax(1)).all()
     cv = pd.read_csv(out / "summary_cv.csv")
     assert cv["folds_done"].tolist() == [2]
-    fitted = json.loads((out / calibration.FILE).read_text())
+    fitted = json.loads((out / rf.CALIBRATION).read_text())
     assert fitted["images"] == train_images
     sub = pd.read_csv(out / rf.SUBMISSION)
     info = pd.read_csv(synth_root / "eval" / "info.csv")
@@ -106,9 +106,9 @@ def test_an_ensemble_folder_calibrates_with_its_own_out_of_fold_offsets(
         fold_runs: Path, tmp_path: Path) -> None:
     sweep = shutil.copytree(fold_runs, tmp_path / "sweep")
     members = Source.resolve(str(sweep), None, calibrate=True).offsets
-    mean = calibration.mean_offsets([calibration.load(sweep / "0"),
-                                     calibration.load(sweep / "1")])
+    mean = calibration.mean_offsets([calibration.load(sweep / "0" / rf.CALIBRATION),
+                                     calibration.load(sweep / "1" / rf.CALIBRATION)])
     assert members == mean  # no file of its own: the members' mean
     own = {"mask": [0.0, 0.5, 0.0], "gender": [0.0, -0.3], "age": [0.0, 0.1, 1.2]}
-    calibration.save({"offsets": own}, sweep)
+    calibration.save({"offsets": own}, sweep / rf.CALIBRATION)
     assert Source.resolve(str(sweep), None, calibrate=True).offsets == own

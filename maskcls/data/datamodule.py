@@ -160,8 +160,7 @@ class MaskDataModule(pl.LightningDataModule):
 
     def _setup_train(self) -> None:
         df = cat.scan_train(self.root, self.age_bounds)
-        self.fingerprint = train_fingerprint(self.root, df["path"].tolist(),
-                                             df["person_id"].nunique())
+        self.fingerprint = train_fingerprint(self.root, df)
         if self.corrections:
             df = apply_corrections(df, self.corrections, self.age_bounds)
         if self.n_folds:

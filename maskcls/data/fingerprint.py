@@ -37,9 +37,10 @@ def people_digest(ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(set(map(str, ids)))).encode()).hexdigest()[:16]
 
 
-def train_fingerprint(root: str | os.PathLike, paths: Sequence[str],
-                      people: int) -> dict[str, Any]:
-    """``paths``: the catalog's image paths (under ``root``); ``people``: its person count."""
+def train_fingerprint(root: str | os.PathLike, catalog: Any) -> dict[str, Any]:
+    """What a run trained on: ``catalog`` is ``catalog.scan_train(root)``'s table (its image
+    paths and people), before corrections, pseudo-labels or SMOTE rows join it."""
+    paths, people = catalog["path"].tolist(), catalog["person_id"].nunique()
     h = hashlib.sha1()
     for p in sorted(paths):
         h.update(f"{relative(p)}\t{os.path.getsize(p)}\n".encode())

@@ -75,7 +75,7 @@ def metadata(ckpt: dict[str, Any], path: Path, run_dir: Path | None,
     hp = ckpt.get("hyper_parameters") or {}
     offsets = None
     if run_dir is not None and (run_dir / rf.CALIBRATION).exists():
-        offsets = calibration.load(run_dir)
+        offsets = calibration.load(run_dir / rf.CALIBRATION)
     return {
         "format_version": 1,
         "backbone": hp.get("backbone"),

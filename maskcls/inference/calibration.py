@@ -30,9 +30,7 @@ from torchmetrics.functional.classification import multiclass_f1_score
 
 from maskcls import atomic, labels
 from maskcls.errors import CheckpointError
-from maskcls.run import folder as rf
 
-FILE = rf.CALIBRATION
 GRID = np.round(np.arange(-3.0, 3.0001, 0.1), 2)  # offsets tried for each value
 ROUNDS = 3  # passes over the 8 offsets
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)  # shares of the fitted offsets tried by cross-validation
@@ -126,15 +124,14 @@ def fit(probs: np.ndarray, targets: np.ndarray, groups: np.ndarray | None = None
             "share": share, "f1_before": before, "f1_after": after, "images": len(truth)}
 
 
-def save(result: Mapping[str, Any], folder: Path) -> Path:
-    path = folder / FILE
+def save(result: Mapping[str, Any], path: Path) -> Path:
+    """Write ``result`` to ``path`` (a run's ``calibration.json``)."""
     atomic.write_text(path, json.dumps(result, indent=2) + "\n")
     return path
 
 
-def load(folder: Path) -> dict[str, list[float]]:
-    """The offsets saved in ``folder`` (a run folder), checked."""
-    path = folder / FILE
+def load(path: Path) -> dict[str, list[float]]:
+    """The offsets saved in ``path`` (a run's ``calibration.json``), checked."""
     if not path.exists():
         raise CheckpointError(f"calibrate=true: {path} does not exist; train.py writes it at the "
                               "end of every run (runs made before calibration existed have none:"

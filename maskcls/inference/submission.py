@@ -136,14 +136,14 @@ def _offsets(members: list[Member], folder: Path | None) -> dict[str, list[float
     """The calibration offsets of the ``ckpt=`` folder itself (a run's, or those
     ``python -m maskcls.submit`` fits on a k-fold's out-of-fold predictions), else every
     member's (checked before predicting), averaged."""
-    if folder is not None and (folder / calibration.FILE).is_file():
-        return calibration.load(folder)
+    if folder is not None and (folder / rf.CALIBRATION).is_file():
+        return calibration.load(folder / rf.CALIBRATION)
     parts = []
     for m in members:
         if m.run_dir is None:
             raise CheckpointError(f"calibrate=true: {m.ckpt} is not inside a run folder, so its "
                                   "calibration.json is unknown; give the run folder as ckpt=")
-        parts.append(calibration.load(m.run_dir))
+        parts.append(calibration.load(m.run_dir / rf.CALIBRATION))
     return calibration.mean_offsets(parts)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from maskcls import atomic
-from maskcls.errors import CheckpointError
+from maskcls.errors import CheckpointError, ConfigError
 
 
 def _local_path(path: str | os.PathLike, what: str) -> Path:
@@ -51,14 +51,20 @@ def load_checkpoint(path: str | os.PathLike, what: str = "ckpt") -> dict[str, An
     return ckpt
 
 
-def check_resumable(path: str | os.PathLike, what: str = "ckpt_path") -> dict[str, Any]:
+def check_resumable(path: str | os.PathLike, max_epochs: int,
+                    what: str = "ckpt_path") -> dict[str, Any]:
     """A checkpoint training can continue from: it holds the optimiser state, not weights only
-    (``best.ckpt`` is weights only; ``last.ckpt`` is complete)."""
+    (``best.ckpt`` is weights only; ``last.ckpt`` is complete), and has trained fewer than
+    ``max_epochs`` epochs (else nothing would train)."""
     ckpt = load_checkpoint(path, what)
     if "optimizer_states" not in ckpt or "loops" not in ckpt:
         raise CheckpointError(f"{what}={path}: holds weights only (no optimiser or loop state), so "
                               "training cannot continue from it; use the run's "
                               "checkpoints/last.ckpt")
+    done = int(ckpt["epoch"]) + 1
+    if max_epochs <= done:
+        raise ConfigError(f"trainer.max_epochs={max_epochs}, but {path} has already trained "
+                          f"{done} epoch(s); give trainer.max_epochs > {done} to train more")
     return ckpt
 
 

@@ -90,7 +90,7 @@ def check_same_data(dm: MaskDataModule, ckpt: dict[str, Any], run_dir: Path) -> 
     if not saved:
         return  # a checkpoint from before fingerprints were recorded
     df = cat.scan_train(dm.root, dm.age_bounds)
-    now = train_fingerprint(dm.root, df["path"].tolist(), df["person_id"].nunique())
+    now = train_fingerprint(dm.root, df)
     if now != saved:
         raise ConfigError(f"resume={run_dir} trained on other data than data.root={dm.root} "
                           f"holds ({describe_difference(saved, now)}); resume with the data it "

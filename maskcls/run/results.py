@@ -75,7 +75,7 @@ def write_run_files(out: Path, dm: MaskDataModule, details: dict[str, Any], trai
             errors_png(table, out / rf.ERRORS_PNG)
             fitted = calibration.fit(probs, details["targets"].numpy(),
                                      groups=val["person_id"].to_numpy())
-            calibration.save(fitted, out)
+            calibration.save(fitted, out / rf.CALIBRATION)
             metrics["calibration"] = {k: fitted[k] for k in ("share", "f1_before", "f1_after")}
         else:  # fast_dev_run or limit_val_batches: rows cannot be matched to images
             log.warning("val_predictions.csv not written: validation saw %d of the %d "

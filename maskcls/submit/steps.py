@@ -172,7 +172,7 @@ def out_of_fold(plan: Plan) -> dict[str, Any]:
     atomic.write_csv(table.join(oof[PROB_COLUMNS]), plan.out / OOF, float_format="%.6f")
     fitted = calibration.fit(probs, oof["label"].to_numpy(), groups=oof["person_id"].to_numpy())
     if plan.calibrate:
-        calibration.save(fitted, plan.out)
+        calibration.save(fitted, plan.out / rf.CALIBRATION)
     return {"images": len(oof), "people": int(oof["folder"].nunique()),
             "f1": fitted["f1_before"], "f1_calibrated": fitted["f1_after"],
             "share": fitted["share"]}

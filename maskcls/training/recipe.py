@@ -111,12 +111,7 @@ def check_config(cfg: DictConfig) -> Plan:
     check_data_root(cfg)
     if not cfg.get("ckpt_path"):
         return plan
-    ckpt = check_resumable(cfg.ckpt_path)
-    done = int(ckpt["epoch"]) + 1
-    if cfg.trainer.max_epochs <= done:  # equal: nothing would train
-        raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs}, but {cfg.ckpt_path} "
-                          f"has already trained {done} epoch(s); give trainer.max_epochs "
-                          f"> {done} to train more")
+    ckpt = check_resumable(cfg.ckpt_path, cfg.trainer.max_epochs)
     if _resumes_in(cfg, Path(cfg.paths.output_dir)):
         check_same_data(dm, ckpt, Path(cfg.paths.output_dir))
     plan.resume_step = int(ckpt["global_step"])
