@@ -77,6 +77,31 @@ def test_wrong_types_and_unknown_keys_name_the_key(overrides, message):
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize("override", ["model.pretrained=2", "data.verify=-1", "loss.weighted=10",
+                                      "+trainer.benchmark=0.5", "allow_failures=00x"])
+def test_a_boolean_given_a_number_other_than_one_or_zero_is_refused(override):
+    """OmegaConf reads any non-zero number as true; a flag set to 2 is a mistake, not a yes."""
+    key = override.lstrip("+").split("=")[0]
+    with pytest.raises(ConfigError, match=f"^{key} must be true or false"):
+        validate(_compose(override), TrainConfig, tuple(REQUIRED_GROUPS))
+
+
+def test_a_value_copied_from_another_key_is_named_where_it_was_set():
+    """``scheduler.scheduler.T_max`` is ``${trainer.max_epochs}``: the error names the key the
+    user typed, whichever node is checked first."""
+    with pytest.raises(ConfigError) as e:
+        validate(_compose("trainer.max_epochs=0"), TrainConfig, tuple(REQUIRED_GROUPS))
+    assert str(e.value).startswith("trainer.max_epochs must be >= 1, got 0")
+    assert "scheduler.scheduler.T_max" in str(e.value)
+
+
+@pytest.mark.parametrize(("tags", "kept"), [("focal", "focal"), ("[a,b]", ["a", "b"])])
+def test_tags_are_a_list_or_one_tag(tags, kept):
+    cfg = _compose(f"tags={tags}")
+    validate(cfg, TrainConfig, tuple(REQUIRED_GROUPS))
+    assert cfg.tags == kept
+
+
 def test_predict_settings_refuse_a_wrong_type_and_a_range():
     for override, message in (("batch_size=0", "batch_size must be >= 1"),
                               ("num_workers=x", "num_workers must be >= 0, got 'x'"),

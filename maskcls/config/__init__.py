@@ -9,6 +9,7 @@ read. A wrong type, an unknown key, a value out of range: one ``ConfigError`` na
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any, TypeVar
@@ -68,7 +69,7 @@ def _check_node(node: DictConfig, schema: type, key: str) -> None:
                           _owner_name(owner)) from None
     except ValidationError as e:
         raise _type_error(schema, key, str(e.full_key), node) from None
-    _write_back(node, typed)
+    _write_back(node, typed, key)
     _check_rules(node, schema, key)
 
 
@@ -86,23 +87,54 @@ def _check_rules(node: DictConfig, schema: type, key: str) -> None:
         if inner is not None and isinstance(value, DictConfig) \
                 and not OmegaConf.is_interpolation(node, f.name):
             _check_rules(value, inner, _join(key, f.name))
-        check_field(_join(key, f.name), f, value)
+        _check_field_or_source(node, key, f, value)
     rules = getattr(schema, "rules", None)
     if rules is not None:
         rules(key, node)
 
 
-def _write_back(node: DictConfig, typed: DictConfig) -> None:
+def _check_field_or_source(node: DictConfig, key: str, f: dataclasses.Field,
+                           value: Any) -> None:
+    """A value copied from another key (``T_max: ${trainer.max_epochs}``) is wrong where the
+    user set it: the error names that key, and the key it was copied to."""
+    name = _join(key, f.name)
+    source = _source_key(node, f.name)
+    try:
+        check_field(source or name, f, value)
+    except ConfigError as e:
+        if source is None:
+            raise
+        raise ConfigError(f"{e} (it sets {name})") from None
+
+
+def _source_key(node: DictConfig, name: str) -> str | None:
+    """``a.b`` when ``node.name`` is exactly ``${a.b}``, else None."""
+    if not OmegaConf.is_interpolation(node, name):
+        return None
+    found = re.fullmatch(r"\$\{(\w[\w.]*)\}", str(node._get_node(name)._value()))
+    return found.group(1) if found else None
+
+
+# What OmegaConf reads as a boolean and a user means as one: any other number is refused
+# (OmegaConf reads ``2`` and ``-1`` as true).
+_BOOLEAN_WORDS = {"true", "false", "yes", "no", "y", "n", "on", "off", "1", "0"}
+
+
+def _write_back(node: DictConfig, typed: DictConfig, key: str) -> None:
     """Values the schema read as its type (``"yes"`` -> ``True``) replace the text given."""
     for name in list(node):
         if OmegaConf.is_interpolation(node, name) or OmegaConf.is_missing(node, name):
             continue
         given, read = node._get_node(name), typed._get_node(name)
         if isinstance(given, DictConfig) and isinstance(read, DictConfig):
-            _write_back(given, read)
+            _write_back(given, read, _join(key, str(name)))
         elif OmegaConf.is_config(given) or OmegaConf.is_config(read):
             continue
         elif given._value() != read._value() or type(given._value()) is not type(read._value()):
+            if isinstance(read._value(), bool) and \
+                    str(given._value()).strip().lower() not in _BOOLEAN_WORDS:
+                raise ConfigError(f"{_join(key, str(name))} must be true or false, "
+                                  f"got {given._value()!r}")
             node[name] = read._value()
 
 

@@ -7,6 +7,7 @@ classes that the class checks when it is built (the split, the sampler, the loss
 the augmentation, the head) are typed here and ranged there, each rule in one place.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -19,8 +20,23 @@ from maskcls.config.lightning import (
     check_max_time,
     check_precision,
 )
+from maskcls.errors import ConfigError
 
 SEED_MAX = 2**32 - 1
+MAX_TAG = 64  # W&B's limit for one tag; MLflow's is larger
+
+
+def tag_list(tags: Any) -> list[str]:
+    """``tags=focal`` is one tag, ``tags=[a,b]`` two; each a non-empty text of at most 64
+    characters (what every tracker accepts)."""
+    if tags is None:
+        return []
+    items = list(tags) if isinstance(tags, Sequence) and not isinstance(tags, str) else [tags]
+    for t in items:
+        if not isinstance(t, str | int | float) or not str(t).strip() or len(str(t)) > MAX_TAG:
+            raise ConfigError(f"tags: {t!r} is not a tag; each tag is a text of 1 to {MAX_TAG} "
+                              "characters, e.g. tags=[focal,fold-study]")
+    return [str(t).strip() for t in items]
 
 
 @dataclass
@@ -265,7 +281,7 @@ class TrainConfig:
     SOURCE: ClassVar[str] = "conf/train.yaml"
 
     task_name: str = "train"
-    tags: list[str] = field(default_factory=list)
+    tags: Any = checked([], lambda key, value: tag_list(value))
     seed: int = ranged(42, low=0, high=SEED_MAX)
     monitor: str = "val/f1"
     monitor_mode: str = choice("max", "max", "min")

@@ -8,8 +8,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from maskcls.config.schema import tag_list
 from maskcls.data import catalog as cat
 from maskcls.data.datamodule import DATAMODULE_KEY, MaskDataModule
 from maskcls.data.fingerprint import describe_difference, train_fingerprint
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 INPUT_PATHS = ("paths.data_dir", "paths.synthetic_dir", "paths.tracking_dir", "data.root",
                "data.cache_dir", "data.corrections", "data.face_boxes", "data.pseudo_labels",
                "model.pretrained_file", "ckpt_path")
-MAX_TAG = 64  # W&B's limit for one tag; MLflow's is larger
 
 
 def settle(cfg: DictConfig) -> None:
@@ -32,23 +32,8 @@ def settle(cfg: DictConfig) -> None:
             value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
             if isinstance(value, str) and value and "://" not in value:
                 OmegaConf.update(cfg, key, str(Path(value).expanduser().absolute()))
-        cfg.tags = _tags(cfg.get("tags"))
+        cfg.tags = tag_list(cfg.get("tags"))
         _synthetic_only_at_default(cfg)
-
-
-def _tags(tags: Any) -> list[str]:
-    """``tags=focal`` is one tag, ``tags=[a,b]`` two; each a non-empty text of at most 64
-    characters (what every tracker accepts)."""
-    if tags is None:
-        return []
-    items = list(tags) if isinstance(tags, ListConfig | list | tuple) else [tags]
-    out = []
-    for t in items:
-        if isinstance(t, DictConfig | ListConfig) or not str(t).strip() or len(str(t)) > MAX_TAG:
-            raise ConfigError(f"tags: {t!r} is not a tag; each tag is a text of 1 to {MAX_TAG} "
-                              "characters, e.g. tags=[focal,fold-study]")
-        out.append(str(t).strip())
-    return out
 
 
 def _synthetic_only_at_default(cfg: DictConfig) -> None:
