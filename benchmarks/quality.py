@@ -85,6 +85,8 @@ ABLATIONS = [
     # inverse-frequency class weights (per task with the per-task head): the rare 60+ classes
     # weigh as much as the common ones
     Row("quick + class-weighted loss", ["experiment=quick", "loss=weighted_ce"], tta=True),
+    # logit adjustment: the logits learn the balanced posterior, the rare class wins its images
+    Row("quick + logit-adjusted loss", ["experiment=quick", "loss=logit_adjusted"], tta=True),
     Row("quick + calibration", tta=True, calibrate=True, run="quick"),
     Row("quick - TTA", run="quick"),
 ]

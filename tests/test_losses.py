@@ -74,3 +74,31 @@ def test_weighted_sum_from_config():
     logits, y = torch.randn(8, 18), torch.randint(0, 18, (8,))
     expect = CrossEntropy()(logits, y) + SoftF1Loss()(logits, y)
     assert loss(logits, y) == pytest.approx(expect.item(), rel=1e-5)
+
+
+def _fitted_prior(loss: torch.nn.Module, target: torch.Tensor) -> torch.Tensor:
+    """The class probabilities a constant predictor (one free logit per class) learns."""
+    bias = torch.zeros(1, 3, requires_grad=True)
+    opt = torch.optim.SGD([bias], lr=1.0)
+    for _ in range(500):
+        opt.zero_grad()
+        loss(bias.expand(len(target), 3), target).backward()
+        opt.step()
+    return bias.detach().softmax(1)[0]
+
+
+def test_logit_adjustment_learns_the_balanced_decision():
+    """Targets 80/15/5: plain cross-entropy learns the prior, so the rare class is never
+    predicted; with logit_adjust=1 the learnt logits are balanced (every class equally
+    likely), which is what lets a rare class win its images."""
+    counts = [80, 15, 5]
+    target = torch.tensor([0] * 80 + [1] * 15 + [2] * 5)
+    plain = _fitted_prior(CrossEntropy(), target)
+    assert plain.tolist() == pytest.approx([0.80, 0.15, 0.05], abs=0.01)
+    adjusted = _fitted_prior(CrossEntropy(logit_adjust=1.0, class_counts=counts), target)
+    assert adjusted.tolist() == pytest.approx([1 / 3] * 3, abs=0.01)
+    late = CrossEntropy(logit_adjust=1.0)  # counts arrive once the data is set up
+    with pytest.raises(ValueError, match="class counts"):
+        late(torch.zeros(2, 3), target[:2])
+    with pytest.raises(ValueError, match="loss.logit_adjust must be >= 0"):
+        CrossEntropy(logit_adjust=-1.0)

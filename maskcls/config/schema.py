@@ -198,6 +198,7 @@ class CrossEntropySchema:
     _target_: str = "maskcls.model.losses.CrossEntropy"
     weighted: bool = False
     label_smoothing: float = 0.0
+    logit_adjust: float = 0.0
 
 
 @dataclass

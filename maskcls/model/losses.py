@@ -36,35 +36,55 @@ def target_probs(target: torch.Tensor, n_classes: int, dtype: torch.dtype) -> to
 
 
 class _Weighted(nn.Module):
-    def __init__(self, weighted: bool, class_counts: Sequence[int] | None) -> None:
+    """A loss that reads the training class counts: ``weighted`` turns them into inverse
+    frequency weights, ``logit_adjust`` (tau) into the shift ``tau * log(prior)``."""
+
+    def __init__(self, weighted: bool, class_counts: Sequence[int] | None,
+                 logit_adjust: float = 0.0) -> None:
         super().__init__()
-        self.weighted = weighted
+        check_value("loss.logit_adjust", logit_adjust, "number", 0)
+        self.weighted, self.logit_adjust = weighted, logit_adjust
         self.register_buffer("weight", None, persistent=False)
+        self.register_buffer("log_prior", None, persistent=False)
         if class_counts is not None:
             self.set_class_counts(class_counts)
 
     def set_class_counts(self, class_counts: Sequence[int]) -> None:
         if self.weighted:
             self.weight = inverse_frequency_weights(class_counts)
+        if self.logit_adjust:
+            counts = torch.as_tensor(class_counts, dtype=torch.float32).clamp_min(1)
+            self.log_prior = (counts / counts.sum()).log()
 
     def _check_counts(self) -> None:
-        if self.weighted and self.weight is None:
-            raise ConfigError("a class-weighted loss needs the training class counts "
-                              "(set_class_counts) before its first batch")
+        if (self.weighted and self.weight is None) or (self.logit_adjust and
+                                                       self.log_prior is None):
+            raise ConfigError("a class-weighted or logit-adjusted loss needs the training class "
+                              "counts (set_class_counts) before its first batch")
+
+    def _adjusted(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logit adjustment (Menon et al., 2021): the loss sees ``logits + tau * log(prior)``,
+        so the logits themselves learn the balanced posterior and a rare class wins its
+        images without a decision offset fitted on a few validation people."""
+        if self.log_prior is None:
+            return logits
+        return logits + self.logit_adjust * self.log_prior.to(logits.dtype)
 
 
 class CrossEntropy(_Weighted):
     """Cross-entropy; ``weighted`` uses inverse class frequencies, ``label_smoothing`` is
-    PyTorch's built-in smoothing."""
+    PyTorch's built-in smoothing, ``logit_adjust`` > 0 trains for balanced decisions
+    (``_Weighted._adjusted``)."""
 
     def __init__(self, weighted: bool = False, label_smoothing: float = 0.0,
-                 class_counts: Sequence[int] | None = None) -> None:
-        super().__init__(weighted, class_counts)
+                 logit_adjust: float = 0.0, class_counts: Sequence[int] | None = None) -> None:
+        super().__init__(weighted, class_counts, logit_adjust)
         check_value("loss.label_smoothing", label_smoothing, "number", 0, Open(1))
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self._check_counts()
+        logits = self._adjusted(logits)
         if target.ndim == 2 and self.weight is not None:
             return self._weighted_soft(logits, target)
         if target.ndim == 2:  # mixed targets: class probabilities
