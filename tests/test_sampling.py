@@ -59,3 +59,20 @@ def test_bad_sampler_settings(train_catalog):
         TrainSampler(train_catalog, keep_masked=0)
     with pytest.raises(ValueError, match="data.oversample must be one of"):
         TrainSampler(train_catalog, oversample="bogus")
+
+
+@pytest.mark.parametrize(("keep", "oversample"), [(1, "none"), (3, "none"), (5, "none"),
+                                                  (1, "repeat"), (3, "weighted")])
+def test_class_counts_are_those_of_the_epoch_the_loss_sees(train_catalog, keep, oversample):
+    """A class-weighted or logit-adjusted loss balances the classes it is trained on: after
+    undersampling (keep_masked=1: masks 1:1:1, not the tree's 5:1:1) and oversampling."""
+    s = TrainSampler(train_catalog, keep_masked=keep, oversample=oversample, seed=0)
+    counts = s.class_counts()
+    for epoch in (0, 3):
+        s.set_epoch(epoch)
+        drawn = np.bincount(train_catalog.loc[s.indices(), "label"], minlength=18)
+        if oversample == "weighted":  # random draws: the expected counts, within the spread
+            assert np.abs(drawn - counts).max() < 5 * np.sqrt(counts.max())
+        else:
+            assert drawn.tolist() == counts.tolist()
+    assert counts.sum() == pytest.approx(len(s))

@@ -287,10 +287,13 @@ class MaskDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------------------ facts
     @property
     def class_counts(self) -> list[int]:
-        """Images per class in the training split (before sampling)."""
-        counts = np.bincount(self.catalog["label"].to_numpy()[self.train_rows],
-                             minlength=labels.NUM_CLASSES)
-        return counts.tolist()
+        """Images per class in one training epoch, after under- and oversampling: the
+        distribution the loss is trained on (``keep_masked=1`` makes the mask task 1:1:1, so
+        weights from the split's 5:1:1 would push every prediction away from a mask)."""
+        sampler = TrainSampler(self.catalog.iloc[self.train_rows],
+                               keep_masked=self.undersample["keep_masked"],
+                               oversample=self.oversample, seed=self._draw_seed)
+        return np.rint(sampler.class_counts()).astype(int).tolist()
 
     @property
     def val_catalog(self) -> pd.DataFrame:

@@ -118,6 +118,19 @@ class TrainSampler(Sampler[int]):
             self.epoch += 1  # no set_epoch caller (e.g. inside a DDP wrapper): advance ourselves
         return iter(idx.tolist())
 
+    def class_counts(self, n_classes: int = labels.NUM_CLASSES) -> np.ndarray:
+        """Images of each class in one epoch (expected, for ``weighted`` draws): what the loss
+        sees, so what a class-weighted or logit-adjusted loss must balance. Undersampling
+        keeps the same classes every epoch (a person's masked shots share one class)."""
+        kept = self._kept(np.random.default_rng(self.seed))
+        counts = np.bincount(self.labels[kept], minlength=n_classes).astype(np.float64)
+        if self.oversample == "repeat":
+            factors = self._repeat_factors(kept)
+            counts[:len(factors)] *= factors
+        elif self.oversample == "weighted":
+            counts = np.where(counts > 0, len(kept) / np.count_nonzero(counts), 0.0)
+        return counts
+
     def __len__(self) -> int:
         # Per-class counts of the kept shots do not change between epochs, so neither does this.
         kept = self._kept(np.random.default_rng(self.seed))
