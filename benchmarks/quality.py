@@ -87,6 +87,8 @@ ABLATIONS = [
     Row("quick + class-weighted loss", ["experiment=quick", "loss=weighted_ce"], tta=True),
     # logit adjustment: the logits learn the balanced posterior, the rare class wins its images
     Row("quick + logit-adjusted loss", ["experiment=quick", "loss=logit_adjusted"], tta=True),
+    Row("quick, 40 epochs + logit-adjusted loss", ["experiment=quick", "trainer.max_epochs=40",
+                                                   "loss=logit_adjusted"], tta=True),
     Row("quick + calibration", tta=True, calibrate=True, run="quick"),
     Row("quick - TTA", run="quick"),
 ]
