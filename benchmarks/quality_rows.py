@@ -1,0 +1,59 @@
+"""The rows of ``benchmarks.quality``: the recipes, and quick with one item switched off or on.
+A row is a name and the ``train.py`` overrides it adds; rows that only change prediction
+(calibration, TTA) name the row whose run they predict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Row:
+    name: str
+    overrides: list[str] = field(default_factory=list)
+    tta: bool = False
+    calibrate: bool = False
+    run: str | None = None  # predict another row's run instead of training
+    pseudo_from: str | None = None  # train on this row's confident eval predictions
+    face_boxes: bool = False  # crop to boxes from python -m maskcls.faces
+
+
+RECIPES = [
+    Row("baseline (starter code)", ["experiment=baseline"]),
+    Row("default", []),
+    Row("quick", ["experiment=quick"], tta=True),
+    # the same recipe from another seed: the seed-to-seed spread any gain must beat
+    Row("quick, seed 43", ["experiment=quick", "seed=43"], tta=True),
+]
+# quick with one item of the recipe switched off, or one it leaves out switched on
+ABLATIONS = [
+    # the competition data group under quick: quick must set all it depends on
+    Row("quick, data=competition", ["data=competition", "experiment=quick"], tta=True),
+    # quick before its epochs went from 16 to 24: what the longer run gains
+    Row("quick, 16 epochs", ["experiment=quick", "trainer.max_epochs=16"], tta=True),
+    Row("quick, single head", ["experiment=quick", "model.head=single"], tta=True),
+    Row("quick + mixup/cutmix", ["experiment=quick", "augment.mixup=0.2", "augment.cutmix=1.0",
+                                 "augment.mix_prob=0.5"], tta=True),
+    Row("quick + EMA", ["experiment=quick", "callbacks=ema"], tta=True),
+    Row("quick + face crop (detected)", ["experiment=quick"], tta=True, face_boxes=True),
+    Row("quick + SMOTE", ["experiment=quick", "data.smote=true"], tta=True),
+    Row("quick + oversample=weighted", ["experiment=quick", "data.oversample=weighted"],
+        tta=True),
+    Row("quick + oversample=repeat", ["experiment=quick", "data.oversample=repeat"], tta=True),
+    Row("quick + pseudo-labels (round 2)", ["experiment=quick"], tta=True,
+        pseudo_from="quick"),
+    # on a 300-person tree 24 epochs take half the 5-minute budget: what the rest would give
+    Row("quick, 40 epochs", ["experiment=quick", "trainer.max_epochs=40"], tta=True),
+    # colour jitter may wash out colour cues (grey hair, lip colour)
+    Row("quick, no colour jitter", ["experiment=quick", "augment.brightness=0",
+                                    "augment.contrast=0", "augment.saturation=0"], tta=True),
+    # inverse-frequency class weights (per task with the per-task head): the rare 60+ classes
+    # weigh as much as the common ones
+    Row("quick + class-weighted loss", ["experiment=quick", "loss=weighted_ce"], tta=True),
+    # logit adjustment: the logits learn the balanced posterior, the rare class wins its images
+    Row("quick + logit-adjusted loss", ["experiment=quick", "loss=logit_adjusted"], tta=True),
+    Row("quick, 40 epochs + logit-adjusted loss", ["experiment=quick", "trainer.max_epochs=40",
+                                                   "loss=logit_adjusted"], tta=True),
+    Row("quick + calibration", tta=True, calibrate=True, run="quick"),
+    Row("quick - TTA", run="quick"),
+]
