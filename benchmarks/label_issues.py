@@ -56,7 +56,7 @@ def finder_table(issues: pd.DataFrame, truth: pd.DataFrame, threshold: float) ->
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.label_issues", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--persons", type=int, default=300)
@@ -70,17 +70,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reuse", action="store_true",
                    help="keep the trees and the sweep already in --work (only retrain)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "label_issues.md"))
-    a = p.parse_args(argv)
-    work = Path(a.work)
-    trees = {"errors": work / "errors", "clean": work / "clean"}
-    seeds = [int(s) for s in a.model_seeds.split(",")]
-    # the first seed's sweep keeps the name "cv", so a --reuse of an older work folder works
-    sweeps = [work / ("cv" if i == 0 else f"cv-seed{s}") for i, s in enumerate(seeds)]
-    runs = work / "runs"
-    t0 = time.perf_counter()
-    if not a.reuse:
-        import shutil
+    return p
 
+
+def _find(a: argparse.Namespace, work: Path, trees: dict[str, Path], seeds: list[int],
+          sweeps: list[Path]) -> None:
+    """The trees (unless reused), one k-fold sweep per seed, and the finder on them (twice:
+    every field, and --fix age,mask)."""
+    import shutil
+
+    if not a.reuse:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         for name, share in (("errors", a.errors), ("clean", 0.0)):
@@ -97,20 +96,37 @@ def main(argv: list[str] | None = None) -> None:
         out.mkdir(exist_ok=True)
         run_python("-m", "maskcls.label_issues", *map(str, sweeps), "--out", str(out),
                    "--threshold", str(a.threshold), "--overwrite", *fix)
+
+
+def _retrain(work: Path, trees: dict[str, Path]) -> dict[str, float]:
+    """Eval macro-F1 trained on the clean tree, on the tree with errors, and on it with each
+    corrections.csv the finder wrote."""
+    import shutil
+
+    runs = work / "runs"
+    shutil.rmtree(runs, ignore_errors=True)
+    return {"clean": _train(trees["clean"], runs / "clean"),
+            "errors": _train(trees["errors"], runs / "errors"),
+            "corrected": _train(trees["errors"], runs / "corrected",
+                                f"data.corrections={work / 'corrections.csv'}"),
+            "age_mask": _train(trees["errors"], runs / "age_mask",
+                               f"data.corrections={work / 'age_mask' / 'corrections.csv'}")}
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = _parser().parse_args(argv)
+    work = Path(a.work)
+    trees = {"errors": work / "errors", "clean": work / "clean"}
+    seeds = [int(s) for s in a.model_seeds.split(",")]
+    # the first seed's sweep keeps the name "cv", so a --reuse of an older work folder works
+    sweeps = [work / ("cv" if i == 0 else f"cv-seed{s}") for i, s in enumerate(seeds)]
+    t0 = time.perf_counter()
+    _find(a, work, trees, seeds, sweeps)
     issues = pd.read_csv(work / "label_issues.csv", dtype={"person_id": str})
     truth = pd.read_csv(trees["errors"] / "label_errors.csv", dtype=str, keep_default_na=False)
     found = finder_table(issues, truth, a.threshold)
-    import shutil
-
-    shutil.rmtree(runs, ignore_errors=True)
-    f1 = {"clean": _train(trees["clean"], runs / "clean"),
-          "errors": _train(trees["errors"], runs / "errors"),
-          "corrected": _train(trees["errors"], runs / "corrected",
-                              f"data.corrections={work / 'corrections.csv'}"),
-          "age_mask": _train(trees["errors"], runs / "age_mask",
-                             f"data.corrections={work / 'age_mask' / 'corrections.csv'}")}
+    f1 = _retrain(work, trees)
     cost = f1["clean"] - f1["errors"]
-
     def regained(key: str) -> str:
         return f"{(f1[key] - f1['errors']) / cost:.2f}" if cost > 0 else "n/a"
 

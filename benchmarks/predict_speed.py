@@ -25,7 +25,7 @@ import torch
 from benchmarks.train_speed import ROOT
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.predict_speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--eval-persons", type=int, default=1800, help="7 images each (real: 1800)")
@@ -34,22 +34,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--data-dir", default=str(ROOT / "data"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "predict_speed.md"))
-    args = p.parse_args(argv)
+    return p
 
+
+def _tree_and_run(args: argparse.Namespace, h: int, w: int) -> tuple[Path, Path]:
+    """The eval tree and a one-epoch run on it, made once and reused."""
     from hydra import compose, initialize_config_dir
 
-    from maskcls.config import PredictData, PredictSettings
-    from maskcls.data import catalog as cat
-    from maskcls.data.dataset import decode_all
-    from maskcls.data.pipeline import Pipeline
-    from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from maskcls.inference import predict
-    from maskcls.run.checkpoints import load_checkpoint
-    from maskcls.run.trained import find_checkpoints, load_model
     from maskcls.synth import SynthConfig, generate
     from maskcls.training.recipe import train
 
-    h, w = (int(v) for v in args.size.split("x"))
     data = Path(args.data_dir) / f"bench-eval-{args.eval_persons}"
     if not (data / "eval" / "info.csv").exists():
         generate(data, SynthConfig(persons=30, eval_persons=args.eval_persons, seed=11))
@@ -61,8 +55,19 @@ def main(argv: list[str] | None = None) -> None:
                 "trainer.max_epochs=1", "trainer.accelerator=cpu", f"paths.output_dir={run}",
                 "callbacks.progress_bar.refresh_rate=0"])
         train(cfg)
+    return data, run
 
-    # 1. raw batched inference over preloaded, normalised tensors
+
+def _raw_seconds(args: argparse.Namespace, data: Path, run: Path, h: int, w: int
+                 ) -> tuple[list[float], int]:
+    """Forward passes over preloaded, normalised tensors: the reference."""
+    from maskcls.data import catalog as cat
+    from maskcls.data.dataset import decode_all
+    from maskcls.data.pipeline import Pipeline
+    from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from maskcls.run.checkpoints import load_checkpoint
+    from maskcls.run.trained import find_checkpoints, load_model
+
     ckpt_path = find_checkpoints(run)[0][0].ckpt
     model = load_model(load_checkpoint(ckpt_path), ckpt_path)
     paths = cat.scan_eval(data)["path"].tolist()
@@ -78,20 +83,30 @@ def main(argv: list[str] | None = None) -> None:
             for i in range(0, len(x), args.batch):
                 model(x[i:i + args.batch]).softmax(1)
         raw.append(time.perf_counter() - t0)
-    del x
+    return raw, len(paths)
 
-    # 2. the predict.py path, end to end
+
+def _predict_seconds(args: argparse.Namespace, data: Path, run: Path) -> list[float]:
+    """The predict.py path, end to end."""
+    from maskcls.config import PredictData, PredictSettings
+    from maskcls.inference import predict
+
     ours = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        predict(PredictSettings(ckpt=str(run),
-                                data=PredictData(str(data)),
+        predict(PredictSettings(ckpt=str(run), data=PredictData(str(data)),
                                 output=str(run / "bench_submission.csv"),
-                                batch_size=args.batch,
-                                accelerator="cpu"))
+                                batch_size=args.batch, accelerator="cpu"))
         ours.append(time.perf_counter() - t0)
+    return ours
 
-    n = len(paths)
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    h, w = (int(v) for v in args.size.split("x"))
+    data, run = _tree_and_run(args, h, w)
+    raw, n = _raw_seconds(args, data, run, h, w)
+    ours = _predict_seconds(args, data, run)
     rows = [("raw batched inference (preloaded tensors)", statistics.median(raw)),
             ("maskcls predict (decode + predict + write)", statistics.median(ours))]
     ref = rows[0][1]
@@ -108,7 +123,6 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table + "\n")
     print(f"wrote {out}")
-
 
 if __name__ == "__main__":
     main()

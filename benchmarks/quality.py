@@ -257,7 +257,7 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     return markdown_table(title, COLUMNS, rows)
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--held-out-styles", action="store_true",
@@ -281,6 +281,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                    help="score a row's finished run in --work again instead of retraining it")
     p.add_argument("--work", default=str(ROOT / "data" / "quality"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality.md"))
+    return p
+
+
+def _args(argv: list[str] | None) -> tuple[argparse.Namespace, list[Row]]:
+    """The parsed flags, with the trees read and the rows picked by ``--only``."""
+    p = _parser()
     args = p.parse_args(argv)
     if args.held_out_styles:
         if args.trees != DEFAULT_TREES:
@@ -303,6 +309,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         needs = {r.run or r.pseudo_from for r in rows} - {None} - wanted
         if needs:
             p.error(f"--only: these rows need {', '.join(sorted(needs))} too")
+    return args, rows
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args, rows = _args(argv)
     per_row: dict[str, list[dict[str, Any]]] = {r.name: [] for r in rows}
     for tree in args.trees:
         root = held_out_tree(tree, args)

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from benchmarks import markdown_table, publish
+from benchmarks.reference_loops import PRECISIONS, PILDataset, epochs_loop, resnet18
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,83 +58,12 @@ def _data(args: argparse.Namespace) -> Path:
 def _datamodule(root: Path, size: tuple[int, int], batch: int, cache: str):
     from maskcls.data.datamodule import MaskDataModule
 
-    dm = MaskDataModule(str(root), image_size=size, batch_size=batch, cache=cache,
-                        augment={"rotation": 10, "brightness": 0.2, "contrast": 0.2,
-                                 "saturation": 0.2, "hflip": 0.5},
-                        undersample={"keep_masked": 5}, val_ratio=0.2)
+    dm = MaskDataModule.from_keys(str(root), image_size=size, batch_size=batch, cache=cache,
+                                  augment={"rotation": 10, "brightness": 0.2, "contrast": 0.2,
+                                           "saturation": 0.2, "hflip": 0.5},
+                                  undersample={"keep_masked": 5}, val_ratio=0.2)
     dm.setup("fit")
     return dm
-
-
-class _PILDataset(torch.utils.data.Dataset):
-    """The starter code's dataset: open, resize, normalise every image, every epoch."""
-
-    def __init__(self, paths: list[str], labels: list[int], size: tuple[int, int]) -> None:
-        from torchvision import transforms
-
-        self.paths, self.labels = paths, labels
-        self.tf = transforms.Compose([
-            transforms.Resize(size), transforms.ToTensor(),
-            transforms.Normalize((0.548, 0.504, 0.479), (0.237, 0.247, 0.246))])
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        from PIL import Image
-
-        return self.tf(Image.open(self.paths[i]).convert("RGB")), self.labels[i]
-
-
-PRECISIONS = {"32-true": None, "16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
-
-
-def _memory_format(args) -> torch.memory_format:
-    return torch.channels_last if args.channels_last else torch.contiguous_format
-
-
-def _model(args):
-    import timm
-
-    torch.manual_seed(0)
-    model = timm.create_model("resnet18", num_classes=18)
-    return model.to(args.device, memory_format=_memory_format(args))
-
-
-def _epochs_loop(model, train_batches, val_batches, args) -> list[float]:
-    """Plain PyTorch: train then evaluate, per epoch; ``*_batches`` are callables giving
-    iterables of (x, y). Batches go to ``args.device`` (in ``--channels-last`` layout) and
-    run under ``--precision``'s autocast."""
-    dtype = PRECISIONS[args.precision]
-    device_type = torch.device(args.device).type
-
-    def autocast():
-        return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
-
-    def put(x):
-        return x.to(args.device, non_blocking=True, memory_format=_memory_format(args))
-
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    scaler = torch.amp.GradScaler(device_type, enabled=dtype == torch.float16)
-    times = []
-    for _ in range(args.epochs):
-        t0 = time.perf_counter()
-        model.train()
-        for x, y in train_batches():
-            opt.zero_grad(set_to_none=True)
-            with autocast():
-                loss = torch.nn.functional.cross_entropy(model(put(x)), y.to(args.device))
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        model.eval()
-        with torch.inference_mode(), autocast():
-            for x, _ in val_batches():
-                model(put(x))
-        if device_type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 # ------------------------------------------------------------------------------ measurements
@@ -159,7 +89,7 @@ def measure_compute(args, root, size) -> dict[str, Any]:
         for i in range(0, n_val, b):
             yield x_val[i:i + b], None
 
-    times = _epochs_loop(_model(args), train_batches, val_batches, args)
+    times = epochs_loop(resnet18(args), train_batches, val_batches, args)
     return {"epoch_s": times, "train_images": n_train, "val_images": n_val}
 
 
@@ -203,7 +133,7 @@ def _pil_loaders(args, root, size):
     workers = max(1, multiprocessing.cpu_count() // 2)  # the starter code's choice
 
     def loader(rows, shuffle):
-        ds = _PILDataset(cat["path"].iloc[rows].tolist(), cat["label"].iloc[rows].tolist(), size)
+        ds = PILDataset(cat["path"].iloc[rows].tolist(), cat["label"].iloc[rows].tolist(), size)
         return torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=shuffle,
                                            num_workers=workers,
                                            drop_last=shuffle and len(ds) > args.batch)
@@ -213,7 +143,7 @@ def _pil_loaders(args, root, size):
 
 def measure_plain(args, root, size) -> dict[str, Any]:
     train_loader, val_loader, n_train, n_val = _pil_loaders(args, root, size)
-    times = _epochs_loop(_model(args), lambda: train_loader, lambda: val_loader, args)
+    times = epochs_loop(resnet18(args), lambda: train_loader, lambda: val_loader, args)
     return {"epoch_s": times, "train_images": n_train, "val_images": n_val}
 
 

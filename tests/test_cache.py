@@ -11,8 +11,8 @@ from maskcls.data.datamodule import MaskDataModule
 
 
 def _dm(root, cache, tmp_path=None, **kw):
-    dm = MaskDataModule(str(root), image_size=(48, 36), cache=cache,
-                        cache_dir=str(tmp_path / "cache") if tmp_path else None, **kw)
+    dm = MaskDataModule.from_keys(str(root), image_size=(48, 36), cache=cache,
+                                  cache_dir=str(tmp_path / "cache") if tmp_path else None, **kw)
     dm.setup("fit")
     return dm
 
@@ -53,16 +53,16 @@ def test_ram_cache_refuses_what_would_not_fit(synth_root, monkeypatch):
     monkeypatch.setattr(cache_mod, "available_memory", lambda: 10 * 2**20)
     with pytest.raises(MemoryError, match=r"data.cache=ram needs .* GiB for 280 images.*"
                                           r"data.cache=disk"):
-        MaskDataModule(str(synth_root), image_size=(512, 384), cache="ram").setup("fit")
+        MaskDataModule.from_keys(str(synth_root), image_size=(512, 384), cache="ram").setup("fit")
 
 
 def test_auto_workers(synth_root):
     if not torch.cuda.is_available():  # cached pixels on CPU: augment in the main process
-        assert MaskDataModule(str(synth_root), cache="ram").num_workers == 0
-    assert MaskDataModule(str(synth_root), cache="none").num_workers >= 1
+        assert MaskDataModule.from_keys(str(synth_root), cache="ram").loading.num_workers == 0
+    assert MaskDataModule.from_keys(str(synth_root), cache="none").loading.num_workers >= 1
     with pytest.raises(ValueError, match="data.num_workers must be 'auto'"):
-        MaskDataModule(str(synth_root), num_workers=-1)
-    assert MaskDataModule(str(synth_root), num_workers=3).num_workers == 3
+        MaskDataModule.from_keys(str(synth_root), num_workers=-1)
+    assert MaskDataModule.from_keys(str(synth_root), num_workers=3).loading.num_workers == 3
 
 
 def test_dataset_normalisation_is_computed_on_training_pixels(synth_root):

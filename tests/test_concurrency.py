@@ -137,8 +137,8 @@ def test_a_killed_cache_builder_is_rebuilt_by_the_next_run(synth_root, tmp_path)
 
 
 def test_the_ram_cache_touches_no_shared_files(synth_root, tmp_path):
-    dm = MaskDataModule(str(synth_root), image_size=(32, 24), cache="ram",
-                        cache_dir=str(tmp_path / "cache"))
+    dm = MaskDataModule.from_keys(str(synth_root), image_size=(32, 24), cache="ram",
+                                  cache_dir=str(tmp_path / "cache"))
     dm.setup("fit")
     assert not (tmp_path / "cache").exists()
     assert not (synth_root / ".maskcls_cache").exists()

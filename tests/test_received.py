@@ -417,8 +417,9 @@ def test_the_next_steps_printed_run_as_printed_from_another_folder(synth_root, t
     assert (here / "run" / "submission_model.csv").exists()
 
 
-def test_a_run_saved_before_the_progress_bar_moved_still_resumes(fold_runs, tmp_path):
-    """Runs record their classes by module path; a class that moved is found on resume."""
+def test_a_run_saved_before_its_targets_moved_still_resumes(fold_runs, tmp_path):
+    """Runs record their classes by module path; a class that moved (the progress bar) or
+    a node now built by a factory (the datamodule's flat keys) is found on resume."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -427,7 +428,10 @@ def test_a_run_saved_before_the_progress_bar_moved_still_resumes(fold_runs, tmp_
     run = shutil.copytree(fold_runs / "0", tmp_path / "run")
     saved = OmegaConf.load(run / "config.yaml")
     saved.callbacks.progress_bar._target_ = "maskcls.progress.ProgressBar"
+    saved.data._target_ = "maskcls.data.datamodule.MaskDataModule"
     OmegaConf.save(saved, run / "config.yaml")
     cfg = resume_config(run)
     assert cfg.callbacks.progress_bar._target_ == "maskcls.training.progress.ProgressBar"
     assert type(instantiate(cfg.callbacks.progress_bar)).__name__ == "ProgressBar"
+    dm = instantiate(cfg.data, _convert_="all")
+    assert type(dm).__name__ == "MaskDataModule" and dm.split.n_folds == saved.data.n_folds

@@ -380,4 +380,4 @@ def test_competition_is_what_the_readme_says(synth_root, tmp_path):
     assert "ema" in plain.callbacks and plain.augment.mixup > 0 and plain.augment.cutmix > 0
     offline = cfg("trainer.accelerator=cpu", "model.pretrained=false")
     dm = check_config(offline).datamodule  # every value passes the checks
-    assert dm.pipeline.image_size == (384, 288) and dm.n_folds == 5
+    assert dm.pipeline.image_size == (384, 288) and dm.split.n_folds == 5

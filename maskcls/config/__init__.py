@@ -169,9 +169,12 @@ def _dataclass_of(kind: Any) -> type | None:
 
 
 def _owner_name(schema: type) -> str:
+    """The class a node builds (``MaskDataModule`` for ``...MaskDataModule.from_keys``)."""
     target = getattr(schema, "_target_", None)
-    return str(target).rsplit(".", 1)[-1] if target else getattr(schema, "SOURCE",
-                                                                 schema.__name__)
+    if not target:
+        return getattr(schema, "SOURCE", schema.__name__)
+    parts = str(target).split(".")
+    return next((p for p in reversed(parts) if p[:1].isupper()), parts[-1])
 
 
 def _join(key: str, name: str) -> str:

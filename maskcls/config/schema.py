@@ -81,9 +81,9 @@ class UndersampleSchema:
 
 @dataclass
 class DataSchema:
-    """``conf/data``: ``maskcls.data.datamodule.MaskDataModule``."""
+    """``conf/data``: ``maskcls.data.datamodule.MaskDataModule.from_keys``."""
 
-    _target_: str = "maskcls.data.datamodule.MaskDataModule"
+    _target_: str = "maskcls.data.datamodule.MaskDataModule.from_keys"
     root: str = "???"
     synthetic: Any = None  # maskcls.synth.SynthConfig checks its own keys and ranges
     image_size: list[int] = field(default_factory=lambda: [128, 96])

@@ -19,23 +19,17 @@ from maskcls import labels
 from maskcls.data import catalog as cat
 from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.cache import disk_cache, ram_cache
-from maskcls.data.corrections import apply_corrections
-from maskcls.data.dataset import ImageDataset, check_decodable
-from maskcls.data.fingerprint import (
-    eval_fingerprint,
-    file_digest,
-    people_digest,
-    train_fingerprint,
-)
+from maskcls.data.dataset import ImageDataset
+from maskcls.data.fingerprint import eval_fingerprint, file_digest, people_digest
 from maskcls.data.mixing import MixBatch
 from maskcls.data.parallel import decode_workers
 from maskcls.data.pipeline import Pipeline
-from maskcls.data.pseudo import check_pseudo_args, pseudo_rows
-from maskcls.data.sampling import TrainSampler, check_sampling_args
+from maskcls.data.sampling import Sampling
 from maskcls.data.seeding import seed_rngs
-from maskcls.data.settings import cache_folder, check_modes, loader_workers
+from maskcls.data.settings import Loading, check_modes
 from maskcls.data.smote import append_smote
-from maskcls.data.splits import check_split_args, holdout_split, kfold_split
+from maskcls.data.sources import Sources
+from maskcls.data.splits import Split
 from maskcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, mean_std
 from maskcls.errors import ConfigError
 from maskcls.synth import SynthConfig, ensure_synthetic
@@ -45,45 +39,47 @@ log = logging.getLogger(__name__)
 
 class MaskDataModule(pl.LightningDataModule):
     """Train and validation loaders over a competition tree's ``train/`` (prediction reads
-    ``eval/`` through ``maskcls.inference``).
+    ``eval/`` through ``maskcls.inference``), composed of the owners of each step: where the
+    rows come from (``Sources``), who validates (``Split``), what an epoch draws
+    (``Sampling``), how an image becomes pixels (``Pipeline``), how pixels are kept and
+    loaded (``Loading``) and how a batch is augmented (``AugmentConfig``). ``from_keys``
+    builds it from the ``data`` config node's keys.
 
     Args:
         root: data root holding ``train/`` (and ``eval/`` for prediction).
-        synthetic: if given, the synthetic tree's settings; ``prepare_data`` generates it at
-            ``root`` when ``root`` does not exist yet.
-        image_size: ``[H, W]`` fed to the model.
-        center_crop: ``[h, w]`` fractions of the photo kept by a centre crop before resizing
-            (part of the eval pipeline: prediction crops the same).
-        num_workers: DataLoader worker processes, or ``auto``.
-        val_ratio: people held out when ``n_folds`` is unset.
-        n_folds, fold: person-level stratified k-fold; ``fold`` is the validation fold.
-        split_seed: seed of the split (independent of the training seed, so several seeds
-            can be compared on one split).
-        undersample: ``keep_masked`` (1..5) and ``resample_each_epoch``.
-        oversample: ``none``, ``weighted`` or ``repeat`` (see ``maskcls.data.sampling``).
-        smote: add synthetic rare-class images to the training rows (``maskcls.data.smote``),
-            drawn like the others.
-        augment: an ``AugmentConfig`` mapping (``conf/augment``).
-        normalize: ``imagenet``, ``dataset`` (computed on the training split) or
-            ``{mean: [...], std: [...]}``.
-        cache: ``ram`` decodes and resizes every image once into memory, ``disk`` into a
-            memory-mapped file under ``cache_dir`` reused across runs, ``none`` decodes every
-            epoch (see ``maskcls.data.cache``).
-        cache_dir: where ``cache=disk`` keeps its files (default ``<root>/.maskcls_cache``).
-        corrections: optional CSV of label fixes (``person_id,field,value``).
+        normalize: ``imagenet`` or ``{mean, std}`` (given to ``pipeline``), or ``dataset``:
+            computed on the training split when it is set up.
         age_bounds: age-group bounds, default ``[30, 60]``.
-        seed: the run's seed; with ``split_seed`` it fixes which shots each epoch samples.
-        verify: decode every image once before training and list all unreadable files.
-        pseudo_labels: a ``*_probs.csv`` of ``predict.py save_probs=true`` on this root's eval
-            set: its images whose top probability reaches ``pseudo_threshold`` join the
-            training rows with their predicted class (never validation).
-        face_boxes: a face-box CSV (``python -m maskcls.faces ROOT``, or any detector's in the
-            same format): every image is cropped to its box grown by ``face_margin``, in
-            training and, through the checkpoint, in prediction.
+        synthetic: if given, ``prepare_data`` generates that tree at ``root`` when ``root``
+            does not exist yet.
+        seed: the run's seed (the augmentation's random streams per epoch).
     """
 
-    def __init__(
-        self,
+    def __init__(self, root: str | Path, *, pipeline: Pipeline | None = None,
+                 split: Split | None = None, sampling: Sampling | None = None,
+                 loading: Loading | None = None, sources: Sources | None = None,
+                 augment: AugmentConfig | None = None,
+                 normalize: str | Mapping[str, Sequence[float]] = "imagenet",
+                 age_bounds: Sequence[int] = labels.DEFAULT_AGE_BOUNDS,
+                 synthetic: SynthConfig | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.root = Path(os.path.expanduser(str(root))).absolute()
+        self.pipeline = pipeline or Pipeline((128, 96))
+        self.split, self.sampling = split or Split(), sampling or Sampling()
+        self.loading, self.sources = loading or Loading(), sources or Sources()
+        self.augment = augment or AugmentConfig()
+        self.normalize, self.age_bounds = normalize, tuple(age_bounds)
+        self.synthetic, self.seed = synthetic, seed
+        self.catalog: pd.DataFrame | None = None
+        self.fingerprint: dict[str, Any] | None = None  # of the training tree, once scanned
+        self.train_rows: np.ndarray | None = None
+        self.val_rows: np.ndarray | None = None
+        self._cache: torch.Tensor | None = None
+        self._build_batch_transforms()
+
+    @classmethod
+    def from_keys(
+        cls,
         root: str,
         synthetic: Mapping[str, Any] | None = None,
         image_size: Sequence[int] = (128, 96),
@@ -110,38 +106,30 @@ class MaskDataModule(pl.LightningDataModule):
         pseudo_threshold: float = 0.9,
         face_boxes: str | None = None,
         face_margin: float = 0.25,
-    ) -> None:
-        super().__init__()
+    ) -> MaskDataModule:
+        """The datamodule of a ``data`` config node (``conf/data``, whose comments say what
+        each key does), every value checked before any data is read."""
         check_modes(cache, normalize, smote, age_bounds)
-        self.root = Path(os.path.expanduser(str(root))).absolute()
-        self.synthetic = SynthConfig(**synthetic) if synthetic else None
-        if self.synthetic is not None:
-            self.synthetic.check()
-        self.batch_size, self.num_workers = batch_size, loader_workers(num_workers, cache)
-        check_split_args(val_ratio, n_folds, fold)
-        self.val_ratio, self.n_folds, self.fold = val_ratio, n_folds, fold
-        self.split_seed, self.seed, self._draw_seed = split_seed, seed, split_seed * 100_003 + seed
-        self.undersample = {"keep_masked": 5, "resample_each_epoch": True, **(undersample or {})}
-        check_sampling_args(self.undersample["keep_masked"], oversample)
-        self.oversample, self.smote = oversample, smote
-        self.augment = AugmentConfig(**(augment or {}))
+        root_path = Path(os.path.expanduser(str(root))).absolute()
+        synth = SynthConfig(**synthetic) if synthetic else None
+        if synth is not None:
+            synth.check()
+        loading = Loading.from_keys(root_path, batch_size, num_workers, pin_memory, cache,
+                                    cache_dir)
+        split = Split(val_ratio, n_folds, fold, split_seed)
+        sampling = Sampling(**{"keep_masked": 5, "resample_each_epoch": True,
+                               **(undersample or {})}, oversample=oversample, smote=smote,
+                            seed=Sampling.draw_seed(split_seed, seed))
+        augment_cfg = AugmentConfig(**(augment or {}))
         given = (normalize["mean"], normalize["std"]) if isinstance(normalize, Mapping) \
             else (IMAGENET_MEAN, IMAGENET_STD)
-        # image size, face crop and normalisation: checked here, before any data is read
-        self.pipeline = Pipeline(image_size, center_crop, *given,
-                                 face_boxes=face_boxes, face_margin=face_margin)
-        self.normalize, self.cache_mode = normalize, cache
-        self.cache_dir = cache_folder(cache, cache_dir, self.root)
-        self.corrections, self.age_bounds, self.verify = corrections, tuple(age_bounds), verify
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        check_pseudo_args(pseudo_labels, pseudo_threshold, self.root)
-        self.pseudo_labels, self.pseudo_threshold = pseudo_labels, pseudo_threshold
-        self.catalog: pd.DataFrame | None = None
-        self.fingerprint: dict[str, Any] | None = None  # of the training tree, once scanned
-        self.train_rows: np.ndarray | None = None
-        self.val_rows: np.ndarray | None = None
-        self._cache: torch.Tensor | None = None
-        self._build_batch_transforms()
+        pipeline = Pipeline(image_size, center_crop, *given,
+                            face_boxes=face_boxes, face_margin=face_margin)
+        sources = Sources(corrections, pseudo_labels, pseudo_threshold, verify)
+        sources.check(root_path)
+        return cls(root_path, pipeline=pipeline, split=split, sampling=sampling,
+                   loading=loading, sources=sources, augment=augment_cfg, normalize=normalize,
+                   age_bounds=age_bounds, synthetic=synth, seed=seed)
 
     # ----------------------------------------------------------------------------- set-up
     def prepare_data(self) -> None:
@@ -159,50 +147,27 @@ class MaskDataModule(pl.LightningDataModule):
             self._setup_train()
 
     def _setup_train(self) -> None:
-        df = cat.scan_train(self.root, self.age_bounds)
-        self.fingerprint = train_fingerprint(self.root, df)
-        if self.corrections:
-            df = apply_corrections(df, self.corrections, self.age_bounds)
-        if self.n_folds:
-            train_ids, val_ids = kfold_split(df, self.n_folds, self.fold, self.split_seed)
-        else:
-            train_ids, val_ids = holdout_split(df, self.val_ratio, self.split_seed)
-        if self.pseudo_labels:  # after the split: their own "people", in training only
-            pseudo = pseudo_rows(self.pseudo_labels, self.root, self.pseudo_threshold)
-            log.info("pseudo-labels: %d eval images reach p >= %s and join training",
-                     len(pseudo), self.pseudo_threshold)
-            df = pd.concat([df, pseudo], ignore_index=True)
-            train_ids = set(train_ids) | set(pseudo["person_id"])
-        self.catalog = df.reset_index(drop=True)
-        if self.verify:
-            self._verify(self.catalog["path"].tolist())
-        self.train_rows = np.flatnonzero(self.catalog["person_id"].isin(train_ids).to_numpy())
-        self.val_rows = np.flatnonzero(self.catalog["person_id"].isin(val_ids).to_numpy())
+        rows = self.sources.rows(self.root, self.age_bounds, self.split,
+                                 self.loading.num_workers)
+        self.catalog, self.fingerprint = rows.catalog, rows.fingerprint
+        self.train_rows, self.val_rows = rows.train_rows, rows.val_rows
         paths = self.catalog["path"].tolist()
         if self.pipeline.boxes is not None:
             self.pipeline.boxes.check_covers(paths)
-        workers = decode_workers(self.num_workers, len(paths))
-        if self.cache_mode == "ram":
+        workers = decode_workers(self.loading.num_workers, len(paths))
+        if self.loading.cache == "ram":
             self._cache = ram_cache(paths, self.pipeline, workers)
-        elif self.cache_mode == "disk":
-            self._cache = disk_cache(paths, self.pipeline, workers, self.cache_dir,
+        elif self.loading.cache == "disk":
+            self._cache = disk_cache(paths, self.pipeline, workers, self.loading.cache_dir,
                                      variant=str(self.root))
-        if self.smote:
-            self._add_smote()
+        if self.sampling.smote:  # synthetic rare-class images as extra training rows
+            self.catalog, self.train_rows, self._cache = append_smote(
+                self.catalog, self.train_rows, self._cache, seed=self.sampling.seed)
             paths = self.catalog["path"].tolist()
         # One dataset of uint8 pixels serves both stages; the batch transforms differ.
         self.dataset = ImageDataset(paths, self.catalog["label"].to_numpy(), self.pipeline,
                                     self._cache)
         self._set_normalisation()
-
-    def _add_smote(self) -> None:
-        """Synthetic rare-class images as extra training rows (``maskcls.data.smote``)."""
-        self.catalog, self.train_rows, self._cache = append_smote(
-            self.catalog, self.train_rows, self._cache, seed=self._draw_seed)
-
-    def _verify(self, paths: list[str]) -> None:
-        check_decodable(paths, decode_workers(self.num_workers, len(paths)))
-        log.info("verified: all %d images decode", len(paths))
 
     def _set_normalisation(self) -> None:
         if self.normalize == "dataset":
@@ -210,7 +175,7 @@ class MaskDataModule(pl.LightningDataModule):
             if self._cache is not None:
                 mean, std = mean_std(self._cache[torch.as_tensor(rows)])
             else:  # a fixed sample of 512 training images is plenty for three numbers
-                rng = np.random.default_rng(self.split_seed)
+                rng = np.random.default_rng(self.split.seed)
                 pick = rng.choice(rows, size=min(512, len(rows)), replace=False)
                 mean, std = mean_std(self.dataset.pixels(i) for i in pick)
             self.pipeline = self.pipeline.with_normalisation(mean, std)
@@ -244,18 +209,18 @@ class MaskDataModule(pl.LightningDataModule):
         """Saved in every checkpoint, so prediction rebuilds the exact eval pipeline (the
         normalisation may have been computed from the training split)."""
         return {**self.pipeline.to_state(), "age_bounds": list(self.age_bounds),
-                "split": self._split_id(), "data": self.fingerprint,
+                "split": self.split.identity(), "data": self.fingerprint,
                 "eval_data": eval_fingerprint(self.root),
                 "val_people": self._val_people_digest(),
-                "corrections": file_digest(self.corrections) if self.corrections else None}
+                "corrections": self._corrections_digest()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """On resume: refuse weights trained on another split. Carrying a model from one fold
         to the next trains it on the next fold's validation people."""
         saved = state.get("split")
-        if saved is not None and saved != self._split_id():
+        if saved is not None and saved != self.split.identity():
             raise ConfigError(f"the checkpoint was trained on split {saved}, this run uses "
-                             f"{self._split_id()}; a fold must start from fresh weights. "
+                             f"{self.split.identity()}; a fold must start from fresh weights. "
                              "Drop ckpt_path, or resume with the checkpoint's own split.")
         people = state.get("val_people")
         if people is not None and self.catalog is not None and \
@@ -265,13 +230,16 @@ class MaskDataModule(pl.LightningDataModule):
                 "split settings; the labels it is stratified on differ: data.corrections or "
                 "the tree changed), so its weights have seen this run's validation people. "
                 "Resume with the data and corrections it started on, or start a new run")
-        if "corrections" in state and state["corrections"] != (
-                file_digest(self.corrections) if self.corrections else None):
+        if "corrections" in state and state["corrections"] != self._corrections_digest():
             log.warning("data.corrections differs from the one the checkpoint's run used: "
                         "its labels have changed since (the validation people are the same)")
         self.pipeline.check_boxes_unchanged(state)
         self.pipeline = self.pipeline.with_normalisation(state["mean"], state["std"])
         self._build_batch_transforms()
+
+    def _corrections_digest(self) -> str | None:
+        fixes = self.sources.corrections
+        return file_digest(fixes) if fixes else None
 
     def _val_people_digest(self) -> str | None:
         """Which people validate (a digest of their ids), recorded in every checkpoint."""
@@ -279,20 +247,13 @@ class MaskDataModule(pl.LightningDataModule):
             return None
         return people_digest(self.catalog["person_id"].iloc[self.val_rows].astype(str))
 
-    def _split_id(self) -> dict[str, Any]:
-        return {"n_folds": self.n_folds, "fold": self.fold if self.n_folds else None,
-                "val_ratio": None if self.n_folds else self.val_ratio,
-                "split_seed": self.split_seed}
-
     # ------------------------------------------------------------------------------ facts
     @property
     def class_counts(self) -> list[int]:
         """Images per class in one training epoch, after under- and oversampling: the
         distribution the loss is trained on (``keep_masked=1`` makes the mask task 1:1:1, so
         weights from the split's 5:1:1 would push every prediction away from a mask)."""
-        sampler = TrainSampler(self.catalog.iloc[self.train_rows],
-                               keep_masked=self.undersample["keep_masked"],
-                               oversample=self.oversample, seed=self._draw_seed)
+        sampler = self.sampling.sampler(self.catalog.iloc[self.train_rows])
         return np.rint(sampler.class_counts()).astype(int).tolist()
 
     @property
@@ -302,20 +263,19 @@ class MaskDataModule(pl.LightningDataModule):
 
     # ---------------------------------------------------------------------------- loaders
     def _loader(self, dataset: Any, **kw: Any) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0, **kw)
+        workers = self.loading.num_workers
+        return DataLoader(dataset, batch_size=self.loading.batch_size, num_workers=workers,
+                          pin_memory=self.loading.pin_memory,
+                          persistent_workers=workers > 0, **kw)
 
     def train_dataloader(self) -> DataLoader:
         train = self.catalog.iloc[self.train_rows]
-        sampler = TrainSampler(train, oversample=self.oversample,
-                               seed=self._draw_seed,
-                               epoch_fn=self._current_epoch, on_epoch_start=self._reseed,
-                               **self.undersample)
+        sampler = self.sampling.sampler(train, epoch_fn=self._current_epoch,
+                                        on_epoch_start=self._reseed)
         # Drop the ragged last batch: a batch of one breaks BatchNorm, and the sampler draws
         # anew every epoch, so nothing is lost for good.
         return self._loader(self.dataset, sampler=sampler,
-                            drop_last=len(sampler) > self.batch_size)
+                            drop_last=len(sampler) > self.loading.batch_size)
 
     def _current_epoch(self) -> int:
         """The epoch about to be trained. On resume Lightning creates the train iterator (and

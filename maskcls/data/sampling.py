@@ -12,6 +12,8 @@ the same list and Lightning's distributed wrapper splits it between ranks withou
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +32,35 @@ def check_sampling_args(keep_masked: int, oversample: str) -> None:
     if oversample not in OVERSAMPLE_MODES:
         raise ConfigError(f"data.oversample must be one of {OVERSAMPLE_MODES}, got {oversample!r}"
                           + ("; SMOTE images are data.smote=true" if oversample == "smote" else ""))
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How one training epoch draws its rows: ``keep_masked`` of a person's five masked shots
+    (anew each epoch or once), then ``oversample`` (see ``TrainSampler``) and ``smote``
+    images of the rare classes added to the rows. ``seed`` fixes the draws; ``draw_seed``
+    makes it from the split's seed and the run's."""
+
+    keep_masked: int = 5
+    resample_each_epoch: bool = True
+    oversample: str = "none"
+    smote: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_sampling_args(self.keep_masked, self.oversample)
+
+    @staticmethod
+    def draw_seed(split_seed: int, run_seed: int) -> int:
+        """One seed from both: runs of two seeds on one split draw different epochs."""
+        return split_seed * 100_003 + run_seed
+
+    def sampler(self, catalog: pd.DataFrame, **hooks: Any) -> TrainSampler:
+        """The epoch sampler over ``catalog``'s rows (``hooks``: ``TrainSampler``'s
+        ``epoch_fn`` and ``on_epoch_start``)."""
+        return TrainSampler(catalog, keep_masked=self.keep_masked,
+                            resample_each_epoch=self.resample_each_epoch,
+                            oversample=self.oversample, seed=self.seed, **hooks)
 
 
 class TrainSampler(Sampler[int]):

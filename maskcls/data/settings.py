@@ -1,10 +1,12 @@
 """The datamodule's settings that need no data: cache mode and folder, loader workers,
-normalisation and oversampling modes, age bounds. Checked when the datamodule is built."""
+normalisation and oversampling modes, age bounds (checked when the datamodule is built), and
+how pixels are loaded."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +50,24 @@ def cache_folder(cache: str, cache_dir: str | None, root: Path) -> Path:
         raise ConfigError(f"data.cache_dir={path} is a file, not a folder; give a folder for "
                           "the decoded-image cache (it is created if missing)")
     return path
+
+
+@dataclass(frozen=True)
+class Loading:
+    """How pixels reach the model: the decoded-image cache (``ram``, ``disk`` under
+    ``cache_dir``, or ``none``) and the loaders' batch size, workers and pinned memory."""
+
+    batch_size: int = 64
+    num_workers: int = 0
+    pin_memory: bool = False
+    cache: str = "ram"
+    cache_dir: Path | None = None
+
+    @classmethod
+    def from_keys(cls, root: Path, batch_size: int, num_workers: int | str,
+                  pin_memory: bool | None, cache: str, cache_dir: str | None) -> Loading:
+        """``data.*``'s values: ``num_workers=auto`` and ``pin_memory=null`` resolved for
+        this machine, the cache folder defaulted and checked."""
+        return cls(batch_size, loader_workers(num_workers, cache),
+                   torch.cuda.is_available() if pin_memory is None else pin_memory,
+                   cache, cache_folder(cache, cache_dir, root))

@@ -8,6 +8,9 @@ on the same side. Splitting people with sklearn's ``StratifiedKFold`` is exactly
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -77,3 +80,31 @@ def kfold_split(catalog: pd.DataFrame, n_folds: int, fold: int, seed: int) -> tu
     splits = list(splitter.split(ids, strata if strata is not None else np.zeros(len(ids))))
     train_idx, val_idx = splits[fold]
     return set(ids[train_idx]), set(ids[val_idx])
+
+
+@dataclass(frozen=True)
+class Split:
+    """Who validates: ``val_ratio`` of the people (``n_folds`` unset), or fold ``fold`` of a
+    person-level stratified ``n_folds``-fold. ``seed`` is the split's own seed, independent
+    of the training seed, so several seeds can be compared on one split."""
+
+    val_ratio: float = 0.2
+    n_folds: int | None = None
+    fold: int = 0
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        check_split_args(self.val_ratio, self.n_folds, self.fold)
+
+    def people(self, catalog: pd.DataFrame) -> tuple[set, set]:
+        """(train person ids, validation person ids)."""
+        if self.n_folds:
+            return kfold_split(catalog, self.n_folds, self.fold, self.seed)
+        return holdout_split(catalog, self.val_ratio, self.seed)
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint records of its split; resuming or carrying weights into another
+        split is refused on it."""
+        return {"n_folds": self.n_folds, "fold": self.fold if self.n_folds else None,
+                "val_ratio": None if self.n_folds else self.val_ratio,
+                "split_seed": self.seed}

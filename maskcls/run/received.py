@@ -91,8 +91,11 @@ def _check_no_interpolation(tree: Any, source: str) -> None:
                                  "Received configs are not resolved: write the value itself")
 
 
-# Classes a run's saved config.yaml may name by the module they lived in before it moved.
-MOVED_TARGETS = {"maskcls.progress.ProgressBar": "maskcls.training.progress.ProgressBar"}
+# Targets a run's saved config.yaml may name as they were before they moved: a class's old
+# module, or the datamodule class itself (its config node's keys now go to ``from_keys``).
+MOVED_TARGETS = {"maskcls.progress.ProgressBar": "maskcls.training.progress.ProgressBar",
+                 "maskcls.data.datamodule.MaskDataModule":
+                     "maskcls.data.datamodule.MaskDataModule.from_keys"}
 
 
 def load_config(path: Path, what: str) -> DictConfig:
@@ -108,7 +111,8 @@ def load_config(path: Path, what: str) -> DictConfig:
         raise RunFolderError(f"{what}: {path} is empty or not a mapping; it is not a maskcls "
                              "run config")
     _check_no_interpolation(tree, str(path))
-    for node in (tree.get("callbacks") or {}).values():  # runs saved before a class moved
+    nodes = [tree.get("data"), *(tree.get("callbacks") or {}).values()]
+    for node in nodes:  # runs saved before a target moved
         if isinstance(node, dict) and node.get("_target_") in MOVED_TARGETS:
             node["_target_"] = MOVED_TARGETS[node["_target_"]]
     check_targets(tree, str(path))

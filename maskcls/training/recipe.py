@@ -104,7 +104,7 @@ def check_config(cfg: DictConfig) -> Plan:
                 instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None)
     check_head(cfg.model.get("head", DEFAULT_HEAD))
     check_schedule(plan.scheduler)
-    check_step_memory(name, dm.pipeline.image_size, dm.batch_size,
+    check_step_memory(name, dm.pipeline.image_size, dm.loading.batch_size,
                       str(cfg.trainer.get("accelerator", "auto")))
     if cfg.model.get("pretrained_file"):
         check_pretrained_file(cfg.model.pretrained_file, name)
