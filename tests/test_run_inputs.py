@@ -162,6 +162,12 @@ def test_sigterm_stops_a_run_with_143_and_says_how_to_resume(synth_root, tmp_pat
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] >= 0
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """A suite started in the background (``make test &``) inherits SIGINT ignored, and a
+    Python started so never turns it into KeyboardInterrupt: give the run a terminal's."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig,code,name", [(signal.SIGTERM, 143, "SIGTERM"),
                                            (signal.SIGINT, 130, "Ctrl-C")])
 def test_a_stopped_sweep_records_the_jobs_that_never_ran(synth_root, tmp_path, sig, code, name):
@@ -169,7 +175,8 @@ def test_a_stopped_sweep_records_the_jobs_that_never_ran(synth_root, tmp_path, s
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m",
                              f"data.root={synth_root}", *TINY_RUN, "trainer.max_epochs=50",
                              f"hydra.sweep.dir={sweep}", "seed=1,2,3"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_as_at_a_terminal)
     _wait_for(sweep / "0" / "checkpoints" / "last.ckpt", proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
