@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,11 @@ from maskcls.synth import SynthConfig, ensure_synthetic
 log = logging.getLogger(__name__)
 
 
+def data_root(root: str | Path) -> Path:
+    """``data.root`` as an absolute path (``~`` expanded)."""
+    return Path(root).expanduser().absolute()
+
+
 class MaskDataModule(pl.LightningDataModule):
     """Train and validation loaders over a competition tree's ``train/`` (prediction reads
     ``eval/`` through ``maskcls.inference``), composed of the owners of each step: where the
@@ -63,7 +67,7 @@ class MaskDataModule(pl.LightningDataModule):
                  age_bounds: Sequence[int] = labels.DEFAULT_AGE_BOUNDS,
                  synthetic: SynthConfig | None = None, seed: int = 0) -> None:
         super().__init__()
-        self.root = Path(os.path.expanduser(str(root))).absolute()
+        self.root = data_root(root)
         self.pipeline = pipeline or Pipeline((128, 96))
         self.split, self.sampling = split or Split(), sampling or Sampling()
         self.loading, self.sources = loading or Loading(), sources or Sources()
@@ -110,7 +114,7 @@ class MaskDataModule(pl.LightningDataModule):
         """The datamodule of a ``data`` config node (``conf/data``, whose comments say what
         each key does), every value checked before any data is read."""
         check_modes(cache, normalize, smote, age_bounds)
-        root_path = Path(os.path.expanduser(str(root))).absolute()
+        root_path = data_root(root)
         synth = SynthConfig(**synthetic) if synthetic else None
         if synth is not None:
             synth.check()

@@ -111,8 +111,7 @@ def load_config(path: Path, what: str) -> DictConfig:
         raise RunFolderError(f"{what}: {path} is empty or not a mapping; it is not a maskcls "
                              "run config")
     _check_no_interpolation(tree, str(path))
-    nodes = [tree.get("data"), *(tree.get("callbacks") or {}).values()]
-    for node in nodes:  # runs saved before a target moved
+    for _, node in _walk(tree):  # runs saved before a target moved, at any depth
         if isinstance(node, dict) and node.get("_target_") in MOVED_TARGETS:
             node["_target_"] = MOVED_TARGETS[node["_target_"]]
     check_targets(tree, str(path))
