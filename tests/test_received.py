@@ -192,11 +192,11 @@ def test_an_image_that_is_a_fifo_or_a_looping_link_is_named(synth_copy, kind):
 ])
 def test_unknown_keys_and_removed_groups_are_one_line_before_data(synth_root, tmp_path,
                                                                   override, needles):
-    out = tmp_path / "run"
+    out = tmp_path / "outputs" / "2026-12-04" / "run"  # as Hydra's default run folder
     extra = ["scheduler.scheduler.step_size=0"] if override == "scheduler=step" else []
     res = cli(f"data.root={synth_root}", *TINY_RUN, override, *extra, f"hydra.run.dir={out}")
     assert_one_line_error(res, *needles)
-    assert not out.exists()
+    assert not (tmp_path / "outputs").exists()
 
 
 @pytest.mark.parametrize("command,needles", [

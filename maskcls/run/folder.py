@@ -160,8 +160,12 @@ def discard_unstarted(out: Path, since: float) -> None:
             continue
     with contextlib.suppress(OSError):  # not empty: it holds files this run did not make
         out.rmdir()
-        if out.parent.stat().st_mtime >= since:  # outputs/<date>/ made for this run alone
-            out.parent.rmdir()
+        # the folders Hydra made above it for this run alone (outputs/<date>/, outputs/):
+        # up to the first that holds anything else, never the working folder
+        for parent in out.absolute().parents:
+            if parent == Path.cwd().absolute() or parent.stat().st_mtime < since:
+                break
+            parent.rmdir()
 
 
 # ------------------------------------------------------------------------------ resuming
