@@ -2,6 +2,9 @@
 
     python -m benchmarks.label_issues                  # 300 people, 5% errors, 5 folds x 2 seeds
     python -m benchmarks.label_issues --persons 600 --errors 0.05 --seed 11 --model-seeds 42
+    # a tree in a style no recipe was chosen on, the finder alone (no retraining)
+    python -m benchmarks.label_issues --persons 210 --errors 0.1 --folds 3 --model-seeds 42 \
+        --style 1 --age-overlap 1 --no-retrain
 
 1. Two trees of the same people (one seed): one with ``--label-errors``, one clean.
 2. A 5-fold ``experiment=quick`` sweep on the tree with errors, once per ``--model-seeds``
@@ -14,7 +17,7 @@
 4. ``experiment=quick`` trained four times, scored on ``eval/answers.csv``: on the clean
    tree, on the tree with errors, on it with ``data.corrections=corrections.csv``, and with
    the corrections of ``--fix age,mask`` (gender left to a human): the share of what the
-   errors cost that each corrections file wins back.
+   errors cost that each corrections file wins back (``--no-retrain`` skips this step).
 """
 
 from __future__ import annotations
@@ -62,13 +65,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--persons", type=int, default=300)
     p.add_argument("--errors", type=float, default=0.05)
     p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--eval-persons", type=int, default=100)
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--style", type=int, default=0,
+                   help="the trees' drawing style (python -m maskcls.synth --style)")
+    p.add_argument("--age-overlap", type=float, default=0.0,
+                   help="how young the 60+ people look (python -m maskcls.synth --age-overlap)")
     p.add_argument("--model-seeds", default="42,43",
                    help="one k-fold sweep per training seed; the finder averages their predictions")
     p.add_argument("--threshold", type=float, default=0.8)
     p.add_argument("--work", default=str(ROOT / "outputs" / "bench_label_issues"))
     p.add_argument("--reuse", action="store_true",
                    help="keep the trees and the sweep already in --work (only retrain)")
+    p.add_argument("--no-retrain", action="store_true",
+                   help="measure the finder only, without the four retrainings")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "label_issues.md"))
     return p
 
@@ -82,10 +92,13 @@ def _find(a: argparse.Namespace, work: Path, trees: dict[str, Path], seeds: list
     if not a.reuse:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        for name, share in (("errors", a.errors), ("clean", 0.0)):
+        # the clean twin is only trained on by the retrainings
+        kinds = [("errors", a.errors)] + ([] if a.no_retrain else [("clean", 0.0)])
+        for name, share in kinds:
             run_python("-m", "maskcls.synth", "--out", str(trees[name]), "--persons",
-                       str(a.persons), "--eval-persons", "100", "--seed", str(a.seed),
-                       "--label-errors", str(share))
+                       str(a.persons), "--eval-persons", str(a.eval_persons), "--seed",
+                       str(a.seed), "--label-errors", str(share), "--style", str(a.style),
+                       "--age-overlap", str(a.age_overlap))
     for seed, sweep in zip(seeds, sweeps, strict=True):
         if not (sweep / "summary.csv").exists():
             run_python("train.py", "-m", "experiment=quick", f"seed={seed}",
@@ -125,17 +138,22 @@ def main(argv: list[str] | None = None) -> None:
     issues = pd.read_csv(work / "label_issues.csv", dtype={"person_id": str})
     truth = pd.read_csv(trees["errors"] / "label_errors.csv", dtype=str, keep_default_na=False)
     found = finder_table(issues, truth, a.threshold)
+    style = f", style {a.style}, 60+ overlap {a.age_overlap:g}" if a.style or a.age_overlap else ""
+    title = (f"{a.persons} people ({a.errors:.0%} with a wrong label, seed {a.seed}{style}), "
+             f"{a.folds}-fold experiment=quick x {len(seeds)} seed(s) ({a.model_seeds}) for the "
+             f"out-of-fold predictions, threshold {a.threshold}")
+    header = ["field", "injected", "top-K recall (= precision)", "precision at threshold",
+              "recall at threshold"]
+    if a.no_retrain:
+        publish(markdown_table(f"{title}; {time.perf_counter() - t0:.0f} s in all", header, found),
+                a.out)
+        return
     f1 = _retrain(work, trees)
     cost = f1["clean"] - f1["errors"]
     def regained(key: str) -> str:
         return f"{(f1[key] - f1['errors']) / cost:.2f}" if cost > 0 else "n/a"
 
-    title = (f"{a.persons} people ({a.errors:.0%} with a wrong label, seed {a.seed}), "
-             f"{a.folds}-fold experiment=quick x {len(seeds)} seed(s) ({a.model_seeds}) for the "
-             "out-of-fold predictions, threshold "
-             f"{a.threshold}; {time.perf_counter() - t0:.0f} s in all")
-    table = markdown_table(title, ["field", "injected", "top-K recall (= precision)",
-                                   "precision at threshold", "recall at threshold"], found)
+    table = markdown_table(f"{title}; {time.perf_counter() - t0:.0f} s in all", header, found)
     table += "\n\n" + markdown_table(
         "eval macro-F1 of experiment=quick (flip TTA) against the true labels",
         ["trained on", "eval macro-F1"],
