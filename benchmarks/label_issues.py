@@ -92,9 +92,11 @@ def _find(a: argparse.Namespace, work: Path, trees: dict[str, Path], seeds: list
     if not a.reuse:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        # the clean twin is only trained on by the retrainings
-        kinds = [("errors", a.errors)] + ([] if a.no_retrain else [("clean", 0.0)])
-        for name, share in kinds:
+    # the clean twin is only trained on by the retrainings; a --reuse of a --no-retrain
+    # folder writes it then
+    kinds = [("errors", a.errors)] + ([] if a.no_retrain else [("clean", 0.0)])
+    for name, share in kinds:
+        if not trees[name].exists():
             run_python("-m", "maskcls.synth", "--out", str(trees[name]), "--persons",
                        str(a.persons), "--eval-persons", str(a.eval_persons), "--seed",
                        str(a.seed), "--label-errors", str(share), "--style", str(a.style),
