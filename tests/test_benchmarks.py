@@ -137,3 +137,48 @@ def test_faces_table(tmp_path):
     # the bare astronaut: both detectors find the face where it was marked
     bare = scores[scores["set"] == "astronaut"]
     assert bare["found"].all() and (bare["iou"] > 0.6).all()
+
+
+def test_label_issue_benchmark_measures_the_finder_on_the_style_asked_for(tmp_path, monkeypatch):
+    """--style and --age-overlap reach the tree the finder is measured on, and --no-retrain
+    writes neither the clean twin nor any retraining (the sweeps and the finder are stood in
+    for: the finder here ranks exactly the injected people first)."""
+    import pandas as pd
+
+    from benchmarks import label_issues, run_python
+
+    calls = []
+
+    def fake(*args: str) -> float:
+        calls.append(args)
+        if args[:2] == ("-m", "maskcls.synth"):
+            return run_python(*args)  # the real generator: the style must be accepted
+        if args[0] == "train.py":
+            sweep = Path(next(a for a in args if a.startswith("hydra.sweep.dir=")).split("=")[1])
+            sweep.mkdir(parents=True)
+            (sweep / "summary.csv").write_text("fold,f1\n")
+            return 0.0
+        out = Path(args[args.index("--out") + 1])
+        truth = pd.read_csv(tmp_path / "work" / "errors" / "label_errors.csv", dtype=str)
+        truth.assign(score=1.0)[["person_id", "field", "score"]].to_csv(
+            out / "label_issues.csv", index=False)
+        return 0.0
+
+    monkeypatch.setattr(label_issues, "run_python", fake)
+    out = tmp_path / "li.md"
+    label_issues.main(["--persons", "20", "--eval-persons", "3", "--errors", "0.3",
+                       "--folds", "2", "--model-seeds", "42", "--style", "2",
+                       "--age-overlap", "1", "--no-retrain", "--work", str(tmp_path / "work"),
+                       "--out", str(out)])
+    synth = [c for c in calls if c[:2] == ("-m", "maskcls.synth")]
+    assert len(synth) == 1  # the tree with errors only
+    assert synth[0][synth[0].index("--style") + 1] == "2"
+    truth = pd.read_csv(tmp_path / "work" / "errors" / "truth.csv")
+    assert set(truth["style"]) == {2}
+    assert not (tmp_path / "work" / "clean").exists()
+    assert not (tmp_path / "work" / "runs").exists()
+    table = out.read_text()
+    assert "style 2, 60+ overlap 1" in table and "eval macro-F1" not in table
+    fields = {ln.split("|")[1].strip(): ln.split("|")[3].strip() for ln in table.splitlines()
+              if ln.startswith("| ") and not ln.startswith(("| field", "| ---"))}
+    assert fields and set(fields.values()) == {"1.00"}  # the perfect ranking, read back
