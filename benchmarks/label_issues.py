@@ -128,6 +128,23 @@ def _retrain(work: Path, trees: dict[str, Path]) -> dict[str, float]:
                                f"data.corrections={work / 'age_mask' / 'corrections.csv'}")}
 
 
+def _retrain_table(f1: dict[str, float]) -> str:
+    """The four retrainings' eval macro-F1, with the share of the errors' cost won back."""
+    cost = f1["clean"] - f1["errors"]
+
+    def regained(key: str) -> str:
+        return f"{(f1[key] - f1['errors']) / cost:.2f}" if cost > 0 else "n/a"
+
+    return markdown_table(
+        "eval macro-F1 of experiment=quick (flip TTA) against the true labels",
+        ["trained on", "eval macro-F1"],
+        [["the clean tree", f"{f1['clean']:.4f}"], ["the tree with errors", f"{f1['errors']:.4f}"],
+         ["the tree with errors + corrections.csv",
+          f"{f1['corrected']:.4f} (wins back {regained('corrected')} of the cost)"],
+         ["the tree with errors + corrections.csv of --fix age,mask",
+          f"{f1['age_mask']:.4f} (wins back {regained('age_mask')} of the cost)"]])
+
+
 def main(argv: list[str] | None = None) -> None:
     a = _parser().parse_args(argv)
     work = Path(a.work)
@@ -146,24 +163,10 @@ def main(argv: list[str] | None = None) -> None:
              f"out-of-fold predictions, threshold {a.threshold}")
     header = ["field", "injected", "top-K recall (= precision)", "precision at threshold",
               "recall at threshold"]
-    if a.no_retrain:
-        publish(markdown_table(f"{title}; {time.perf_counter() - t0:.0f} s in all", header, found),
-                a.out)
-        return
-    f1 = _retrain(work, trees)
-    cost = f1["clean"] - f1["errors"]
-    def regained(key: str) -> str:
-        return f"{(f1[key] - f1['errors']) / cost:.2f}" if cost > 0 else "n/a"
-
+    f1 = None if a.no_retrain else _retrain(work, trees)
     table = markdown_table(f"{title}; {time.perf_counter() - t0:.0f} s in all", header, found)
-    table += "\n\n" + markdown_table(
-        "eval macro-F1 of experiment=quick (flip TTA) against the true labels",
-        ["trained on", "eval macro-F1"],
-        [["the clean tree", f"{f1['clean']:.4f}"], ["the tree with errors", f"{f1['errors']:.4f}"],
-         ["the tree with errors + corrections.csv",
-          f"{f1['corrected']:.4f} (wins back {regained('corrected')} of the cost)"],
-         ["the tree with errors + corrections.csv of --fix age,mask",
-          f"{f1['age_mask']:.4f} (wins back {regained('age_mask')} of the cost)"]])
+    if f1 is not None:
+        table += "\n\n" + _retrain_table(f1)
     publish(table, a.out)
 
 
