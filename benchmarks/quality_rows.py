@@ -67,6 +67,10 @@ ABLATIONS = [
     Row("quick, batch 32 + logit-adjusted loss, age boundary 58",
         ["experiment=quick", "data.batch_size=32", "loss=logit_adjusted",
          "data.age_bounds=[30,58]"], tta=True),
+    # more epochs in the same time: timm's resnet10t (deep stem, one block a stage) trains
+    # about 1.65x as many images a second as resnet18 at 80x60 on a 2-core CPU
+    Row("quick, resnet10t, 40 epochs", ["experiment=quick", "model.backbone=resnet10t",
+                                        "trainer.max_epochs=40"], tta=True),
     Row("quick + calibration", tta=True, calibrate=True, run="quick"),
     Row("quick - TTA", run="quick"),
 ]
