@@ -1,6 +1,6 @@
 """Turn checkpoints into a competition submission.
 
-    python predict.py ckpt=outputs/2026-12-04/09-15-02.418331-quick-resnet18  # a run's best.ckpt
+    python predict.py ckpt=outputs/2026-12-04/09-15-02.418331-quick-resnet10t  # a run's best.ckpt
     python predict.py ckpt=outputs/multirun/2026-12-04/09-15-02 tta=true     # a fold ensemble
     python predict.py ckpt=path/to/best.ckpt tta=true save_probs=true output=sub.csv
     python predict.py model_file=outputs/2026-12-04/09-15-02.418331-resnet18/model.onnx  # exported

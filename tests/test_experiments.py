@@ -14,10 +14,10 @@ def _compose(*overrides: str):
 def test_quick_sets_what_its_time_and_score_depend_on(data, tmp_path):
     cfg = _compose("experiment=quick", f"data={data}", f"data.root={tmp_path}")
     assert list(cfg.data.image_size) == [80, 60]
-    assert cfg.trainer.max_epochs == 24
+    assert cfg.trainer.max_epochs == 36
     assert cfg.data.cache == "ram" and cfg.data.batch_size == 64
     assert cfg.data.undersample.keep_masked == 1
-    assert cfg.model.head == "multi" and cfg.model.backbone == "resnet18"
+    assert cfg.model.head == "multi" and cfg.model.backbone == "resnet10t"
     assert cfg.augment.scale == 0.15 and cfg.augment.mixup == 0
 
 
