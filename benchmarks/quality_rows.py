@@ -46,7 +46,10 @@ ABLATIONS = [
     Row("quick + pseudo-labels (round 2)", ["experiment=quick"], tta=True,
         pseudo_from="quick"),
     # on a 300-person tree 24 epochs take half the 5-minute budget: what the rest would give
-    Row("quick, 40 epochs", ["experiment=quick", "trainer.max_epochs=40"], tta=True),
+    # measured with resnet18 (docs/results.md, 2026-12-05); pinned, or since quick moved to
+    # resnet10t it would be the same run as "quick, resnet10t, 40 epochs"
+    Row("quick, 40 epochs", ["experiment=quick", "model.backbone=resnet18",
+                             "trainer.max_epochs=40"], tta=True),
     # colour jitter may wash out colour cues (grey hair, lip colour)
     Row("quick, no colour jitter", ["experiment=quick", "augment.brightness=0",
                                     "augment.contrast=0", "augment.saturation=0"], tta=True),
