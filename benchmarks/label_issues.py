@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import markdown_table, publish, run_python
+from benchmarks.reuse import trained_as
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,21 +97,47 @@ def _find(a: argparse.Namespace, work: Path, trees: dict[str, Path], seeds: list
     # folder writes it then
     kinds = [("errors", a.errors)] + ([] if a.no_retrain else [("clean", 0.0)])
     for name, share in kinds:
+        _check_kept_tree(trees[name], a, share)
         if not trees[name].exists():
             run_python("-m", "maskcls.synth", "--out", str(trees[name]), "--persons",
                        str(a.persons), "--eval-persons", str(a.eval_persons), "--seed",
                        str(a.seed), "--label-errors", str(share), "--style", str(a.style),
                        "--age-overlap", str(a.age_overlap))
     for seed, sweep in zip(seeds, sweeps, strict=True):
+        job = ["experiment=quick", f"seed={seed}", f"data.root={trees['errors']}",
+               "data.synthetic=null", f"data.n_folds={a.folds}",
+               "callbacks.progress_bar.refresh_rate=0"]
+        if (sweep / "summary.csv").exists() and not all(
+                trained_as(sweep / str(k), [*job, f"data.fold={k}"]) for k in range(a.folds)):
+            # kept from before experiment=quick (or these flags) changed: its out-of-fold
+            # predictions would be another recipe's
+            print(f"{sweep}: trained with another config than this command's; training it "
+                  "again", flush=True)
+            shutil.rmtree(sweep)
         if not (sweep / "summary.csv").exists():
-            run_python("train.py", "-m", "experiment=quick", f"seed={seed}",
-                       f"data.root={trees['errors']}", "data.synthetic=null",
-                       f"data.n_folds={a.folds}", f"data.fold=range({a.folds})",
-                       f"hydra.sweep.dir={sweep}", "callbacks.progress_bar.refresh_rate=0")
+            run_python("train.py", "-m", *job, f"data.fold=range({a.folds})",
+                       f"hydra.sweep.dir={sweep}")
     for out, fix in ((work, []), (work / "age_mask", ["--fix", "age,mask"])):
         out.mkdir(exist_ok=True)
         run_python("-m", "maskcls.label_issues", *map(str, sweeps), "--out", str(out),
                    "--threshold", str(a.threshold), "--overwrite", *fix)
+
+
+def _check_kept_tree(tree: Path, a: argparse.Namespace, share: float) -> None:
+    """With ``--reuse``, a tree already in ``--work`` must be the one these flags draw: the
+    finder's recall on another tree would be read as this one's."""
+    import json
+
+    if not tree.exists():
+        return
+    made = json.loads((tree / "synthetic.json").read_text())
+    wanted = {"persons": a.persons, "eval_persons": a.eval_persons, "seed": a.seed,
+              "label_errors": share, "style": a.style, "age_overlap": a.age_overlap}
+    differ = [f"{k} {made.get(k)} (asked: {v})" for k, v in wanted.items() if made.get(k) != v]
+    if differ:
+        raise SystemExit(f"{tree}: --reuse keeps this tree, but it was drawn with "
+                         f"{', '.join(differ)}. Give another --work, or leave out --reuse to "
+                         "draw it again.")
 
 
 def _retrain(work: Path, trees: dict[str, Path]) -> dict[str, float]:

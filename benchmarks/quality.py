@@ -39,6 +39,7 @@ import numpy as np
 
 from benchmarks import markdown_table, publish
 from benchmarks.quality_rows import ABLATIONS, RECIPES, Row
+from benchmarks.reuse import trained_as
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,18 +110,9 @@ def _slug(name: str) -> str:
 
 def train_row(row: Row, root: Path, args: argparse.Namespace, runs: dict[str, Path]) -> float:
     """Train ``row`` with ``train.py`` in a new process; returns its wall seconds. With
-    ``--reuse``, a finished run of the row on this tree is scored again, not retrained."""
+    ``--reuse``, a finished run of the row on this tree is scored again, not retrained, if it
+    recorded the config the row composes now."""
     out = Path(args.work) / "runs" / root.name / _slug(row.name)
-    if args.reuse and (out / "metrics.json").exists():
-        runs[row.name] = out
-        recorded = out / "benchmark.json"
-        if recorded.exists():
-            return float(json.loads(recorded.read_text())["wall"])
-        return float(json.loads((out / "metrics.json").read_text())["wall_seconds"])
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
     overrides = [*row.overrides, f"data.root={root}", "data.synthetic=null",
                  f"hydra.run.dir={out}", f"trainer.max_time={_max_time(args.budget)}",
                  "callbacks.progress_bar.refresh_rate=0", *args.override]
@@ -128,6 +120,21 @@ def train_row(row: Row, root: Path, args: argparse.Namespace, runs: dict[str, Pa
         overrides.append(f"data.pseudo_labels={_probs_file(runs, row.pseudo_from)}")
     if row.face_boxes:
         overrides.append(f"data.face_boxes={face_boxes(root)}")
+    if args.reuse and (out / "metrics.json").exists():
+        if trained_as(out, overrides):
+            runs[row.name] = out
+            recorded = out / "benchmark.json"
+            if recorded.exists():
+                return float(json.loads(recorded.read_text())["wall"])
+            return float(json.loads((out / "metrics.json").read_text())["wall_seconds"])
+        # the row (or conf/, e.g. an experiment) changed since the run: its score would be
+        # another recipe's
+        print(f"{out}: trained with another config than the row {row.name!r} composes now; "
+              "training it again", flush=True)
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
     t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "train.py", *overrides], cwd=ROOT,
                          capture_output=True, text=True)
@@ -278,7 +285,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--override", action="append", default=[],
                    help="extra train.py override for every row (repeatable)")
     p.add_argument("--reuse", action="store_true",
-                   help="score a row's finished run in --work again instead of retraining it")
+                   help="score a row's finished run in --work again instead of retraining it "
+                        "(one trained with another config than the row's today is retrained)")
     p.add_argument("--work", default=str(ROOT / "data" / "quality"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality.md"))
     return p

@@ -103,11 +103,23 @@ def test_quality_table(tmp_path, capsys):
     # --reuse scores the finished runs again instead of retraining them
     run = next(tmp_path.glob("runs/tree-s5*/quick"))
     stamp = (run / "metrics.json").stat().st_mtime_ns
-    again = quality.main([
-        "--persons", "16", "--eval-persons", "3", "--trees", "5:1.5:1,6:1:0:2:1", "--reuse",
-        "--only", "quick", "--work", str(tmp_path), "--out", str(tmp_path / "again.md")])
+    reuse = ["--persons", "16", "--eval-persons", "3", "--trees", "5:1.5:1,6:1:0:2:1",
+             "--budget", "60", "--reuse", "--only", "quick", "--work", str(tmp_path),
+             "--out", str(tmp_path / "again.md"), "--override", "data.image_size=[32,24]",
+             "--override", "trainer.max_epochs=1", "--override", "data.batch_size=16"]
+    again = quality.main(reuse)
     assert again[0]["per_tree"] == quick["per_tree"]
     assert (run / "metrics.json").stat().st_mtime_ns == stamp
+    capsys.readouterr()
+    # ... but not a run the row no longer composes to (here: one trained before the
+    # experiment moved to another backbone), whose score would be another recipe's
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("backbone: resnet10t", "backbone: resnet18"))
+    quality.main(reuse)
+    assert "trained with another config than the row 'quick' composes now" in \
+        capsys.readouterr().out
+    assert (run / "metrics.json").stat().st_mtime_ns != stamp
+    assert "backbone: resnet10t" in config.read_text()
 
 
 def test_quality_refuses_a_malformed_tree(tmp_path, capsys):
@@ -166,10 +178,10 @@ def test_label_issue_benchmark_measures_the_finder_on_the_style_asked_for(tmp_pa
 
     monkeypatch.setattr(label_issues, "run_python", fake)
     out = tmp_path / "li.md"
-    label_issues.main(["--persons", "20", "--eval-persons", "3", "--errors", "0.3",
-                       "--folds", "2", "--model-seeds", "42", "--style", "2",
-                       "--age-overlap", "1", "--no-retrain", "--work", str(tmp_path / "work"),
-                       "--out", str(out)])
+    flags = ["--persons", "20", "--eval-persons", "3", "--errors", "0.3", "--folds", "2",
+             "--model-seeds", "42", "--age-overlap", "1", "--no-retrain",
+             "--work", str(tmp_path / "work"), "--out", str(out)]
+    label_issues.main([*flags, "--style", "2"])
     synth = [c for c in calls if c[:2] == ("-m", "maskcls.synth")]
     assert len(synth) == 1  # the tree with errors only
     assert synth[0][synth[0].index("--style") + 1] == "2"
@@ -182,3 +194,12 @@ def test_label_issue_benchmark_measures_the_finder_on_the_style_asked_for(tmp_pa
     fields = {ln.split("|")[1].strip(): ln.split("|")[3].strip() for ln in table.splitlines()
               if ln.startswith("| ") and not ln.startswith(("| field", "| ---"))}
     assert fields and set(fields.values()) == {"1.00"}  # the perfect ranking, read back
+    # --reuse keeps the tree only if these flags drew it, and says which differ
+    calls.clear()
+    with pytest.raises(SystemExit, match=r"drawn with style 2 \(asked: 3\)"):
+        label_issues.main([*flags, "--style", "3", "--reuse"])
+    assert not calls
+    # ... and a sweep only if it recorded the config experiment=quick composes now (the
+    # stand-in sweep recorded none), so it is trained again; the tree is kept
+    label_issues.main([*flags, "--style", "2", "--reuse"])
+    assert [c[0] for c in calls] == ["train.py", "-m", "-m"]
