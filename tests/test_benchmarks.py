@@ -61,12 +61,22 @@ def test_gpu_check_runs_its_steps_as_a_dry_run_on_the_cpu(tmp_path):
 
 def test_predict_speed_table(tmp_path):
     out = tmp_path / "predict.md"
-    predict_speed.main(["--eval-persons", "4", "--size", "32x24", "--repeats", "1",
-                        "--data-dir", str(tmp_path), "--out", str(out)])
+    flags = ["--eval-persons", "4", "--size", "32x24", "--repeats", "1",
+             "--data-dir", str(tmp_path), "--out", str(out)]
+    predict_speed.main(flags)
     table = Path(out).read_text()
     assert "| raw batched inference (preloaded tensors) |" in table
     assert "| maskcls predict (decode + predict + write) |" in table
     assert "28 eval images" in table
+    # the run it times is made once and kept, while it is what the config makes today
+    ckpt = tmp_path / "bench-runs" / "predict-32x24" / "checkpoints" / "best.ckpt"
+    stamp = ckpt.stat().st_mtime_ns
+    predict_speed.main(flags)
+    assert ckpt.stat().st_mtime_ns == stamp
+    config = ckpt.parents[1] / "config.yaml"
+    config.write_text(config.read_text().replace("backbone: resnet18", "backbone: resnet34"))
+    predict_speed.main(flags)
+    assert ckpt.stat().st_mtime_ns != stamp and "backbone: resnet18" in config.read_text()
 
 
 def test_quality_table(tmp_path, capsys):
