@@ -130,7 +130,11 @@ def _check_kept_tree(tree: Path, a: argparse.Namespace, share: float) -> None:
 
     if not tree.exists():
         return
-    made = json.loads((tree / "synthetic.json").read_text())
+    record = tree / "synthetic.json"
+    if not record.is_file():
+        raise SystemExit(f"{tree}: --reuse keeps this tree, but it has no synthetic.json (its "
+                         "drawing was cut short?). Remove it, or leave out --reuse.")
+    made = json.loads(record.read_text())
     wanted = {"persons": a.persons, "eval_persons": a.eval_persons, "seed": a.seed,
               "label_errors": share, "style": a.style, "age_overlap": a.age_overlap}
     differ = [f"{k} {made.get(k)} (asked: {v})" for k, v in wanted.items() if made.get(k) != v]

@@ -213,3 +213,7 @@ def test_label_issue_benchmark_measures_the_finder_on_the_style_asked_for(tmp_pa
     # stand-in sweep recorded none), so it is trained again; the tree is kept
     label_issues.main([*flags, "--style", "2", "--reuse"])
     assert [c[0] for c in calls] == ["train.py", "-m", "-m"]
+    # a tree whose drawing was cut short (no synthetic.json) is named, not read
+    (tmp_path / "work" / "errors" / "synthetic.json").unlink()
+    with pytest.raises(SystemExit, match="has no synthetic.json"):
+        label_issues.main([*flags, "--style", "2", "--reuse"])
