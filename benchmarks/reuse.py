@@ -22,7 +22,7 @@ def trained_as(run: Path, overrides: list[str]) -> bool:
     wanted = _root(overrides)
     if wanted and (root is None or Path(root).resolve() != Path(wanted).resolve()):
         return False  # trained on another tree
-    return config == _composed(overrides)
+    return config == _composed(overrides, bool(wanted))
 
 
 def _root(overrides: list[str]) -> str | None:
@@ -30,16 +30,15 @@ def _root(overrides: list[str]) -> str | None:
     return roots[-1] if roots else None
 
 
-def _composed(overrides: list[str]) -> dict[str, Any]:
+def _composed(overrides: list[str], has_root: bool) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     kept = [o for o in overrides if not o.startswith(("hydra.", "data.root="))]
-    root = _root(overrides)
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[*kept, f"paths.output_dir='{RUN}'",
-                                          *([f"data.root='{TREE}'"] if root else [])])
-    return _without_paths(OmegaConf.to_container(cfg, resolve=True), {})
+                                          *([f"data.root='{TREE}'"] if has_root else [])])
+    return _placeheld(OmegaConf.to_container(cfg, resolve=True), {})
 
 
 def _recorded(run: Path) -> tuple[dict[str, Any], str | None] | None:
@@ -56,10 +55,11 @@ def _recorded(run: Path) -> tuple[dict[str, Any], str | None] | None:
     root = cfg.get("data", {}).get("root")
     if root:
         places[str(root)] = TREE
-    return _without_paths(cfg, places), root
+    return _placeheld(cfg, places), root
 
 
-def _without_paths(cfg: dict[str, Any], places: dict[str, str]) -> dict[str, Any]:
+def _placeheld(cfg: dict[str, Any], places: dict[str, str]) -> dict[str, Any]:
+    """``cfg`` without the machine's ``paths``, each of ``places`` written as its placeholder."""
     def swap(v: Any) -> Any:
         if isinstance(v, dict):
             return {k: swap(x) for k, x in v.items()}
