@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import markdown_table, publish, run_python
-from benchmarks.reuse import trained_as
+from maskcls.run.same_config import trained_as
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.reuse import trained_as
 from benchmarks.train_speed import ROOT
+from maskcls.run.same_config import trained_as
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -39,7 +39,7 @@ import numpy as np
 
 from benchmarks import markdown_table, publish
 from benchmarks.quality_rows import ABLATIONS, RECIPES, Row
-from benchmarks.reuse import trained_as
+from maskcls.run.same_config import trained_as
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -79,6 +79,9 @@ ABLATIONS = [
     # a training age boundary below 60: the 58-59s, whose faces overlap the 60+ ones, are
     # taught as 60+, so the rare group is predicted where it is likely (eval keeps 60)
     Row("quick, age boundary 58", ["experiment=quick", "data.age_bounds=[30,58]"], tta=True),
+    # the recorded age as an ordinal signal: every person teaches the ageing ramp
+    Row("quick + age regression", ["experiment=quick", "model.age_regression=1"], tta=True),
+    Row("quick, age loss weight 2", ["experiment=quick", "model.task_weights.age=2"], tta=True),
     Row("quick, batch 32 + logit-adjusted loss, age boundary 58",
         ["experiment=quick", "data.batch_size=32", "loss=logit_adjusted",
          "data.age_bounds=[30,58]"], tta=True),

@@ -20,7 +20,13 @@ from maskcls.errors import ConfigError
 from maskcls.inference import calibration, predict
 from maskcls.model.losses import CrossEntropy, FocalLoss, SoftF1Loss, TaskLoss
 from maskcls.model.metrics import score
-from maskcls.model.module import MaskClassifier
+from maskcls.model.module import (
+    AGE_CENTRE,
+    AGE_SCALE,
+    AGE_YEARS,
+    MaskClassifier,
+    age_regression_loss,
+)
 from maskcls.training.recipe import train
 
 
@@ -52,6 +58,57 @@ def test_the_multi_head_model_gives_18_class_scores_from_three_heads():
     assert torch.equal(gender, out["gender"].argmax(1))
     with pytest.raises(ConfigError, match="model.head must be one of"):
         MaskClassifier(head="three")
+
+
+def test_the_age_regression_head_adds_a_loss_and_leaves_the_class_scores_to_the_task_heads():
+    torch.manual_seed(0)
+    model = MaskClassifier(head="multi", age_regression=2.0,
+                           loss=TaskLoss(CrossEntropy)).eval()
+    x = torch.randn(4, 3, 64, 48)
+    with torch.no_grad():
+        out = model.outputs(x)
+        plain = MaskClassifier.scores({t: out[t] for t in labels.TASKS})
+        assert out[AGE_YEARS].shape == (4,)
+        assert torch.equal(model(x), plain)  # predictions ignore the regression head
+    ages = torch.tensor([18.0, 60.0, float("nan"), 45.0])
+    pred = torch.zeros(4, requires_grad=True)
+    want = torch.nn.functional.smooth_l1_loss(
+        pred.detach()[[0, 1, 3]], (ages[[0, 1, 3]] - AGE_CENTRE) / AGE_SCALE)
+    assert torch.isclose(age_regression_loss(pred, ages), want)  # the NaN (no age) is left out
+    none = age_regression_loss(pred, torch.full((4,), float("nan")))
+    none.backward()
+    assert float(none.detach()) == 0.0 and torch.equal(pred.grad, torch.zeros(4))
+    model.train()
+    batch = (x, torch.tensor([0, 5, 11, 17]), torch.arange(4), ages)
+    plain_loss = model.criterion({t: model.outputs(x)[t] for t in labels.TASKS}, batch[1])
+    with torch.no_grad():
+        age_part = age_regression_loss(model.outputs(x)[AGE_YEARS], ages)
+    model.log = lambda *a, **k: None  # no trainer to log to
+    assert torch.isclose(model.training_step(batch, 0), plain_loss + 2.0 * age_part, atol=1e-5)
+    with pytest.raises(ConfigError, match="recorded ages"):
+        model.training_step(batch[:3], 0)
+    with pytest.raises(ConfigError, match="model.age_regression=1.0 needs model.head=multi"):
+        MaskClassifier(head="single", age_regression=1.0)
+    with pytest.raises(ConfigError, match="model.age_regression"):
+        MaskClassifier(head="multi", age_regression=-1.0)
+    assert MaskClassifier(head="multi").age_head is None  # off by default: same weights as before
+
+
+def test_training_batches_carry_each_images_recorded_age(synth_root, tmp_path):
+    from maskcls.training.recipe import build, check_config
+
+    dm, _ = build(make_cfg(synth_root, tmp_path / "run", "data.smote=true"))
+    real = ~dm.catalog["person_id"].str.startswith("smote:").to_numpy()
+    assert np.array_equal(dm.ages.numpy()[real], dm.catalog["age"].to_numpy()[real])
+    assert torch.isnan(dm.ages[torch.from_numpy(~real)]).all()  # SMOTE rows record no age
+    x, y, index = next(iter(dm.train_dataloader()))
+    dm.trainer = type("Training", (), {"training": True})()
+    *_, ages = dm.on_after_batch_transfer((x, y, index), 0)
+    assert torch.allclose(ages, dm.ages[index], equal_nan=True)
+    for bad, says in ((("model.head=single",), "needs model.head=multi"),
+                      (("model.head=multi", "model.age_regression=-1"), "must be >= 0")):
+        with pytest.raises(ConfigError, match=says):  # refused before any image is read
+            check_config(make_cfg(synth_root, tmp_path / "bad", "model.age_regression=1", *bad))
 
 
 def test_task_loss_is_the_weighted_sum_of_per_task_losses():
@@ -97,7 +154,9 @@ def test_every_loss_takes_probability_targets(loss):
 def test_multi_head_runs_end_to_end_and_predict_needs_no_flag(synth_root, tmp_path):
     out = tmp_path / "run"
     train(make_cfg(synth_root, out, "model.head=multi", "augment.mixup=0.4",
-                   "augment.cutmix=1.0"))
+                   "augment.cutmix=1.0", "model.age_regression=0.5"))
+    # the age head trained on the (mixed) recorded ages of every training batch
+    assert np.isfinite(pd.read_csv(out / "metrics.csv")["train/age_loss"].dropna()).all()
     ckpt = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["head"] == "multi"
     val = pd.read_csv(out / "val_predictions.csv")
@@ -120,6 +179,17 @@ def test_mixup_targets_are_convex_mixtures_of_the_pair():
     assert 0 <= lam <= 1
     assert torch.allclose(target, lam * onehot + (1 - lam) * onehot.flip(0), atol=1e-6)
     assert torch.allclose(mixed, lam * x + (1 - lam) * x.flip(0), atol=1e-6)
+
+
+def test_mixing_mixes_a_per_image_value_with_the_targets_weight():
+    np.random.seed(0)
+    x, y = torch.rand(5, 3, 8, 6), torch.tensor([0, 5, 7, 17, 3])
+    ages = torch.tensor([20.0, 30.0, 40.0, 60.0, 50.0])
+    _, target, mixed = MixBatch(AugmentConfig(mixup=1.0))(x.clone(), y, ages)
+    lam = float(target[0, 0])  # image 0 mixes with image 3 (timm pairs i with B-1-i, even part)
+    assert 0 < lam < 1
+    assert torch.allclose(mixed[:4], lam * ages[:4] + (1 - lam) * ages[:4].flip(0))
+    assert float(mixed[4]) == 50.0  # the odd one out is not mixed
 
 
 def test_cutmix_pastes_a_box_and_weighs_targets_by_its_area():

@@ -61,6 +61,19 @@ def test_submit_trains_the_folds_fits_on_out_of_fold_and_writes_the_submission(
     assert r.returncode == 1 and "started with other settings" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
+    # conf/ changed since fold 0 was trained (its recorded backbone stands for that): the same
+    # command would ensemble two recipes, so it is refused before fold 2 trains
+    recorded = out / "0" / rf.CONFIG
+    recorded.write_text(recorded.read_text().replace("backbone: resnet18",
+                                                     "backbone: resnet10t", 1))
+    shutil.rmtree(out / "1")
+    (out / rf.SUBMISSION).unlink()
+    r = cli(*args, module=SUBMIT)
+    assert r.returncode == 1, r.stdout
+    assert "fold 1 was trained with another config" in r.stderr
+    assert "model.backbone: 'resnet10t' then, 'resnet18' now" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (out / "1").exists()
+
 
 @pytest.mark.parametrize(("extra", "says"), [
     (["loss=facal"], "did you mean loss=focal"),

@@ -2,9 +2,8 @@
 
 A node is checked against the schema of its ``_target_`` (``BY_TARGET``), or by its place in
 the run's config (``TrainConfig``, ``PredictSettings``, ``ExportSettings``). OmegaConf refuses a
-wrong type or an unknown key; ``fields`` adds the ranges and choices. Settings of maskcls's own
-classes that the class checks when it is built (the split, the sampler, the losses' ranges,
-the augmentation, the head) are typed here and ranged there, each rule in one place.
+wrong type or an unknown key; ``fields`` adds the ranges and choices. What maskcls's own classes
+check when built (split, sampler, losses, augmentation, heads) is typed here, ranged there.
 """
 
 from collections.abc import Sequence
@@ -125,6 +124,7 @@ class ModelSchema:
     drop_rate: float = ranged(0.0, low=0, high=Open(1))
     channels_last: bool = False
     num_classes: int = 18
+    age_regression: float = 0.0
 
 
 @dataclass

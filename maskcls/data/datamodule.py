@@ -171,6 +171,9 @@ class MaskDataModule(pl.LightningDataModule):
         # One dataset of uint8 pixels serves both stages; the batch transforms differ.
         self.dataset = ImageDataset(paths, self.catalog["label"].to_numpy(), self.pipeline,
                                     self._cache)
+        # recorded age per row, for model.age_regression; NaN where none was recorded
+        ages = self.catalog["age"].to_numpy(dtype=np.float32)
+        self.ages = torch.from_numpy(np.where(ages >= 0, ages, np.nan).astype(np.float32))
         self._set_normalisation()
 
     def _set_normalisation(self) -> None:
@@ -197,16 +200,19 @@ class MaskDataModule(pl.LightningDataModule):
         """Augment (training: then mixup / cutmix, targets become class probabilities) or
         only normalise (validation) the uint8 batch, on the device the model runs on. A bare
         pixel tensor (the model's ``example_input_array``, which Lightning's model summary
-        runs to measure FLOPs) is normalised as in validation."""
+        runs to measure FLOPs) is normalised as in validation. A training batch gains each
+        image's recorded age (NaN: none; mixed as the images are), for the age-regression
+        head."""
         if isinstance(batch, torch.Tensor):
             return self.eval_transform.to(batch.device)(batch)
         x, y, index = batch
         if self.trainer is None or not self.trainer.training:
             return self.eval_transform.to(x.device)(x), y, index
         x = self.train_transform.to(x.device)(x)
+        ages = self.ages[index.cpu()].to(x.device)
         if self.mix is not None:
-            x, y = self.mix(x, y)
-        return x, y, index
+            x, y, ages = self.mix(x, y, ages)
+        return x, y, index, ages
 
     # ------------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:

@@ -6,13 +6,15 @@ their masks, genders and ages). One mixing weight per batch (timm's ``mode="batc
 blend or one box for the whole batch, a few vector ops. timm pairs image ``i`` with image
 ``B-1-i`` and needs an even batch; an odd batch keeps its last image as it is. timm draws its
 parameters from numpy's global generator, which the training sampler reseeds every epoch, so
-a resumed run mixes the same way.
+a resumed run mixes the same way. A per-image value (the recorded age) is mixed with the
+same weight as the targets.
 """
 
 from __future__ import annotations
 
 import torch
 from timm.data import Mixup
+from timm.data.mixup import mixup_target
 
 from maskcls import labels
 from maskcls.data.transforms import AugmentConfig
@@ -31,12 +33,20 @@ class MixBatch:
     def from_config(cls, cfg: AugmentConfig) -> MixBatch | None:
         return cls(cfg) if (cfg.mixup or cfg.cutmix) and cfg.mix_prob else None
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, values: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, ...]:
+        """``(x, y[, values]) -> (x mixed, y as class probabilities[, values mixed])``."""
         even = len(x) - len(x) % 2
-        if even < 2:
-            return x, torch.nn.functional.one_hot(y, self.mixup.num_classes).float()
-        mixed, target = self.mixup(x[:even], y[:even])  # x is mixed in place
+        lam = 1.0
+        if even >= 2:
+            # timm's own batch mixing (Mixup.__call__ in mode="batch"), unrolled to keep lam
+            lam = self.mixup._mix_batch(x[:even])  # x is mixed in place
+        target = mixup_target(y[:even], self.mixup.num_classes, lam, 0.0)
         if even < len(x):
             rest = torch.nn.functional.one_hot(y[even:], self.mixup.num_classes).float()
             target = torch.cat([target, rest.to(target.device)])
-        return x, target
+        if values is None:
+            return x, target
+        values = values.clone()
+        values[:even] = lam * values[:even] + (1 - lam) * values[:even].flip(0)
+        return x, target, values

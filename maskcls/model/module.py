@@ -18,15 +18,20 @@ from typing import Any
 import pytorch_lightning as pl
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import LinearLR, ReduceLROnPlateau, SequentialLR
 
 from maskcls import labels
+from maskcls.config import check_value
 from maskcls.errors import ConfigError
 from maskcls.model.metrics import StageMetrics
 
 HEADS = ("single", "multi")
 DEFAULT_HEAD = "single"  # checkpoints made before heads existed have a single one
+AGE_YEARS = "age_years"  # the output of the age-regression head (``model.age_regression``)
+# Recorded ages (18..60) are regressed as (age - centre) / scale: about -1.5..1.3
+AGE_CENTRE, AGE_SCALE = 40.0, 15.0
 
 
 def create_backbone(name: str, pretrained: bool = False, num_classes: int = labels.NUM_CLASSES,
@@ -110,6 +115,24 @@ def check_head(head: str) -> None:
         raise ConfigError(f"model.head must be one of {HEADS}, got {head!r}")
 
 
+def check_age_regression(weight: float, head: str) -> None:
+    check_value("model.age_regression", weight, "number", 0)
+    if weight and head != "multi":
+        raise ConfigError(f"model.age_regression={weight} needs model.head=multi (the "
+                          f"regression head sits on the pooled features); got {head!r}")
+
+
+def age_regression_loss(predicted: torch.Tensor, ages: torch.Tensor) -> torch.Tensor:
+    """Smooth-L1 between the age head's output and the recorded age, both on the scale of
+    ``(age - AGE_CENTRE) / AGE_SCALE``. Images without a recorded age (NaN: pseudo-labelled or
+    SMOTE rows) do not count; a batch of only those gives a zero loss."""
+    known = torch.isfinite(ages)
+    if not bool(known.any()):
+        return predicted.sum() * 0.0
+    target = (ages[known].to(predicted.dtype) - AGE_CENTRE) / AGE_SCALE
+    return F.smooth_l1_loss(predicted[known].float(), target.float())
+
+
 def check_schedule(scheduler: Mapping[str, Any] | None) -> None:
     """``conf/scheduler`` settings that cannot work together: a linear warm-up is chained
     before an epoch-stepped schedule, which ReduceLROnPlateau (stepped on a metric) is not."""
@@ -134,6 +157,11 @@ class MaskClassifier(pl.LightningModule):
         scheduler: ``{scheduler: partial taking the optimizer, warmup_epochs, monitor,
             interval}`` or None (``conf/scheduler``).
         channels_last: use the channels-last memory format (faster convolutions on GPU).
+        age_regression: weight of an auxiliary loss (``head=multi``): a linear head on the
+            pooled features regresses each person's recorded age in years. Every person then
+            teaches the features the ageing ramp, not only the few over 60 that the 60+ class
+            sees. Predictions still come from the three task heads; the regression head only
+            shapes the features (0: no such head).
     """
 
     def __init__(
@@ -149,6 +177,7 @@ class MaskClassifier(pl.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         channels_last: bool = False,
         num_classes: int = labels.NUM_CLASSES,
+        age_regression: float = 0.0,
     ) -> None:
         super().__init__()
         # plain types only: checkpoints are read back with weights_only=True
@@ -158,12 +187,14 @@ class MaskClassifier(pl.LightningModule):
         if head == "multi" and num_classes != labels.NUM_CLASSES:
             raise ConfigError(f"model.head=multi predicts the {labels.NUM_CLASSES} competition "
                               f"classes, not {num_classes}")
+        check_age_regression(age_regression, head)
         features = head == "multi"  # the backbone ends at its pooled features
         self.net = create_backbone(backbone, pretrained, 0 if features else num_classes,
                                    pretrained_file, drop_rate=drop_rate)
         self.heads = nn.ModuleDict({
             task: nn.Linear(self.net.num_features, len(names))
             for task, names in labels.TASKS.items()} if features else {})
+        self.age_head = nn.Linear(self.net.num_features, 1) if age_regression else None
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.criterion = loss if loss is not None else nn.CrossEntropyLoss()
@@ -189,7 +220,10 @@ class MaskClassifier(pl.LightningModule):
         out = self.net(x)
         if not self.heads:
             return out
-        return {task: head(out) for task, head in self.heads.items()}
+        outputs = {task: head(out) for task, head in self.heads.items()}
+        if self.age_head is not None:
+            outputs[AGE_YEARS] = self.age_head(out).squeeze(1)
+        return outputs
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(N, 18)`` of normalised images: what validation, prediction
@@ -204,9 +238,17 @@ class MaskClassifier(pl.LightningModule):
 
     # ---------------------------------------------------------------------------- steps
     def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
-        x, y, _index = batch
+        x, y, _index, *ages = batch  # the datamodule adds each image's recorded age
         out = self.outputs(x)
         loss = self.criterion(out, y)
+        if self.age_head is not None:
+            if not ages:
+                raise ConfigError("model.age_regression needs the recorded ages with each "
+                                  "training batch, which maskcls.data's MaskDataModule adds")
+            age_loss = age_regression_loss(out[AGE_YEARS], ages[0])
+            self.log("train/age_loss", age_loss, on_step=False, on_epoch=True,
+                     batch_size=len(y))
+            loss = loss + self.hparams.age_regression * age_loss
         hard = y.argmax(1) if y.ndim == 2 else y  # mixed targets: their larger part
         self.train_metrics.update(self.scores(out).argmax(1), hard)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,

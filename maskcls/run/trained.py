@@ -116,8 +116,11 @@ def load_model(ckpt: dict[str, Any], path: Path) -> MaskClassifier:
     model = MaskClassifier(backbone=hp["backbone"], pretrained=False, head=head,
                            drop_rate=hp.get("drop_rate", 0.0),
                            channels_last=hp.get("channels_last", False))
+    weights = ckpt["state_dict"]
+    if hp.get("age_regression"):  # the age-regression head only shapes training: left out
+        weights = {k: v for k, v in weights.items() if not k.startswith("age_head.")}
     try:
-        model.load_state_dict(ckpt["state_dict"], strict=True)
+        model.load_state_dict(weights, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: its weights do not fit a {hp['backbone']} with a "
                               f"{head} head ({str(e).splitlines()[0][:200]})") from None
@@ -127,7 +130,8 @@ def load_model(ckpt: dict[str, Any], path: Path) -> MaskClassifier:
 # hyper-parameter: (types it may have, what it is) - a checkpoint is data from anyone
 RECORDED = {"backbone": ((str,), "a timm model name"), "num_classes": ((int,), "an integer"),
             "head": ((str,), "single or multi"), "drop_rate": ((int, float), "a number"),
-            "channels_last": ((bool,), "true or false")}
+            "channels_last": ((bool,), "true or false"),
+            "age_regression": ((int, float), "a number")}
 
 
 def _check_recorded(hp: dict[str, Any], path: Path) -> None:

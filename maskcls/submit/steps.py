@@ -115,14 +115,48 @@ def fold_command(plan: Plan, k: int) -> list[str] | None:
     job = plan.out / str(k)
     if (job / rf.METRICS_JSON).is_file():
         return None
-    if (job / rf.LAST_CKPT).is_file():
+    if _kept(job):
         return [str(TRAIN_PY), f"resume={job}"]
     if job.exists():
         atomic.lock_now(job / rf.LOCK, RunFolderError(
             f"{job} is in use by a running process; wait for it to end")).release()
         shutil.rmtree(job)
-    return [str(TRAIN_PY), f"hydra.run.dir={job}", f"data.n_folds={plan.folds}",
-            f"data.fold={k}", *plan.overrides]
+    return [str(TRAIN_PY), f"hydra.run.dir={job}", *fold_overrides(plan, k)]
+
+
+def fold_overrides(plan: Plan, k: int) -> list[str]:
+    return [f"data.n_folds={plan.folds}", f"data.fold={k}", *plan.overrides]
+
+
+def _kept(job: Path) -> bool:
+    """A fold that is finished, or resumes from its checkpoint."""
+    return (job / rf.METRICS_JSON).is_file() or (job / rf.LAST_CKPT).is_file()
+
+
+def check_kept_folds(plan: Plan) -> None:
+    """Before a fold trains from fresh weights, every kept fold must have been trained with the
+    config the same overrides compose now: after ``conf/`` changed (an experiment moved to
+    another backbone, say), the ensemble would mix two recipes. Folds that all resume keep
+    their own recorded config, so nothing is checked then."""
+    from maskcls.run.same_config import differences
+
+    if all(_kept(plan.out / str(k)) for k in range(plan.folds)):
+        return
+    for k in range(plan.folds):
+        job = plan.out / str(k)
+        if not _kept(job):
+            continue
+        diff = differences(job, fold_overrides(plan, k))
+        if diff is None:
+            raise RunFolderError(f"{job}: fold {k + 1} records no readable {rf.CONFIG}, so it "
+                                 "cannot be checked against the other folds; give a new --out")
+        if diff:
+            shown = "; ".join(diff[:3]) + (f" (and {len(diff) - 3} more)" if len(diff) > 3
+                                           else "")
+            raise RunFolderError(
+                f"{job}: fold {k + 1} was trained with another config than these overrides "
+                f"compose now ({shown}): conf/ changed since, and the ensemble would mix two "
+                "recipes. Give a new --out, or restore that config to finish this submission")
 
 
 def run_child(args: Sequence[str]) -> int:
@@ -141,6 +175,7 @@ def run_child(args: Sequence[str]) -> int:
 
 
 def train_folds(plan: Plan) -> None:
+    check_kept_folds(plan)
     for k in range(plan.folds):
         cmd = fold_command(plan, k)
         job = plan.out / str(k)

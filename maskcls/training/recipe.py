@@ -39,6 +39,7 @@ from maskcls.model.memory import check_step_memory
 from maskcls.model.module import (
     DEFAULT_HEAD,
     MaskClassifier,
+    check_age_regression,
     check_head,
     check_pretrained_file,
     check_schedule,
@@ -103,6 +104,7 @@ def check_config(cfg: DictConfig) -> Plan:
     plan = Plan(dm, build_loss(cfg), build_callbacks(cfg),
                 instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None)
     check_head(cfg.model.get("head", DEFAULT_HEAD))
+    check_age_regression(cfg.model.get("age_regression", 0.0), cfg.model.get("head", DEFAULT_HEAD))
     check_schedule(plan.scheduler)
     check_step_memory(name, dm.pipeline.image_size, dm.loading.batch_size,
                       str(cfg.trainer.get("accelerator", "auto")))
