@@ -14,7 +14,8 @@ from maskcls.inference import calibration
 from maskcls.inference.submission import Source
 from maskcls.label_issues import PROB_COLUMNS
 from maskcls.run import folder as rf
-from maskcls.submit.steps import Plan, fold_command
+from maskcls.run.same_config import differences
+from maskcls.submit.steps import Plan, fold_command, fold_overrides
 
 SUBMIT = "maskcls.submit"
 
@@ -61,9 +62,17 @@ def test_submit_trains_the_folds_fits_on_out_of_fold_and_writes_the_submission(
     assert r.returncode == 1 and "started with other settings" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
+    # a setting added to conf/ since, at the value the fold's model took without it, is no
+    # change: an older submission folder still finishes
+    recorded = out / "0" / rf.CONFIG
+    plan = Plan(out, 2, args[2:-2])
+    assert differences(out / "0", fold_overrides(plan, 0)) == []
+    recorded.write_text(recorded.read_text().replace("  age_regression: 0.0\n", "", 1))
+    assert "age_regression" not in recorded.read_text()
+    assert differences(out / "0", fold_overrides(plan, 0)) == []
+
     # conf/ changed since fold 0 was trained (its recorded backbone stands for that): the same
     # command would ensemble two recipes, so it is refused before fold 2 trains
-    recorded = out / "0" / rf.CONFIG
     recorded.write_text(recorded.read_text().replace("backbone: resnet18",
                                                      "backbone: resnet10t", 1))
     shutil.rmtree(out / "1")

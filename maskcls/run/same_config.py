@@ -10,6 +10,8 @@ machine's ``paths`` left out.
 
 from __future__ import annotations
 
+import inspect
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +93,27 @@ def _placeheld(cfg: dict[str, Any], places: dict[str, str]) -> dict[str, Any]:
 
 
 def _diff(then: Any, now: Any, key: str = "") -> list[str]:
-    if isinstance(then, dict) and isinstance(now, dict):
-        return [d for k in sorted(set(then) | set(now), key=str)
-                for d in _diff(then.get(k, "<absent>"), now.get(k, "<absent>"),
-                               f"{key}.{k}" if key else str(k))]
-    return [] if then == now else [f"{key}: {then!r} then, {now!r} now"]
+    if not (isinstance(then, dict) and isinstance(now, dict)):
+        return [] if then == now else [f"{key}: {then!r} then, {now!r} now"]
+    defaults = _defaults(now.get("_target_"))
+    out = []
+    for k in sorted(set(then) | set(now), key=str):
+        if k not in then and k in defaults and defaults[k] == now[k]:
+            continue  # a setting added since, at the value the run's class took without it
+        out += _diff(then.get(k, "<absent>"), now.get(k, "<absent>"),
+                     f"{key}.{k}" if key else str(k))
+    return out
+
+
+@cache
+def _defaults(target: str | None) -> dict[str, Any]:
+    """The keyword defaults of a ``_target_`` of today's ``conf/`` (none if it cannot be read)."""
+    if not isinstance(target, str):
+        return {}
+    from hydra.utils import get_object
+
+    try:
+        params = inspect.signature(get_object(target)).parameters.values()
+    except Exception:  # noqa: BLE001 - no defaults known: every added key is a difference
+        return {}
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
