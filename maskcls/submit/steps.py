@@ -115,7 +115,7 @@ def fold_command(plan: Plan, k: int) -> list[str] | None:
     job = plan.out / str(k)
     if (job / rf.METRICS_JSON).is_file():
         return None
-    if _kept(job):
+    if (job / rf.LAST_CKPT).is_file():
         return [str(TRAIN_PY), f"resume={job}"]
     if job.exists():
         atomic.lock_now(job / rf.LOCK, RunFolderError(
