@@ -181,7 +181,7 @@ def test_an_image_that_is_a_fifo_or_a_looping_link_is_named(synth_copy, kind):
     ("data.imagesize=[32,24]", ["data.imagesize is not a setting of data",
                                 "did you mean data.image_size?"]),
     ("data.undersample.keepmasked=2", ["did you mean data.undersample.keep_masked?"]),
-    ("model.zzz=1", ["model.zzz is not a setting of model", "its keys: backbone",
+    ("model.zzz=1", ["model.zzz is not a setting of model", "its keys: age_regression, backbone",
                      "added as +model.zzz="]),
     ("+data.imagesize=[32,24]", ["data.imagesize is not a setting", "data.image_size"]),
     ("+trainer.max_epoch=3", ["trainer.max_epoch is not a setting", "trainer.max_epochs"]),
