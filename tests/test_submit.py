@@ -84,6 +84,28 @@ def test_submit_trains_the_folds_fits_on_out_of_fold_and_writes_the_submission(
     assert len(r.stderr.strip().splitlines()) == 1 and not (out / "1").exists()
 
 
+def test_a_submission_run_with_relative_paths_finishes_after_an_interruption(
+        synth_root: Path, tmp_path: Path) -> None:
+    # as a user runs it: from their own folder, the tree and --out relative, the cache under
+    # the default data/ folder. The folds record every path absolute; resuming must still
+    # find them trained with the same config
+    (tmp_path / "tree").symlink_to(synth_root)
+    args = ["--folds", "2", "data=competition", "data.root=tree", *TINY_RUN, "--out", "sub"]
+    r = cli(*args, module=SUBMIT, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "sub"
+    assert str(tmp_path / "data" / "cache") in (out / "0" / rf.CONFIG).read_text()
+    # fold 0 as a resume in place leaves it (resume=: its own last.ckpt); fold 1 never ran
+    recorded = out / "0" / rf.CONFIG
+    recorded.write_text(recorded.read_text().replace(
+        "ckpt_path: null", f"ckpt_path: {out / '0' / rf.LAST_CKPT}", 1))
+    shutil.rmtree(out / "1")
+    (out / rf.SUBMISSION).unlink()
+    r = cli(*args, module=SUBMIT, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "fold 2/2: training" in r.stdout and (out / rf.SUBMISSION).is_file()
+
+
 @pytest.mark.parametrize(("extra", "says"), [
     (["loss=facal"], "did you mean loss=focal"),
     (["data.imagesize=[32,24]"], "did you mean data.image_size"),

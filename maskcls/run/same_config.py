@@ -3,9 +3,11 @@
 A run kept from before ``conf/`` changed (``experiment=quick`` on another backbone) must not be
 taken for today's recipe: a submission resumed after such a change would ensemble folds of
 two recipes, a benchmark would score the old one under the new name. ``differences`` compares
-the run's ``config.yaml`` with what ``train.py`` composes from the same overrides now, with the
-run's folder and data tree written as placeholders (a moved run still counts) and the
-machine's ``paths`` left out.
+the run's ``config.yaml`` with what ``train.py`` composes from the same overrides now, settled
+as ``train.py`` settles it (input paths made absolute from the working folder), with the run's
+folder, the data tree and every ``paths`` folder written as placeholders (a moved run still
+counts, and ``data.cache_dir`` under ``paths.data_dir`` is the same key wherever it resolved)
+and the machine's ``paths`` themselves left out.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from maskcls.run.folder import CONFIG
+from maskcls.run.folder import CONFIG, LAST_CKPT
 
 RUN, TREE = "<run>", "<tree>"
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -35,26 +37,26 @@ def differences(run: Path, overrides: list[str]) -> list[str] | None:
     if recorded is None:
         return None
     config, root = recorded
-    wanted = _root(overrides)
-    if wanted and (root is None or Path(root).resolve() != Path(wanted).resolve()):
+    composed, wanted = _composed(overrides)
+    if any(o.startswith("data.root=") for o in overrides) and (
+            root is None or Path(root).resolve() != Path(str(wanted)).resolve()):
         return [f"data.root: {root} then, {wanted} now"]
-    return _diff(config, _composed(overrides, bool(wanted)))
+    return _diff(config, composed)
 
 
-def _root(overrides: list[str]) -> str | None:
-    roots = [o.partition("=")[2] for o in overrides if o.startswith("data.root=")]
-    return roots[-1] if roots else None
-
-
-def _composed(overrides: list[str], has_root: bool) -> dict[str, Any]:
+def _composed(overrides: list[str]) -> tuple[dict[str, Any], str | None]:
+    """What ``overrides`` compose now, settled as a run settles it, and its data root."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    kept = [o for o in overrides if not o.startswith(("hydra.", "data.root="))]
+    from maskcls.run.inputs import settle
+
+    kept = [o for o in overrides if not o.startswith("hydra.")]
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[*kept, f"paths.output_dir='{RUN}'",
-                                          *([f"data.root='{TREE}'"] if has_root else [])])
-    return _placeheld(OmegaConf.to_container(cfg, resolve=True), {})
+        cfg = compose("train", overrides=[*kept, f"paths.output_dir='{RUN}'"])
+    settle(cfg)
+    container = OmegaConf.to_container(cfg, resolve=True)
+    return _placeheld(container, _places(container)), (container.get("data") or {}).get("root")
 
 
 def _recorded(run: Path) -> tuple[dict[str, Any], str | None] | None:
@@ -67,26 +69,39 @@ def _recorded(run: Path) -> tuple[dict[str, Any], str | None] | None:
         return None
     if not isinstance(cfg, dict):
         return None
-    places = {}
-    out = (cfg.get("paths") or {}).get("output_dir")  # as recorded, where it was trained
-    if out:
-        places[str(out)] = RUN
+    held = _placeheld(cfg, _places(cfg))
+    if held.get("ckpt_path") == f"{RUN}/{LAST_CKPT}":
+        held["ckpt_path"] = None  # it was resumed in place (resume=): the same run, continued
+    return held, (cfg.get("data") or {}).get("root")
+
+
+def _places(cfg: dict[str, Any]) -> dict[str, str]:
+    """The folders of ``cfg`` that are the machine's or the run's, each with its placeholder:
+    every ``paths`` folder, the run's own (``paths.output_dir``) and the data tree."""
+    paths = cfg.get("paths") or {}
+    places = {str(v): f"<paths.{k}>" for k, v in paths.items() if isinstance(v, str) and v}
+    if paths.get("output_dir"):
+        places[str(paths["output_dir"])] = RUN
     root = (cfg.get("data") or {}).get("root")
-    if root:
-        places[str(root)] = TREE
-    return _placeheld(cfg, places), root
+    if isinstance(root, str) and root:
+        places[root] = TREE
+    return places
 
 
 def _placeheld(cfg: dict[str, Any], places: dict[str, str]) -> dict[str, Any]:
-    """``cfg`` without the machine's ``paths``, each of ``places`` written as its placeholder."""
+    """``cfg`` without the machine's ``paths``, a value that is one of ``places`` or lies
+    under it written with its placeholder (the longest first: a run folder under a paths one)."""
+    order = sorted(places, key=len, reverse=True)
+
     def swap(v: Any) -> Any:
         if isinstance(v, dict):
             return {k: swap(x) for k, x in v.items()}
         if isinstance(v, list):
             return [swap(x) for x in v]
         if isinstance(v, str):
-            for path, name in places.items():
-                v = v.replace(path, name)
+            for path in order:
+                if v == path or v.startswith(path.rstrip("/") + "/"):
+                    return places[path] + v[len(path.rstrip("/")):]
         return v
 
     return swap({k: v for k, v in cfg.items() if k != "paths"})
