@@ -208,14 +208,24 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = (),
     return cfg
 
 
+def rehomed(value: str, places: dict[str, str]) -> str:
+    """``value`` with the longest folder of ``places`` it is, or lies inside, replaced by that
+    folder's new name (a run folder inside a data folder takes the run's); else unchanged."""
+    for old in sorted(places, key=len, reverse=True):
+        base = old.rstrip("/")
+        if value == old or value.startswith(base + "/"):
+            return places[old] + value[len(base):]
+    return value
+
+
 def _move_paths(node: Any, old: str, new: str) -> None:
     """Rewrite, in place, every string of ``node`` that is ``old`` or a path inside it."""
     items = node.items() if isinstance(node, DictConfig) else enumerate(node)
     for key, value in list(items):
         if isinstance(value, DictConfig | ListConfig):
             _move_paths(value, old, new)
-        elif isinstance(value, str) and (value == old or value.startswith(old + "/")):
-            node[key] = new + value[len(old):]
+        elif isinstance(value, str):
+            node[key] = rehomed(value, {old: new})
 
 
 # ---------------------------------------------------------------------- metrics.csv merge

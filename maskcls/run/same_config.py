@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from maskcls.run.folder import CONFIG, LAST_CKPT
+from maskcls.run.folder import CONFIG, LAST_CKPT, rehomed
 
 RUN, TREE = "<run>", "<tree>"
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -91,18 +91,12 @@ def _places(cfg: dict[str, Any]) -> dict[str, str]:
 def _placeheld(cfg: dict[str, Any], places: dict[str, str]) -> dict[str, Any]:
     """``cfg`` without the machine's ``paths``, a value that is one of ``places`` or lies
     under it written with its placeholder (the longest first: a run folder under a paths one)."""
-    order = sorted(places, key=len, reverse=True)
-
     def swap(v: Any) -> Any:
         if isinstance(v, dict):
             return {k: swap(x) for k, x in v.items()}
         if isinstance(v, list):
             return [swap(x) for x in v]
-        if isinstance(v, str):
-            for path in order:
-                if v == path or v.startswith(path.rstrip("/") + "/"):
-                    return places[path] + v[len(path.rstrip("/")):]
-        return v
+        return rehomed(v, places) if isinstance(v, str) else v
 
     return swap({k: v for k, v in cfg.items() if k != "paths"})
 
