@@ -129,14 +129,25 @@ def cli(*args: str, cwd: Path = ROOT, script: str = "train.py", module: str | No
 
 
 def _forked(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    import gc
     import runpy
     import tempfile
+    import threading
     import time
     import traceback
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         pid = os.fork()
         if pid == 0:  # the command, in the child: never returns into pytest
+            # The test process's uncollected garbage (a DataLoader iterator an earlier test's
+            # error left in a reference cycle) would be collected here, in a process that does
+            # not own its workers, and print their shutdown's tracebacks into the command's
+            # stderr: the child never collects what it inherited.
+            gc.freeze()
+            # a user's process reports what goes wrong in a __del__ or a thread on stderr;
+            # pytest's hooks would keep it from the command's output
+            sys.unraisablehook, threading.excepthook = sys.__unraisablehook__, \
+                threading.__excepthook__
             code = 1
             try:
                 os.chdir(cwd)

@@ -171,3 +171,40 @@ def test_every_entry_point_ends_a_user_error_through_the_one_wrapper():
         text = path.read_text()
         assert "one_line_errors(" in text, f"{path} has its own error exit"
         assert not re.search(r"except [\w, ()]*MaskclsError", text), path
+
+
+def test_a_command_the_suite_runs_prints_only_its_own_errors(tmp_path):
+    """``cli`` forks the test process to save torch's import: what an earlier test left for the
+    garbage collector (here a DataLoader iterator whose error kept it and its worker alive)
+    must not be collected, and print its workers' shutdown, inside the command's stderr."""
+    import gc
+
+    import torch
+    from conftest import cli
+    from torch.utils.data import DataLoader, Dataset
+
+    class Broken(Dataset):
+        def __len__(self) -> int:
+            return 8
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            if i == 2:
+                raise ValueError("unreadable")
+            return torch.zeros(1)
+
+    def read_all() -> None:
+        for _ in DataLoader(Broken(), batch_size=1, num_workers=1):
+            pass
+
+    command = tmp_path / "command.py"  # a command that collects garbage, as training does
+    command.write_text("import gc\ngc.collect()\nraise SystemExit('error: the one line')\n")
+    gc.disable()  # the garbage is still there when cli forks
+    try:
+        with pytest.raises(ValueError, match="unreadable"):
+            read_all()
+        res = cli(script=str(command))
+    finally:
+        gc.enable()
+        gc.collect()  # here, where its worker can be shut down
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == ["error: the one line"], res.stderr
