@@ -7,6 +7,7 @@ and how much of that is seed-to-seed noise.
     python -m benchmarks.quality --trees 31:2:1,32:1:0.5 --persons 300
     python -m benchmarks.quality --only quick --held-out-styles   # styles never tuned on
     python -m benchmarks.quality --only quick,"quick, seed 43" --reuse   # score again, add rows
+    python -m benchmarks.quality --only "quick,quick + EMA" --held-out-styles --seeds 42,43
 
 Every row runs on each held-out tree (``--trees``: ``seed:difficulty:framing[:style[:overlap]]``,
 generated once into ``--work``; none is the default tree any recipe was tuned on;
@@ -18,9 +19,11 @@ Every recipe trains as ``train.py`` does, in its own process, under the same wal
 macro-F1, accuracy, per-task F1, and the mean F1 of the rare groups (the six 60+ classes, the
 nine male classes), each as mean +- std over the trees, with every tree's macro-F1 beside it,
 and each row's paired difference to ``quick`` on the same trees (mean +- std): the row
-"quick, seed 43" shows what seed noise alone gives there. Rows that only change prediction
-(calibration, TTA) reuse their recipe's run. The table is printed and written as markdown to
-``--out``.
+"quick, seed 43" shows what seed noise alone gives there. ``--seeds`` trains every row from
+several seeds on each tree, pairs it with quick seed by seed, counts the pairs it is ahead in
+and states quick's own seed spread: a change is promoted only if it wins beyond that. Rows
+that only change prediction (calibration, TTA) reuse their recipe's run. The table is printed
+and written as markdown to ``--out``.
 """
 
 from __future__ import annotations
@@ -108,12 +111,16 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 
-def train_row(row: Row, root: Path, args: argparse.Namespace, runs: dict[str, Path]) -> float:
-    """Train ``row`` with ``train.py`` in a new process; returns its wall seconds. With
-    ``--reuse``, a finished run of the row on this tree is scored again, not retrained, if it
-    recorded the config the row composes now."""
-    out = Path(args.work) / "runs" / root.name / _slug(row.name)
-    overrides = [*row.overrides, f"data.root={root}", "data.synthetic=null",
+def train_row(row: Row, root: Path, args: argparse.Namespace, runs: dict[str, Path],
+              seed: int | None = None) -> float:
+    """Train ``row`` with ``train.py`` in a new process (from ``seed``, or the config's);
+    returns its wall seconds. With ``--reuse``, a finished run of the row on this tree is
+    scored again, not retrained, if it recorded the config the row composes now."""
+    # the config's own seed keeps the folder a run without --seeds has, so --reuse finds it
+    suffix = "" if seed is None or seed == _config_seed() else f"-seed{seed}"
+    out = Path(args.work) / "runs" / root.name / (_slug(row.name) + suffix)
+    overrides = [*row.overrides, *([] if seed is None else [f"seed={seed}"]),
+                 f"data.root={root}", "data.synthetic=null",
                  f"hydra.run.dir={out}", f"trainer.max_time={_max_time(args.budget)}",
                  "callbacks.progress_bar.refresh_rate=0", *args.override]
     if row.pseudo_from:
@@ -144,6 +151,12 @@ def train_row(row: Row, root: Path, args: argparse.Namespace, runs: dict[str, Pa
     runs[row.name] = out
     (out / "benchmark.json").write_text(json.dumps({"wall": wall}) + "\n")
     return wall
+
+
+def _config_seed() -> int:
+    from omegaconf import OmegaConf
+
+    return int(OmegaConf.load(ROOT / "conf" / "train.yaml").seed)
 
 
 def _max_time(seconds: float) -> str:
@@ -214,27 +227,50 @@ METRICS = ["f1", "acc", "f1_mask", "f1_gender", "f1_age", "rare_60+", "rare_male
            "share", "ceiling_60+", "share_60+"]
 
 
-def summarise(name: str, per_tree: list[dict[str, Any]],
+def summarise(name: str, runs: list[dict[str, Any]],
               reference: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """One row's mean and std (over trees, ddof 1) of every metric, its per-tree F1s and,
-    against ``reference`` (quick on the same trees), the mean and std of the paired F1
-    differences: tree difficulty cancels out of those, seed noise does not."""
-    out: dict[str, Any] = {"name": name, "trees": len(per_tree),
+    """One row's mean and std over the trees (ddof 1) of every metric, each tree's metrics
+    first averaged over its seeds, its per-tree F1s and, against ``reference`` (quick on the
+    same trees from the same seeds), the mean and std of the paired F1 differences, one per
+    tree and seed, and how many of them it is ahead in: tree difficulty cancels out of those,
+    seed noise does not."""
+    trees = sorted({r["tree"] for r in runs})
+    per_tree = [{m: float(np.mean([r[m] for r in runs if r["tree"] == t]))
+                 for m in ["f1", *METRICS]} for t in trees]
+    out: dict[str, Any] = {"name": name, "trees": len(trees), "runs": len(runs),
                            "per_tree": [r["f1"] for r in per_tree],
+                           "per_run": [r["f1"] for r in runs],
                            "per_tree_ceiling": [r["ceiling"] for r in per_tree],
-                           "epochs": sorted({r["epochs"] for r in per_tree})}
+                           "epochs": sorted({r["epochs"] for r in runs})}
     if reference is not None:
-        diff = np.array([r["f1"] - q["f1"] for r, q in zip(per_tree, reference, strict=True)])
+        diff = np.array([r["f1"] - q["f1"] for r, q in zip(runs, reference, strict=True)])
         out["vs_quick"] = float(diff.mean())
         out["vs_quick_std"] = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+        out["ahead"] = int((diff > 0).sum())
     for m in METRICS:
         values = np.array([r[m] for r in per_tree], dtype=float)
         known = values[~np.isnan(values)]  # a share is NaN where the ceiling is unknown
         out[m] = float(known.mean()) if len(known) else float("nan")
         out[f"{m}_std"] = float(known.std(ddof=1)) if len(known) > 1 else 0.0
-    walls = [r["wall"] for r in per_tree if r["wall"] is not None]
+    walls = [r["wall"] for r in runs if r["wall"] is not None]
     out["wall"] = float(np.mean(walls)) if walls else None
     return out
+
+
+def seed_spread(runs: list[dict[str, Any]]) -> float:
+    """How far the seed alone moves a recipe: the std of its F1 between the seeds of a tree
+    (ddof 1), averaged over the trees; NaN with one seed a tree."""
+    trees = sorted({r["tree"] for r in runs})
+    spreads = [np.std([r["f1"] for r in runs if r["tree"] == t], ddof=1) for t in trees
+               if sum(r["tree"] == t for r in runs) > 1]
+    return float(np.mean(spreads)) if spreads else float("nan")
+
+
+def _vs_quick(r: dict[str, Any]) -> str:
+    if "vs_quick" not in r:
+        return ""
+    ahead = f" ({r['ahead']} of {r['runs']} ahead)" if r["runs"] > r["trees"] else ""
+    return f"{r['vs_quick']:+.4f} ± {r['vs_quick_std']:.4f}{ahead}"
 
 
 def _pm(r: dict[str, Any], m: str, digits: int) -> str:
@@ -243,18 +279,28 @@ def _pm(r: dict[str, Any], m: str, digits: int) -> str:
     return f"{r[m]:.{digits}f} ± {r[m + '_std']:.{digits}f}"
 
 
-def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
+def markdown(results: list[dict[str, Any]], args: argparse.Namespace,
+             spread: float = float("nan")) -> str:
     import torch
 
     trees = ", ".join(t.label() for t in args.trees)
+    seeds = ""
+    if args.seeds:
+        seeds = (f" Every recipe trained from seeds {', '.join(map(str, args.seeds))} on each "
+                 "tree: a tree's figures are the mean over its seeds, and each row is paired "
+                 "with quick run by run (same tree, same seed), with the number of runs it is "
+                 "ahead in.")
+        if not np.isnan(spread):
+            seeds += (f" The seed alone moves quick by {spread:.4f} on a tree (std between "
+                      "seeds): a gain smaller than that is noise.")
     title = (f"{len(args.trees)} held-out trees (seed, difficulty, framing, style st, 60+ "
              f"overlap o: {trees}), "
              f"{args.persons} training / {args.eval_persons} eval people each; every recipe "
              f"capped at {args.budget:.0f} s of training (trainer.max_time); mean ± std over "
              f"the trees; torch {torch.__version__}, {torch.get_num_threads()} threads. Scores "
-             f"on eval/answers.csv.")
+             f"on eval/answers.csv.{seeds}")
     rows = [[r["name"], _pm(r, "f1", 4), " / ".join(f"{f:.3f}" for f in r["per_tree"]),
-             f"{r['vs_quick']:+.4f} ± {r['vs_quick_std']:.4f}" if "vs_quick" in r else "",
+             _vs_quick(r),
              _pm(r, "ceiling", 4), _pm(r, "share", 3),
              _pm(r, "acc", 4), _pm(r, "f1_mask", 3), _pm(r, "f1_gender", 3),
              _pm(r, "f1_age", 3), _pm(r, "rare_60+", 3), _pm(r, "share_60+", 3),
@@ -275,6 +321,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"held-out trees, seed:difficulty:framing[:style[:age_overlap]],... "
                         f"(default {DEFAULT_TREES};"
                         " the default tree is seed 0)")
+    p.add_argument("--seeds", default=None,
+                   help="train every row from each of these seeds on each tree (e.g. 42,43)"
+                        " and pair it with quick seed by seed (default: the config's seed)")
     p.add_argument("--persons", type=int, default=600)
     p.add_argument("--eval-persons", type=int, default=150)
     p.add_argument("--budget", type=float, default=300, help="training seconds per recipe")
@@ -306,6 +355,13 @@ def _args(argv: list[str] | None) -> tuple[argparse.Namespace, list[Row]]:
         args.trees = [Tree.parse(t) for t in args.trees.split(",")]
     except argparse.ArgumentTypeError as e:
         p.error(f"--trees: {e}")
+    if args.seeds is not None:
+        try:
+            args.seeds = [int(x) for x in args.seeds.split(",")]
+        except ValueError:
+            p.error(f"--seeds: comma-separated whole numbers (e.g. 42,43), got {args.seeds!r}")
+        if len(set(args.seeds)) != len(args.seeds):
+            p.error(f"--seeds: {args.seeds} names a seed twice")
     rows = RECIPES + (ABLATIONS if args.ablations else [])
     if args.only:
         wanted = set(re.split(r",(?! )", args.only))
@@ -317,29 +373,37 @@ def _args(argv: list[str] | None) -> tuple[argparse.Namespace, list[Row]]:
         needs = {r.run or r.pseudo_from for r in rows} - {None} - wanted
         if needs:
             p.error(f"--only: these rows need {', '.join(sorted(needs))} too")
+    seeded = [r.name for r in rows if any(o.startswith("seed=") for o in r.overrides)]
+    seeded += [f"--override {o}" for o in args.override if o.startswith("seed=")]
+    if args.seeds and seeded:
+        p.error(f"--seeds sets every row's seed; {', '.join(map(repr, seeded))} sets its own:"
+                " leave it out (--only) or drop --seeds")
     return args, rows
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args, rows = _args(argv)
     per_row: dict[str, list[dict[str, Any]]] = {r.name: [] for r in rows}
-    for tree in args.trees:
+    for i, tree in enumerate(args.trees):
         root = held_out_tree(tree, args)
         top = tree_ceiling(root)
-        runs: dict[str, Path] = {}
-        for row in rows:
-            wall = None if row.run else train_row(row, root, args, runs)
-            run = runs[row.run] if row.run else runs[row.name]
-            res = {"wall": wall, **score_row(row, run, root), **top}
-            res["share"] = _ratio(res["f1"], top["ceiling"])
-            res["share_60+"] = _ratio(res["rare_60+"], top["ceiling_60+"])
-            per_row[row.name].append(res)
-            print(f"{tree.label()}: {row.name}: eval macro-F1 {res['f1']:.4f} "
-                  f"(wall {wall or 0:.0f} s)", flush=True)
+        for seed in args.seeds or [None]:
+            runs: dict[str, Path] = {}
+            for row in rows:
+                wall = None if row.run else train_row(row, root, args, runs, seed)
+                run = runs[row.run] if row.run else runs[row.name]
+                res = {"wall": wall, "tree": i, "seed": seed, **score_row(row, run, root),
+                       **top}
+                res["share"] = _ratio(res["f1"], top["ceiling"])
+                res["share_60+"] = _ratio(res["rare_60+"], top["ceiling_60+"])
+                per_row[row.name].append(res)
+                print(f"{tree.label()}{'' if seed is None else f' seed {seed}'}: {row.name}: "
+                      f"eval macro-F1 {res['f1']:.4f} (wall {wall or 0:.0f} s)", flush=True)
     reference = per_row.get("quick")
-    results = [summarise(name, per_tree, reference if name != "quick" else None)
-               for name, per_tree in per_row.items()]
-    publish(markdown(results, args), args.out)
+    results = [summarise(name, runs, reference if name != "quick" else None)
+               for name, runs in per_row.items()]
+    spread = seed_spread(reference) if reference else float("nan")
+    publish(markdown(results, args, spread), args.out)
     return results
 
 

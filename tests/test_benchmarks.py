@@ -131,6 +131,33 @@ def test_quality_table(tmp_path, capsys):
     assert (run / "metrics.json").stat().st_mtime_ns != stamp
     assert "backbone: resnet10t" in config.read_text()
 
+    # --seeds: every row from each seed, paired with quick seed by seed; the config's own seed
+    # (42) is the run above, reused, and seed 43 trains beside it
+    stamp = (run / "metrics.json").stat().st_mtime_ns
+    seeded = quality.main(["--persons", "16", "--eval-persons", "3", "--trees", "5:1.5:1",
+                           "--budget", "60", "--reuse", "--only", "default,quick",
+                           "--seeds", "42,43", *reuse[reuse.index("--work"):]])
+    default, quick = seeded
+    assert (default["trees"], default["runs"]) == (1, 2)
+    assert sorted(p.name for p in run.parent.iterdir()) == [
+        "default", "default-seed43", "quick", "quick-seed43"]
+    assert "seed: 43" in (run.parent / "quick-seed43" / "config.yaml").read_text()
+    assert (run / "metrics.json").stat().st_mtime_ns == stamp  # seed 42: the run above
+    assert default["per_tree"] == [pytest.approx(np.mean(default["per_run"]))]
+    paired = np.subtract(default["per_run"], quick["per_run"])
+    assert default["vs_quick"] == pytest.approx(paired.mean())
+    assert default["ahead"] == int((paired > 0).sum())
+    table = (tmp_path / "again.md").read_text()
+    assert f"({default['ahead']} of 2 ahead)" in table
+    assert "trained from seeds 42, 43" in table and "The seed alone moves quick by" in table
+    for bad, says in ((["--seeds", "42,x"], "comma-separated whole numbers"),
+                      (["--seeds", "42,42"], "names a seed twice"),
+                      (["--seeds", "42,43", "--only", "quick,quick, seed 43"],
+                       "'quick, seed 43' sets its own")):
+        with pytest.raises(SystemExit):
+            quality.main(["--work", str(tmp_path / "none"), *bad])
+        assert says in capsys.readouterr().err
+
 
 def test_quality_refuses_a_malformed_tree(tmp_path, capsys):
     from benchmarks import quality
