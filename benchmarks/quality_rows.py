@@ -104,6 +104,21 @@ ABLATIONS = [
         tta=True),
     Row("quick, 96x72, 25 epochs", ["experiment=quick", "data.image_size=[96,72]",
                                     "trainer.max_epochs=25"], tta=True),
+    # softer targets: a network that is never sure may put the rare 60+ class where it is
+    # likely, and generalise better across styles (PyTorch's smoothing, 0.1 on every task)
+    Row("quick + label smoothing 0.1", ["experiment=quick", "loss=label_smoothing"], tta=True),
+    # soft age groups: each recorded age spread over the groups by a normal of sigma years, so
+    # a 58-59-year-old (whose face overlaps the 60+ ones) teaches "maybe 60+" and the network
+    # puts the rare group where it is likely (data.age_sigma; the 60+ stay 60+). Sigma 6 won
+    # on the pilot styles by +0.083 but only +0.013 +- 0.055 on the held-out ones: not in quick
+    Row("quick + soft age groups, sigma 2", ["experiment=quick", "data.age_sigma=2"],
+        tta=True),
+    Row("quick + soft age groups, sigma 4", ["experiment=quick", "data.age_sigma=4"],
+        tta=True),
+    Row("quick + soft age groups, sigma 6", ["experiment=quick", "data.age_sigma=6"],
+        tta=True),
+    Row("quick + soft age groups, sigma 8", ["experiment=quick", "data.age_sigma=8"],
+        tta=True),
     Row("quick + calibration", tta=True, calibrate=True, run="quick"),
     Row("quick - TTA", run="quick"),
 ]

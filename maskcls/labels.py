@@ -115,6 +115,29 @@ def task_marginals(probs: Any) -> tuple[Any, Any, Any]:
     return joint.sum((n - 2, n - 1)), joint.sum((n - 3, n - 1)), joint.sum((n - 3, n - 2))
 
 
+def soft_age_targets(label: Any, age: Any, bounds: Sequence[int], sigma: float) -> Any:
+    """Class ids (N,) and recorded ages in years (N,) -> (N, 18) training targets whose age
+    part spreads each person over the age groups: a normal of std ``sigma`` years around the
+    middle of the recorded year, its mass in each group (a 59-year-old with ``sigma=2``:
+    0.60 30-59, 0.40 60+). Mask and gender stay as given. The oldest group stays whole, as
+    its ages are a floor (the real 60+ are all recorded as 60), and so does a row with no
+    recorded age (NaN: SMOTE, pseudo-labels). Torch tensors only (a training batch)."""
+    import torch
+
+    lo, hi = check_age_bounds(bounds)
+    mask, gender, group = decode(label)
+    centre = age.float() + 0.5
+    below_lo, below_hi = (torch.special.ndtr((b - centre) / sigma) for b in (lo, hi))
+    spread = torch.stack([below_lo, below_hi - below_lo, 1 - below_hi], -1)
+    whole = torch.nn.functional.one_hot(group, len(AGE_GROUP_NAMES)).to(spread.dtype)
+    keep = (group == len(AGE_GROUP_NAMES) - 1) | age.isnan()
+    age_part = torch.where(keep[:, None], whole, spread)
+    rows = age_part.new_zeros(len(label), NUM_CLASSES)
+    first = encode(mask, gender, 0)  # the person's three classes: first, +1, +2
+    rows.scatter_(1, first[:, None] + torch.arange(3, device=rows.device), age_part)
+    return rows
+
+
 def joint_log_probs(mask: Any, gender: Any, age: Any) -> Any:
     """Per-task log-probabilities (..., 3), (..., 2), (..., 3) -> (..., 18) log-probabilities
     of the classes, the tasks taken as independent: softmax of the result is the product of the

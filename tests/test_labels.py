@@ -40,3 +40,30 @@ def test_mask_stems_and_genders():
     assert list(labels.gender_code(["male", "female"])) == [0, 1]
     with pytest.raises(ValueError, match="unknown gender"):
         labels.gender_code("other")
+
+
+def test_soft_age_targets_spread_an_age_near_a_bound_over_both_groups():
+    wear_female = [labels.encode(0, 1, a) for a in range(3)]
+    y = torch.tensor([wear_female[1]] * 4 + [labels.encode(2, 0, 2), labels.encode(1, 0, 0)])
+    age = torch.tensor([59.0, 58.0, 45.0, 30.0, 60.0, float("nan")])
+    rows = labels.soft_age_targets(y, age, (30, 60), 2.0)
+    assert torch.allclose(rows.sum(1), torch.ones(6))
+    mask, gender, group = labels.task_marginals(rows)  # mask and gender as given
+    m, g, _ = labels.decode(y)
+    assert torch.equal(mask.argmax(1), m) and torch.equal(gender.argmax(1), g)
+    assert torch.allclose(mask.max(1).values, torch.ones(6))
+    assert torch.allclose(gender.max(1).values, torch.ones(6))
+    # a normal of 2 years around the middle of the year: 59 -> 60+ with P(z > 0.25)
+    assert group[0, 2].item() == pytest.approx(0.401, abs=1e-3)
+    assert group[1, 2].item() == pytest.approx(0.227, abs=1e-3)  # 58: P(z > 0.75)
+    assert group[2, 1].item() == pytest.approx(1.0, abs=1e-6)   # 45: far from both bounds
+    assert group[3, 0].item() == pytest.approx(0.401, abs=1e-3)  # 30: toward <30 as well
+    # the 60+ stay 60+ (their recorded 60 is a floor), an image with no age stays as labelled
+    assert torch.equal(rows[4:], torch.nn.functional.one_hot(y[4:], 18).float())
+
+
+@pytest.mark.parametrize("sigma", [0.5, 2.0, 10.0])
+def test_soft_age_targets_keep_every_given_class_the_most_likely(sigma):
+    ages = torch.arange(18.0, 61.0)
+    y = torch.from_numpy(labels.encode(1, 0, labels.age_group(ages.numpy())))
+    assert torch.equal(labels.soft_age_targets(y, ages, (30, 60), sigma).argmax(1), y)

@@ -151,6 +151,26 @@ def test_every_loss_takes_probability_targets(loss):
     assert torch.isfinite(loss(logits, half))
 
 
+def test_soft_age_groups_train_on_probability_targets(synth_root, tmp_path):
+    from maskcls.training.recipe import build, check_config
+
+    dm, _ = build(make_cfg(synth_root, tmp_path / "run", "data.age_sigma=3"))
+    x, y, index = next(iter(dm.train_dataloader()))
+    dm.trainer = type("Training", (), {"training": True})()
+    _, target, _, ages = dm.on_after_batch_transfer((x, y, index), 0)
+    assert torch.equal(target, labels.soft_age_targets(y, ages, (30, 60), 3.0))
+    assert torch.equal(target.argmax(1), y)
+    dm.trainer = type("Validating", (), {"training": False})()
+    assert torch.equal(dm.on_after_batch_transfer((x, y, index), 0)[1], y)  # hard in validation
+    out = tmp_path / "mixed"
+    train(make_cfg(synth_root, out, "data.age_sigma=3", "model.head=multi",
+                   "augment.mixup=0.4"))
+    assert np.isfinite(pd.read_csv(out / "metrics.csv")["train/loss_epoch"].dropna()).all()
+    # refused before any image is read
+    with pytest.raises(ConfigError, match=r"data.age_sigma must be in \[0, 10\], got -1"):
+        check_config(make_cfg(synth_root, tmp_path / "bad", "data.age_sigma=-1"))
+
+
 def test_multi_head_runs_end_to_end_and_predict_needs_no_flag(synth_root, tmp_path):
     out = tmp_path / "run"
     train(make_cfg(synth_root, out, "model.head=multi", "augment.mixup=0.4",
@@ -179,6 +199,22 @@ def test_mixup_targets_are_convex_mixtures_of_the_pair():
     assert 0 <= lam <= 1
     assert torch.allclose(target, lam * onehot + (1 - lam) * onehot.flip(0), atol=1e-6)
     assert torch.allclose(mixed, lam * x + (1 - lam) * x.flip(0), atol=1e-6)
+
+
+def test_probability_targets_mix_as_class_ids_do():
+    """Soft age targets arrive as rows: an odd batch mixes them with the same weight and pairs,
+    and keeps its last row as given."""
+    x, y = torch.rand(5, 3, 8, 6), torch.tensor([0, 5, 7, 17, 4])
+    rows = labels.soft_age_targets(y, torch.tensor([20.0, 59.0, 40.0, 60.0, 58.0]), (30, 60), 2)
+    np.random.seed(0)
+    _, from_ids = MixBatch(AugmentConfig(mixup=1.0))(x.clone(), y)
+    np.random.seed(0)
+    _, from_rows = MixBatch(AugmentConfig(mixup=1.0))(x.clone(), rows)
+    lam = float(from_ids[0, 0])
+    assert 0 < lam < 1
+    assert torch.allclose(from_rows[:4], lam * rows[:4] + (1 - lam) * rows[:4].flip(0))
+    assert torch.equal(from_rows[4], rows[4])
+    assert torch.allclose(from_rows.sum(1), torch.ones(5))
 
 
 def test_mixing_mixes_a_per_image_value_with_the_targets_weight():

@@ -1,9 +1,9 @@
 """The typed schema of every config node: what each key holds, and its rule beside it.
 
-A node is checked against the schema of its ``_target_`` (``BY_TARGET``), or by its place in
-the run's config (``TrainConfig``, ``PredictSettings``, ``ExportSettings``). OmegaConf refuses a
-wrong type or an unknown key; ``fields`` adds the ranges and choices. What maskcls's own classes
-check when built (split, sampler, losses, augmentation, heads) is typed here, ranged there.
+A node is checked against the schema of its ``_target_`` (``BY_TARGET``), or by its place in the
+run's config (``TrainConfig``, ``PredictSettings``, ``ExportSettings``). OmegaConf refuses a wrong
+type or an unknown key; ``fields`` adds the ranges and choices. What maskcls's own classes check
+when built (split, sampler, losses, augmentation, heads) is typed here, ranged there.
 """
 
 from collections.abc import Sequence
@@ -26,8 +26,7 @@ MAX_TAG = 64  # W&B's limit for one tag; MLflow's is larger
 
 
 def tag_list(tags: Any) -> list[str]:
-    """``tags=focal`` is one tag, ``tags=[a,b]`` two; each a non-empty text of at most 64
-    characters (what every tracker accepts)."""
+    """``tags=focal`` is one tag, ``tags=[a,b]`` two; each a text of 1-64 characters (W&B's)."""
     if tags is None:
         return []
     items = list(tags) if isinstance(tags, Sequence) and not isinstance(tags, str) else [tags]
@@ -102,6 +101,7 @@ class DataSchema:
     cache_dir: str | None = None
     corrections: str | None = None
     age_bounds: list[int] = field(default_factory=lambda: [30, 60])
+    age_sigma: float = ranged(0.0, low=0, high=10)
     pin_memory: bool | None = None
     seed: int = 0
     verify: bool = False

@@ -15,6 +15,7 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Subset
 
 from maskcls import labels
+from maskcls.config import check_value
 from maskcls.data import catalog as cat
 from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.cache import disk_cache, ram_cache
@@ -57,6 +58,7 @@ class MaskDataModule(pl.LightningDataModule):
         synthetic: if given, ``prepare_data`` generates that tree at ``root`` when ``root``
             does not exist yet.
         seed: the run's seed (the augmentation's random streams per epoch).
+        age_sigma: > 0 trains on soft age groups (``labels.soft_age_targets``).
     """
 
     def __init__(self, root: str | Path, *, pipeline: Pipeline | None = None,
@@ -65,7 +67,8 @@ class MaskDataModule(pl.LightningDataModule):
                  augment: AugmentConfig | None = None,
                  normalize: str | Mapping[str, Sequence[float]] = "imagenet",
                  age_bounds: Sequence[int] = labels.DEFAULT_AGE_BOUNDS,
-                 synthetic: SynthConfig | None = None, seed: int = 0) -> None:
+                 synthetic: SynthConfig | None = None, seed: int = 0,
+                 age_sigma: float = 0.0) -> None:
         super().__init__()
         self.root = data_root(root)
         self.pipeline = pipeline or Pipeline((128, 96))
@@ -73,6 +76,7 @@ class MaskDataModule(pl.LightningDataModule):
         self.loading, self.sources = loading or Loading(), sources or Sources()
         self.augment = augment or AugmentConfig()
         self.normalize, self.age_bounds = normalize, tuple(age_bounds)
+        self.age_sigma = float(age_sigma)
         self.synthetic, self.seed = synthetic, seed
         self.catalog: pd.DataFrame | None = None
         self.fingerprint: dict[str, Any] | None = None  # of the training tree, once scanned
@@ -103,6 +107,7 @@ class MaskDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         corrections: str | None = None,
         age_bounds: Sequence[int] = labels.DEFAULT_AGE_BOUNDS,
+        age_sigma: float = 0.0,
         pin_memory: bool | None = None,
         seed: int = 0,
         verify: bool = False,
@@ -114,6 +119,7 @@ class MaskDataModule(pl.LightningDataModule):
         """The datamodule of a ``data`` config node (``conf/data``, whose comments say what
         each key does), every value checked before any data is read."""
         check_modes(cache, normalize, smote, age_bounds)
+        check_value("data.age_sigma", age_sigma, "number", 0, 10)
         root_path = data_root(root)
         synth = SynthConfig(**synthetic) if synthetic else None
         if synth is not None:
@@ -133,7 +139,7 @@ class MaskDataModule(pl.LightningDataModule):
         sources.check(root_path)
         return cls(root_path, pipeline=pipeline, split=split, sampling=sampling,
                    loading=loading, sources=sources, augment=augment_cfg, normalize=normalize,
-                   age_bounds=age_bounds, synthetic=synth, seed=seed)
+                   age_bounds=age_bounds, synthetic=synth, seed=seed, age_sigma=age_sigma)
 
     # ----------------------------------------------------------------------------- set-up
     def prepare_data(self) -> None:
@@ -202,7 +208,8 @@ class MaskDataModule(pl.LightningDataModule):
         pixel tensor (the model's ``example_input_array``, which Lightning's model summary
         runs to measure FLOPs) is normalised as in validation. A training batch gains each
         image's recorded age (NaN: none; mixed as the images are), for the age-regression
-        head."""
+        head; with ``data.age_sigma`` the targets' age part is spread over the age groups by
+        that age (``labels.soft_age_targets``)."""
         if isinstance(batch, torch.Tensor):
             return self.eval_transform.to(batch.device)(batch)
         x, y, index = batch
@@ -210,6 +217,8 @@ class MaskDataModule(pl.LightningDataModule):
             return self.eval_transform.to(x.device)(x), y, index
         x = self.train_transform.to(x.device)(x)
         ages = self.ages[index.cpu()].to(x.device)
+        if self.age_sigma:  # targets become class probabilities, the age part soft
+            y = labels.soft_age_targets(y, ages, self.age_bounds, self.age_sigma)
         if self.mix is not None:
             x, y, ages = self.mix(x, y, ages)
         return x, y, index, ages

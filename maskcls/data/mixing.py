@@ -41,8 +41,12 @@ class MixBatch:
         if even >= 2:
             # timm's own batch mixing (Mixup.__call__ in mode="batch"), unrolled to keep lam
             lam = self.mixup._mix_batch(x[:even])  # x is mixed in place
-        target = mixup_target(y[:even], self.mixup.num_classes, lam, 0.0)
-        if even < len(x):
+        if y.ndim == 2:  # class probabilities already (soft age targets): mixed the same way
+            target = y.float().clone()
+            target[:even] = lam * target[:even] + (1 - lam) * target[:even].flip(0)
+        else:
+            target = mixup_target(y[:even], self.mixup.num_classes, lam, 0.0)
+        if y.ndim == 1 and even < len(x):
             rest = torch.nn.functional.one_hot(y[even:], self.mixup.num_classes).float()
             target = torch.cat([target, rest.to(target.device)])
         if values is None:
