@@ -29,6 +29,7 @@ and written as markdown to ``--out``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import subprocess
@@ -153,6 +154,7 @@ def train_row(row: Row, root: Path, args: argparse.Namespace, runs: dict[str, Pa
     return wall
 
 
+@functools.cache
 def _config_seed() -> int:
     from omegaconf import OmegaConf
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 from timm.data import Mixup
-from timm.data.mixup import mixup_target
 
 from maskcls import labels
 from maskcls.data.transforms import AugmentConfig
@@ -41,16 +40,18 @@ class MixBatch:
         if even >= 2:
             # timm's own batch mixing (Mixup.__call__ in mode="batch"), unrolled to keep lam
             lam = self.mixup._mix_batch(x[:even])  # x is mixed in place
-        if y.ndim == 2:  # class probabilities already (soft age targets): mixed the same way
-            target = y.float().clone()
-            target[:even] = lam * target[:even] + (1 - lam) * target[:even].flip(0)
-        else:
-            target = mixup_target(y[:even], self.mixup.num_classes, lam, 0.0)
-        if y.ndim == 1 and even < len(x):
-            rest = torch.nn.functional.one_hot(y[even:], self.mixup.num_classes).float()
-            target = torch.cat([target, rest.to(target.device)])
+        # ids become one-hot rows; rows (soft age targets) are mixed as they are
+        rows = y.float() if y.ndim == 2 else torch.nn.functional.one_hot(
+            y, self.mixup.num_classes).float()
+        target = _pair_mixed(rows, even, lam)
         if values is None:
             return x, target
-        values = values.clone()
-        values[:even] = lam * values[:even] + (1 - lam) * values[:even].flip(0)
-        return x, target, values
+        return x, target, _pair_mixed(values, even, lam)
+
+
+def _pair_mixed(t: torch.Tensor, even: int, lam: float) -> torch.Tensor:
+    """``t`` with its first ``even`` rows mixed as timm mixes the images: row ``i`` with row
+    ``even-1-i``, weight ``lam``; the rest as they are."""
+    t = t.clone()
+    t[:even] = lam * t[:even] + (1 - lam) * t[:even].flip(0)
+    return t
