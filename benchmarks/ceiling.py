@@ -35,6 +35,11 @@ FEATURES = ["has_mask", "mask_top", "hair_long", "hair_jaw", "beard_seen", "lips
             "grey", "white", "wrinkles", "eye_bags", "recede"]
 
 
+# the truth.csv columns the features are made of
+DRAWN = ["mask", "mask_top", "hair_cut", "beard", "beard_visible", "lips_female",
+         "mouth_visible", "grey", "white", "wrinkles", "eye_bags", "recede"]
+
+
 def features(truth: pd.DataFrame) -> np.ndarray:
     mouth = truth["mouth_visible"].astype(bool)
     chin = truth["beard_visible"].astype(bool)
@@ -67,24 +72,73 @@ def _task_log_probs(x_fit: np.ndarray, labels_fit: np.ndarray, x: np.ndarray, n:
     return np.log(probs / probs.sum(1, keepdims=True))
 
 
-def ceiling(root: str | Path, val_ratio: float = 0.2, split_seed: int = 42) -> dict[str, Any]:
-    """Eval scores of the variable reader on the tree at ``root`` (see the module doc)."""
-    from maskcls import labels
-    from maskcls.data.catalog import scan_train
-    from maskcls.data.splits import holdout_split
-    from maskcls.inference import calibration
-    from maskcls.model.metrics import score
-
-    root = Path(root)
+def _read_truth(root: Path) -> pd.DataFrame:
     path = root / TRUTH
     if not path.is_file():
         raise SystemExit(f"error: {path} does not exist; trees written by maskcls.synth since "
                          "2026-12-05 record it: generate the tree again")
     truth = pd.read_csv(path)
     truth["key"] = [str(root / p) for p in truth["path"]]
-    train = scan_train(root)
-    train_ids, val_ids = holdout_split(train, val_ratio, split_seed)
-    train = train.merge(truth, left_on="path", right_on="key", suffixes=("", "_drawn"))
+    return truth
+
+
+def _train_table(root: Path, truth: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the training catalog as a run scans it, the same rows with their drawn variables).
+    Where a label and a variable share a name (``mask``), the variable wins: on a tree with
+    label errors the reader must see the shot as drawn, not as recorded."""
+    from maskcls.data.catalog import scan_train
+
+    catalog = scan_train(root)
+    drawn = truth[["key", *DRAWN]]
+    return catalog, catalog.merge(drawn, left_on="path", right_on="key",
+                                  suffixes=("_given", ""))
+
+
+def _joint_probs(x_fit: np.ndarray, label_fit: np.ndarray, x: np.ndarray,
+                 seed: int) -> np.ndarray:
+    """(N, 18) probabilities of rows ``x``: one reader per task fitted on the recorded labels."""
+    from maskcls import labels
+
+    given = labels.decode(label_fit)
+    parts = [_task_log_probs(x_fit, given[task], x, len(values), seed + task)
+             for task, values in enumerate(labels.TASKS.values())]
+    return np.exp(labels.joint_log_probs(*parts))
+
+
+def reader_oof(root: str | Path, n_folds: int, split_seed: int = 42) -> pd.DataFrame:
+    """The variable reader's out-of-fold probabilities for every training image, in the
+    table ``maskcls.label_issues.load_oof`` makes of a sweep's ``val_predictions.csv``: each
+    fold's people scored by readers fitted on the other folds (the person folds of
+    ``data.n_folds`` and ``data.split_seed``), on the labels the tree records, errors
+    included. The label-issue finder run on it shows what the drawn cues allow it to find."""
+    from maskcls.data.splits import kfold_split
+    from maskcls.label_issues import PROB_COLUMNS
+
+    root = Path(root)
+    catalog, train = _train_table(root, _read_truth(root))
+    x, label = features(train), train["label"].to_numpy()
+    probs = np.zeros((len(train), len(PROB_COLUMNS)))
+    for fold in range(n_folds):
+        _, val_ids = kfold_split(catalog, n_folds, fold, split_seed)
+        held = train["person_id"].isin(val_ids).to_numpy()
+        probs[held] = _joint_probs(x[~held], label[~held], x[held], split_seed)
+    out = train[["path", "folder", "person_id", "label"]].copy()
+    out[PROB_COLUMNS] = probs
+    out["stem"] = [Path(p).stem for p in out["path"]]
+    return out
+
+
+def ceiling(root: str | Path, val_ratio: float = 0.2, split_seed: int = 42) -> dict[str, Any]:
+    """Eval scores of the variable reader on the tree at ``root`` (see the module doc)."""
+    from maskcls import labels
+    from maskcls.data.splits import holdout_split
+    from maskcls.inference import calibration
+    from maskcls.model.metrics import score
+
+    root = Path(root)
+    truth = _read_truth(root)
+    catalog, train = _train_table(root, truth)
+    train_ids, val_ids = holdout_split(catalog, val_ratio, split_seed)
     ev = truth[truth["split"] == "eval"].copy()
     ev["ImageID"] = [Path(p).name for p in ev["path"]]
     answers = pd.read_csv(root / "eval" / "answers.csv").set_index("ImageID")["ans"]
@@ -92,15 +146,9 @@ def ceiling(root: str | Path, val_ratio: float = 0.2, split_seed: int = 42) -> d
     fit = train["person_id"].isin(train_ids).to_numpy()
     held = train["person_id"].isin(val_ids).to_numpy()
     x_train, x_eval = features(train), features(ev)
-    given = labels.decode(train["label"].to_numpy())
-    parts_eval, parts_held = [], []
-    for task, values in enumerate(labels.TASKS.values()):
-        lp = _task_log_probs(x_train[fit], given[task][fit], np.vstack([x_train[held], x_eval]),
-                             len(values), split_seed + task)
-        parts_held.append(lp[:held.sum()])
-        parts_eval.append(lp[held.sum():])
-    eval_probs = np.exp(labels.joint_log_probs(*parts_eval))
-    held_probs = np.exp(labels.joint_log_probs(*parts_held))
+    probs = _joint_probs(x_train[fit], train["label"].to_numpy()[fit],
+                         np.vstack([x_train[held], x_eval]), split_seed)
+    held_probs, eval_probs = probs[:held.sum()], probs[held.sum():]
     plain = score(eval_probs.argmax(1), ev_label, detail=True)
     fitted = calibration.fit(held_probs, train["label"].to_numpy()[held],
                              groups=train["person_id"].to_numpy()[held])

@@ -5,6 +5,8 @@
     # a tree in a style no recipe was chosen on, the finder alone (no retraining)
     python -m benchmarks.label_issues --persons 210 --errors 0.1 --folds 3 --model-seeds 42 \
         --style 1 --age-overlap 1 --no-retrain
+    # the finder on a recipe other than quick (every sweep and retraining gets the overrides)
+    python -m benchmarks.label_issues ... --override data.age_sigma=6
 
 1. Two trees of the same people (one seed): one with ``--label-errors``, one clean.
 2. A 5-fold ``experiment=quick`` sweep on the tree with errors, once per ``--model-seeds``
@@ -13,7 +15,10 @@
    ``corrections.csv``.
 3. Per field (gender, age, mask swap): recall of the top-K rows, K the number injected (so
    also their precision), and precision and recall of the rows at ``--threshold`` (the ones in
-   ``corrections.csv``).
+   ``corrections.csv``). Beside them, the ceiling: the same finder on the out-of-fold
+   predictions of the variable reader (``benchmarks.ceiling.reader_oof``: the drawn cues, no
+   pixels, the same person folds), i.e. how many of the injected errors the drawings let any
+   finder of this kind rank first (an age moved into an overlapping group may be invisible).
 4. ``experiment=quick`` trained four times, scored on ``eval/answers.csv``: on the clean
    tree, on the tree with errors, on it with ``data.corrections=corrections.csv``, and with
    the corrections of ``--fix age,mask`` (gender left to a human): the share of what the
@@ -34,13 +39,15 @@ from maskcls.run.same_config import trained_as
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _train(root: Path, out: Path, *extra: str) -> float:
-    """``experiment=quick`` on ``root``; its eval macro-F1 (flip TTA, as the recipe says)."""
+def _train(root: Path, out: Path, overrides: list[str], *extra: str) -> float:
+    """``experiment=quick`` (plus ``--override``) on ``root``; its eval macro-F1 (flip TTA, as
+    the recipe says)."""
     from maskcls.config import PredictData, PredictSettings
     from maskcls.inference import predict
 
     run_python("train.py", "experiment=quick", f"data.root={root}", "data.synthetic=null",
-               f"hydra.run.dir={out}", "callbacks.progress_bar.refresh_rate=0", *extra)
+               f"hydra.run.dir={out}", "callbacks.progress_bar.refresh_rate=0", *overrides,
+               *extra)
     return predict(PredictSettings(ckpt=str(out),
                                    data=PredictData(str(root)),
                                    output=str(out / "eval.csv"),
@@ -48,16 +55,40 @@ def _train(root: Path, out: Path, *extra: str) -> float:
                                    overwrite=True))["score"]["f1"]
 
 
-def finder_table(issues: pd.DataFrame, truth: pd.DataFrame, threshold: float) -> list[list[str]]:
+def top_k_recall(issues: pd.DataFrame, injected: pd.DataFrame) -> float:
+    """The share of the injected people among a field's first K rows, K the number injected."""
+    top = issues.head(len(injected))["person_id"]
+    return float(top.isin(injected["person_id"]).sum() / len(injected))
+
+
+def finder_table(issues: pd.DataFrame, truth: pd.DataFrame, threshold: float,
+                 reader: pd.DataFrame | None = None) -> list[list[str]]:
+    """Per field: injected, top-K recall, precision and recall at ``threshold``, and with
+    ``reader`` (the finder on the variable reader's predictions) that top-K recall."""
     rows = []
     for field, injected in truth.groupby("field"):
         mine = issues[issues["field"] == field]
-        top = mine.head(len(injected))["person_id"].isin(injected["person_id"]).mean()
         kept = mine[mine["score"] >= threshold]
         hits = kept["person_id"].isin(injected["person_id"]).sum()
-        rows.append([field, str(len(injected)), f"{top:.2f}",
-                     f"{hits / max(len(kept), 1):.2f}", f"{hits / len(injected):.2f}"])
+        row = [field, str(len(injected)), f"{top_k_recall(mine, injected):.2f}",
+               f"{hits / max(len(kept), 1):.2f}", f"{hits / len(injected):.2f}"]
+        if reader is not None:
+            row.append(f"{top_k_recall(reader[reader['field'] == field], injected):.2f}")
+        rows.append(row)
     return rows
+
+
+def reader_issues(tree: Path, folds: int, overrides: list[str]) -> pd.DataFrame | None:
+    """The finder on the variable reader's out-of-fold predictions (the same person folds as
+    the sweeps): what the drawn cues let it find. None for a tree without ``truth.csv``."""
+    from benchmarks.ceiling import TRUTH, reader_oof
+    from maskcls.label_issues import find_issues
+
+    if not (tree / TRUTH).is_file():
+        return None
+    seed = next((int(o.split("=", 1)[1]) for o in overrides
+                 if o.startswith("data.split_seed=")), 42)
+    return find_issues(reader_oof(tree, folds, seed))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-seeds", default="42,43",
                    help="one k-fold sweep per training seed; the finder averages their predictions")
     p.add_argument("--threshold", type=float, default=0.8)
+    p.add_argument("--override", action="append", default=[],
+                   help="extra train.py override for every sweep and retraining (repeatable), "
+                        "e.g. data.age_sigma=6")
     p.add_argument("--work", default=str(ROOT / "outputs" / "bench_label_issues"))
     p.add_argument("--reuse", action="store_true",
                    help="keep the trees and the sweep already in --work (only retrain)")
@@ -106,7 +140,7 @@ def _find(a: argparse.Namespace, work: Path, trees: dict[str, Path], seeds: list
     for seed, sweep in zip(seeds, sweeps, strict=True):
         job = ["experiment=quick", f"seed={seed}", f"data.root={trees['errors']}",
                "data.synthetic=null", f"data.n_folds={a.folds}",
-               "callbacks.progress_bar.refresh_rate=0"]
+               "callbacks.progress_bar.refresh_rate=0", *a.override]
         if (sweep / "summary.csv").exists() and not all(
                 trained_as(sweep / str(k), [*job, f"data.fold={k}"]) for k in range(a.folds)):
             # kept from before experiment=quick (or these flags) changed: its out-of-fold
@@ -144,18 +178,18 @@ def _check_kept_tree(tree: Path, a: argparse.Namespace, share: float) -> None:
                          "draw it again.")
 
 
-def _retrain(work: Path, trees: dict[str, Path]) -> dict[str, float]:
+def _retrain(work: Path, trees: dict[str, Path], overrides: list[str]) -> dict[str, float]:
     """Eval macro-F1 trained on the clean tree, on the tree with errors, and on it with each
     corrections.csv the finder wrote."""
     import shutil
 
     runs = work / "runs"
     shutil.rmtree(runs, ignore_errors=True)
-    return {"clean": _train(trees["clean"], runs / "clean"),
-            "errors": _train(trees["errors"], runs / "errors"),
-            "corrected": _train(trees["errors"], runs / "corrected",
+    return {"clean": _train(trees["clean"], runs / "clean", overrides),
+            "errors": _train(trees["errors"], runs / "errors", overrides),
+            "corrected": _train(trees["errors"], runs / "corrected", overrides,
                                 f"data.corrections={work / 'corrections.csv'}"),
-            "age_mask": _train(trees["errors"], runs / "age_mask",
+            "age_mask": _train(trees["errors"], runs / "age_mask", overrides,
                                f"data.corrections={work / 'age_mask' / 'corrections.csv'}")}
 
 
@@ -176,8 +210,19 @@ def _retrain_table(f1: dict[str, float]) -> str:
           f"{f1['age_mask']:.4f} (wins back {regained('age_mask')} of the cost)"]])
 
 
+# keys the benchmark sets itself: an --override of one would measure another experiment
+OWN_KEYS = ("seed", "data.root", "data.synthetic", "data.n_folds", "data.fold",
+            "data.corrections", "hydra.")
+
+
 def main(argv: list[str] | None = None) -> None:
-    a = _parser().parse_args(argv)
+    p = _parser()
+    a = p.parse_args(argv)
+    for o in a.override:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if "=" not in o or key.startswith(OWN_KEYS):
+            p.error(f"--override {o!r}: give KEY=VALUE for a key the benchmark does not set "
+                    f"itself ({', '.join(OWN_KEYS)} are; seeds come from --model-seeds)")
     work = Path(a.work)
     trees = {"errors": work / "errors", "clean": work / "clean"}
     seeds = [int(s) for s in a.model_seeds.split(",")]
@@ -187,14 +232,19 @@ def main(argv: list[str] | None = None) -> None:
     _find(a, work, trees, seeds, sweeps)
     issues = pd.read_csv(work / "label_issues.csv", dtype={"person_id": str})
     truth = pd.read_csv(trees["errors"] / "label_errors.csv", dtype=str, keep_default_na=False)
-    found = finder_table(issues, truth, a.threshold)
+    reader = reader_issues(trees["errors"], a.folds, a.override)
+    found = finder_table(issues, truth, a.threshold, reader)
     style = f", style {a.style}, 60+ overlap {a.age_overlap:g}" if a.style or a.age_overlap else ""
     title = (f"{a.persons} people ({a.errors:.0%} with a wrong label, seed {a.seed}{style}), "
              f"{a.folds}-fold experiment=quick x {len(seeds)} seed(s) ({a.model_seeds}) for the "
              f"out-of-fold predictions, threshold {a.threshold}")
+    if a.override:
+        title += f"; every run with {' '.join(a.override)}"
     header = ["field", "injected", "top-K recall (= precision)", "precision at threshold",
               "recall at threshold"]
-    f1 = None if a.no_retrain else _retrain(work, trees)
+    if reader is not None:
+        header.append("variable reader's top-K recall (the ceiling)")
+    f1 = None if a.no_retrain else _retrain(work, trees, a.override)
     table = markdown_table(f"{title}; {time.perf_counter() - t0:.0f} s in all", header, found)
     if f1 is not None:
         table += "\n\n" + _retrain_table(f1)

@@ -218,9 +218,12 @@ def test_label_issue_benchmark_measures_the_finder_on_the_style_asked_for(tmp_pa
     flags = ["--persons", "20", "--eval-persons", "3", "--errors", "0.3", "--folds", "2",
              "--model-seeds", "42", "--age-overlap", "1", "--no-retrain",
              "--work", str(tmp_path / "work"), "--out", str(out)]
-    label_issues.main([*flags, "--style", "2"])
+    label_issues.main([*flags, "--style", "2", "--override", "data.age_sigma=6"])
     synth = [c for c in calls if c[:2] == ("-m", "maskcls.synth")]
     assert len(synth) == 1  # the tree with errors only
+    # --override reaches the sweep, and the table says what the finder was measured with
+    sweep = [c for c in calls if c[0] == "train.py"]
+    assert len(sweep) == 1 and "data.age_sigma=6" in sweep[0]
     assert synth[0][synth[0].index("--style") + 1] == "2"
     truth = pd.read_csv(tmp_path / "work" / "errors" / "truth.csv")
     assert set(truth["style"]) == {2}
@@ -228,6 +231,7 @@ def test_label_issue_benchmark_measures_the_finder_on_the_style_asked_for(tmp_pa
     assert not (tmp_path / "work" / "runs").exists()
     table = out.read_text()
     assert "style 2, 60+ overlap 1" in table and "eval macro-F1" not in table
+    assert "every run with data.age_sigma=6" in table
     fields = {ln.split("|")[1].strip(): ln.split("|")[3].strip() for ln in table.splitlines()
               if ln.startswith("| ") and not ln.startswith(("| field", "| ---"))}
     assert fields and set(fields.values()) == {"1.00"}  # the perfect ranking, read back
@@ -240,6 +244,12 @@ def test_label_issue_benchmark_measures_the_finder_on_the_style_asked_for(tmp_pa
     # stand-in sweep recorded none), so it is trained again; the tree is kept
     label_issues.main([*flags, "--style", "2", "--reuse"])
     assert [c[0] for c in calls] == ["train.py", "-m", "-m"]
+    # a key the benchmark sets itself is refused before anything runs
+    calls.clear()
+    for bad in ("seed=7", "data.fold=1", "data.age_sigma"):
+        with pytest.raises(SystemExit):
+            label_issues.main([*flags, "--style", "2", "--reuse", "--override", bad])
+    assert not calls
     # a tree whose drawing was cut short (no synthetic.json) is named, not read
     (tmp_path / "work" / "errors" / "synthetic.json").unlink()
     with pytest.raises(SystemExit, match="has no synthetic.json"):

@@ -88,3 +88,36 @@ def test_the_ceiling_beats_chance_and_stays_below_one_where_labels_are_ambiguous
     assert res["mask_acc"] == 1.0  # the mask state is drawn unambiguously
     assert 0.3 < res["f1"] < 1.0 and res["f1_age"] < 1.0  # ages overlap at difficulty 2
     assert res["tuned_f1"] > 0.3
+
+
+def test_the_reader_reads_a_mislabelled_tree_as_drawn_and_out_of_fold(tmp_path: Path) -> None:
+    """The finder's ceiling: the variable reader's out-of-fold predictions on a tree with
+    label errors see each shot as drawn (a swapped pair's shots are read as their drawings,
+    not as their labels), so the finder on them ranks every swap and gender flip first; and
+    each person is predicted by readers that never saw them (a person scored in-fold would
+    have their wrong label learnt back)."""
+    import pandas as pd
+
+    from benchmarks.ceiling import reader_oof
+    from benchmarks.label_issues import finder_table
+    from maskcls.data.catalog import scan_train
+    from maskcls.data.splits import kfold_split
+    from maskcls.label_issues import find_issues
+
+    cfg = SynthConfig(persons=90, eval_persons=3, seed=3, width=32, height=40,
+                      label_errors=0.2)
+    root = generate(tmp_path / "tree", cfg, workers=1)
+    oof = reader_oof(root, 3)
+    assert len(oof) == len(scan_train(root)) and oof.filter(like="prob_").notna().all().all()
+    truth = pd.read_csv(root / "label_errors.csv", dtype=str, keep_default_na=False)
+    found = {row[0]: row[2] for row in finder_table(find_issues(oof), truth, 0.8)}
+    assert found["mask"] == "1.00" and found["gender"] == "1.00"
+    # out of fold: fold 0's people get what readers fitted on the other two folds say
+    from benchmarks.ceiling import _joint_probs, _read_truth, _train_table, features
+
+    _, train = _train_table(root, _read_truth(root))
+    held = train["person_id"].isin(kfold_split(scan_train(root), 3, 0, 42)[1]).to_numpy()
+    x, label = features(train), train["label"].to_numpy()
+    expected = _joint_probs(x[~held], label[~held], x[held], 42)
+    got = oof.set_index("path").loc[train["path"][held], [f"prob_{c}" for c in range(18)]]
+    np.testing.assert_allclose(got.to_numpy(), expected, rtol=1e-6)
