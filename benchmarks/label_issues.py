@@ -78,17 +78,20 @@ def finder_table(issues: pd.DataFrame, truth: pd.DataFrame, threshold: float,
     return rows
 
 
-def reader_issues(tree: Path, folds: int, overrides: list[str]) -> pd.DataFrame | None:
-    """The finder on the variable reader's out-of-fold predictions (the same person folds as
-    the sweeps): what the drawn cues let it find. None for a tree without ``truth.csv``."""
+def reader_issues(tree: Path, sweep: Path) -> pd.DataFrame | None:
+    """The finder on the variable reader's out-of-fold predictions, on the person folds the
+    sweep's jobs recorded: what the drawn cues let it find. None for a tree without
+    ``truth.csv``."""
+    from omegaconf import OmegaConf
+
     from benchmarks.ceiling import TRUTH, reader_oof
     from maskcls.label_issues import find_issues
+    from maskcls.run import folder as rf
 
     if not (tree / TRUTH).is_file():
         return None
-    seed = next((int(o.split("=", 1)[1]) for o in overrides
-                 if o.startswith("data.split_seed=")), 42)
-    return find_issues(reader_oof(tree, folds, seed))
+    data = OmegaConf.load(rf.find_jobs(sweep)[0] / rf.CONFIG).data
+    return find_issues(reader_oof(tree, data.n_folds, data.split_seed))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     _find(a, work, trees, seeds, sweeps)
     issues = pd.read_csv(work / "label_issues.csv", dtype={"person_id": str})
     truth = pd.read_csv(trees["errors"] / "label_errors.csv", dtype=str, keep_default_na=False)
-    reader = reader_issues(trees["errors"], a.folds, a.override)
+    reader = reader_issues(trees["errors"], sweeps[0])
     found = finder_table(issues, truth, a.threshold, reader)
     style = f", style {a.style}, 60+ overlap {a.age_overlap:g}" if a.style or a.age_overlap else ""
     title = (f"{a.persons} people ({a.errors:.0%} with a wrong label, seed {a.seed}{style}), "

@@ -206,6 +206,11 @@ def test_label_issue_benchmark_measures_the_finder_on_the_style_asked_for(tmp_pa
             sweep = Path(next(a for a in args if a.startswith("hydra.sweep.dir=")).split("=")[1])
             sweep.mkdir(parents=True)
             (sweep / "summary.csv").write_text("fold,f1\n")
+            folds = int(next(a for a in args if a.startswith("data.n_folds=")).split("=")[1])
+            for k in range(folds):  # each job records its config, as train.py's do
+                (sweep / str(k)).mkdir()
+                (sweep / str(k) / "config.yaml").write_text(
+                    f"data:\n  n_folds: {folds}\n  fold: {k}\n  split_seed: 42\n")
             return 0.0
         out = Path(args[args.index("--out") + 1])
         truth = pd.read_csv(tmp_path / "work" / "errors" / "label_errors.csv", dtype=str)
