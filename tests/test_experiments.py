@@ -24,6 +24,8 @@ def test_quick_sets_what_its_time_and_score_depend_on(data, tmp_path):
     assert cfg.augment.scale == 0.15 and cfg.augment.mixup == 0
     # the middle of the photo, where face and hair are, gets the pixels (as in competition)
     assert list(cfg.data.center_crop) == [0.8, 0.85]
+    # soft age groups: the 55-59s teach "maybe 60+" (data=competition alone sets 0)
+    assert cfg.data.age_sigma == 6
 
 
 def test_quick_with_face_boxes_says_which_crop_to_drop_before_training(synth_root, tmp_path):

@@ -68,9 +68,33 @@ def test_tta_changes_probabilities_not_the_format(fold_runs, synth_root, tmp_pat
                                       output=str(tmp_path / "b.csv"),
                                       save_probs=True,
                                       tta=True))
+    cropped = predict(PredictSettings(ckpt=str(fold_runs / "0"),
+                                      output=str(tmp_path / "c.csv"),
+                                      save_probs=True, tta=True, tta_crop=0.9))
     _check_submission(tmp_path / "b.csv", synth_root)
-    pa, pb = (pd.read_csv(r["probs"]).iloc[:, 1:].to_numpy() for r in (plain, flipped))
-    assert not np.allclose(pa, pb)
+    _check_submission(tmp_path / "c.csv", synth_root)
+    pa, pb, pc = (pd.read_csv(r["probs"]).iloc[:, 1:].to_numpy()
+                  for r in (plain, flipped, cropped))
+    assert not np.allclose(pa, pb) and not np.allclose(pb, pc)
+    assert np.allclose(pc.sum(1), 1, atol=1e-4)
+
+
+def test_crop_views_are_the_corners_and_centre_resized_back() -> None:
+    """tta_crop: the five crops of torchvision's five_crop, each back at the input size, and
+    with tta every view mirrored too."""
+    from maskcls.inference.scorers import views
+
+    x = torch.zeros(2, 3, 20, 16, dtype=torch.uint8)
+    x[..., 0, 0] = 255  # one bright pixel in the top-left corner
+    assert len(views(x)) == 1 and len(views(x, tta=True)) == 2
+    seen = views(x, crop=0.8)
+    assert len(seen) == 6 and all(v.shape == x.shape and v.dtype == torch.uint8 for v in seen)
+    # the image itself and the top-left crop hold the pixel; the other corners and the
+    # centre do not
+    assert [bool(v.max() > 0) for v in seen] == [True, True, False, False, False, False]
+    mirrored = views(x, tta=True, crop=0.8)
+    assert len(mirrored) == 12
+    assert all(torch.equal(m, v.flip(-1)) for m, v in zip(mirrored[6:], seen, strict=True))
 
 
 def test_real_eval_set_gives_12600_rows(fold_runs, real_tree, tmp_path):
@@ -92,14 +116,20 @@ def test_real_eval_set_gives_12600_rows(fold_runs, real_tree, tmp_path):
 
 def test_predict_py_command_line(fold_runs, tmp_path):
     out = tmp_path / "cli.csv"
-    res = cli(f"ckpt={fold_runs}", f"output={out}", "tta=true", script="predict.py")
+    res = cli(f"ckpt={fold_runs}", f"output={out}", "tta=true", "tta_crop=0.9",
+              script="predict.py")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "members' macro-F1" in res.stdout and "ensemble" in res.stdout
+    assert "tta, five 0.9 crops" in res.stdout
     assert out.exists()
     assert not (ROOT / "outputs" / ".hydra").exists()
     bad = cli(f"ckpt={tmp_path / 'nope'}", script="predict.py")
     assert bad.returncode == 1
     assert "error: ckpt=" in bad.stderr and "Traceback" not in bad.stderr
+    bad = cli(f"ckpt={fold_runs}", "tta_crop=1", f"output={tmp_path / 'no.csv'}",
+              script="predict.py")
+    assert bad.returncode == 1 and "error: tta_crop must be in (0, 1), got 1" in bad.stderr
+    assert not (tmp_path / "no.csv").exists()
 
 
 def test_missing_and_foreign_checkpoints(fold_runs, tmp_path):

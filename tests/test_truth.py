@@ -89,6 +89,16 @@ def test_the_ceiling_beats_chance_and_stays_below_one_where_labels_are_ambiguous
     assert 0.3 < res["f1"] < 1.0 and res["f1_age"] < 1.0  # ages overlap at difficulty 2
     assert res["tuned_f1"] > 0.3
 
+    # the judge's ceiling: the mean over person splits, the run's own split first
+    from benchmarks.ceiling import ceiling_over_splits
+
+    over = ceiling_over_splits(root, splits=3)
+    assert over["tuned_f1"] == res["tuned_f1"] and over["splits"] == 3
+    per_split = [res["tuned_f1"], *(ceiling(root, split_seed=s)["tuned_f1"] for s in (43, 44))]
+    assert over["tuned_f1_mean"] == pytest.approx(np.mean(per_split))
+    assert over["tuned_f1_sd"] == pytest.approx(np.std(per_split))
+    assert over["tuned_f1_sd"] > 0  # other people train the reader: another score
+
 
 def test_the_reader_reads_a_mislabelled_tree_as_drawn_and_out_of_fold(tmp_path: Path) -> None:
     """The finder's ceiling: the variable reader's out-of-fold predictions on a tree with

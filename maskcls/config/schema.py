@@ -319,6 +319,8 @@ class PredictSettings:
     data: PredictData = field(default_factory=PredictData)
     output: str | None = None
     tta: bool = False
+    tta_crop: float | None = ranged(None, low=Open(0), high=Open(1), integer=False,
+                                    optional=True)
     calibrate: bool = False
     face_boxes: str | None = None
     save_probs: bool = False

@@ -1,6 +1,6 @@
 """One prediction loop over one kind of object: a *scorer* turns a batch of uint8 pixels into
 the 18 class probabilities. A checkpoint's model and an exported model are both scorers, so
-flip-TTA, ensembling and the progress line are written once, here.
+test-time views (flips, crops), ensembling and the progress line are written once, here.
 
 Scorers that read images the same way (image size and crop: ``Pipeline.pixels_key``) share a
 pass over the eval set: each image is decoded once for all of them (a k-fold ensemble decodes
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
+from torchvision.transforms.v2 import functional as tvf
 
 from maskcls.data.batch_transforms import BatchTransform
 from maskcls.data.dataset import ImageDataset
@@ -61,16 +62,34 @@ def device_for(accelerator: str) -> torch.device:
     return torch.device("cpu")
 
 
-def _with_tta(scorer: Scorer, pixels: torch.Tensor, tta: bool) -> torch.Tensor:
-    prob = scorer.probs(pixels)
-    if tta:  # the horizontally flipped view: a face is (nearly) symmetric, its label is
-        prob = (prob + scorer.probs(pixels.flip(-1))) / 2
-    return prob
+def views(pixels: torch.Tensor, tta: bool = False, crop: float | None = None
+          ) -> list[torch.Tensor]:
+    """The views of a uint8 ``(N, 3, H, W)`` batch whose probabilities are averaged: the
+    batch; with ``crop``, torchvision's five crops (four corners and the centre) of ``crop``
+    of its height and width, each resized back to ``H x W``, as the training zoom and shift
+    show a face off-centre; with ``tta``, each view's mirror image (a face is nearly
+    symmetric, its label is not changed by a flip)."""
+    out = [pixels]
+    if crop:
+        h, w = pixels.shape[-2:]
+        size = [max(1, round(h * crop)), max(1, round(w * crop))]
+        out += [tvf.resize(c, [h, w], antialias=True) for c in tvf.five_crop(pixels, size)]
+    if tta:
+        out += [v.flip(-1) for v in out]
+    return out
+
+
+def _with_tta(scorer: Scorer, pixels: torch.Tensor, tta: bool,
+              crop: float | None = None) -> torch.Tensor:
+    seen = views(pixels, tta, crop)
+    return sum(scorer.probs(v) for v in seen) / len(seen)
 
 
 def eval_probabilities(scorers: Sequence[Scorer], eval_df: pd.DataFrame, tta: bool = False,
-                       batch_size: int = 128, num_workers: int = 2) -> list[np.ndarray]:
-    """One ``(N, 18)`` probability array per scorer, rows in ``eval_df`` order."""
+                       batch_size: int = 128, num_workers: int = 2,
+                       tta_crop: float | None = None) -> list[np.ndarray]:
+    """One ``(N, 18)`` probability array per scorer, rows in ``eval_df`` order; ``tta`` and
+    ``tta_crop`` choose the views averaged (``views``)."""
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(scorers):
         groups.setdefault(s.pipeline.pixels_key, []).append(i)
@@ -84,7 +103,7 @@ def eval_probabilities(scorers: Sequence[Scorer], eval_df: pd.DataFrame, tta: bo
         parts: dict[int, list[torch.Tensor]] = {i: [] for i in members}
         for batch in progress_bar(loader, f"Predicting ({names})"):
             for i in members:
-                parts[i].append(_with_tta(scorers[i], batch[0], tta))
+                parts[i].append(_with_tta(scorers[i], batch[0], tta, tta_crop))
         for i in members:
             out[i] = torch.cat(parts[i]).numpy()
     return out

@@ -148,7 +148,7 @@ def _offsets(members: list[Member], folder: Path | None) -> dict[str, list[float
 
 
 def predict_probs(scorers: list[Scorer], data_root: str | os.PathLike, tta: bool = False,
-                  batch_size: int = 128, num_workers: int = 2
+                  batch_size: int = 128, num_workers: int = 2, tta_crop: float | None = None
                   ) -> tuple[pd.DataFrame, list[np.ndarray]]:
     """(eval table in info.csv order, one (N, 18) probability array per scorer), after
     checking that the eval set is there and every face-cropping scorer has its boxes."""
@@ -156,7 +156,8 @@ def predict_probs(scorers: list[Scorer], data_root: str | os.PathLike, tta: bool
     for s in scorers:
         if s.pipeline.boxes is not None:
             s.pipeline.boxes.check_covers(eval_df["path"].tolist())
-    return eval_df, eval_probabilities(scorers, eval_df, tta, batch_size, num_workers)
+    return eval_df, eval_probabilities(scorers, eval_df, tta, batch_size, num_workers,
+                                       tta_crop)
 
 
 def predict(settings: PredictSettings) -> dict[str, Any]:
@@ -192,7 +193,8 @@ def predict(settings: PredictSettings) -> dict[str, Any]:
 def _predict_into(source: Source, out: Path, prob_path: Path, data_root: str | os.PathLike,
                   s: PredictSettings) -> dict[str, Any]:
     scorers = source.scorers(s.face_boxes, s.accelerator)
-    eval_df, probs = predict_probs(scorers, data_root, s.tta, s.batch_size, s.num_workers)
+    eval_df, probs = predict_probs(scorers, data_root, s.tta, s.batch_size, s.num_workers,
+                                   s.tta_crop)
     mean = np.mean(probs, axis=0)
     raw_pred = mean.argmax(1)
     if source.offsets is not None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 
-def result_lines(res: dict[str, Any], tta: bool, calibrate: bool, exported: bool = False
-                 ) -> list[str]:
+def result_lines(res: dict[str, Any], tta: bool, calibrate: bool, exported: bool = False,
+                 tta_crop: float | None = None) -> list[str]:
     """The written files, notes and (where ``eval/answers.csv`` exists) the scores of ``res``,
     the dict ``maskcls.inference.predict`` returns."""
     source = "exported model" if exported else f"{res['members']} model(s)"
     lines = [f"wrote {res['submission']} ({res['rows']} rows, {source}"
-             f"{', tta' if tta else ''}{', calibrated' if calibrate else ''})"]
+             f"{', tta' if tta else ''}{f', five {tta_crop:g} crops' if tta_crop else ''}"
+             f"{', calibrated' if calibrate else ''})"]
     if "probs" in res:
         lines.append(f"wrote {res['probs']}")
     lines += [f"note: {note}" for note in res["notes"]]
