@@ -173,8 +173,8 @@ def ceiling_over_splits(root: str | Path, splits: int = SPLITS, val_ratio: float
                         split_seed: int = 42) -> dict[str, Any]:
     """The reader's scores on ``splits`` person splits (split seeds ``split_seed``,
     ``split_seed + 1``, ...): the first split's results (the run's own, as ``ceiling``), with
-    ``<metric>_mean`` and ``<metric>_sd`` over all of them. Which few 60+ people the reader
-    learns from moves one split's macro-F1 by up to 0.2 on a 300-person tree, so a share of
+    ``<metric>_mean`` and ``<metric>_sd`` over all of them. Which of a 300-person tree's dozen
+    60+ people the reader learns from moves one split's macro-F1 by up to 0.3, so a share of
     the ceiling is read against the mean."""
     if splits < 1:
         raise ValueError(f"splits must be at least 1, got {splits}")
