@@ -224,8 +224,7 @@ class EMASchema:
 
 @dataclass
 class TrainerSchema:
-    """``conf/trainer``: Lightning's ``Trainer`` (every constructor option but the objects
-    the run passes itself: callbacks, loggers, plugins)."""
+    """``conf/trainer``: Lightning's ``Trainer`` (all but callbacks, loggers, plugins)."""
 
     _target_: str = "pytorch_lightning.Trainer"
     accelerator: str = "auto"
@@ -319,8 +318,7 @@ class PredictSettings:
     data: PredictData = field(default_factory=PredictData)
     output: str | None = None
     tta: bool = False
-    tta_crop: float | None = ranged(None, low=Open(0), high=Open(1), integer=False,
-                                    optional=True)
+    tta_crop: float | None = ranged(None, low=Open(0), high=Open(1), optional=True)
     calibrate: bool = False
     face_boxes: str | None = None
     save_probs: bool = False
