@@ -102,6 +102,28 @@ def test_summary_marks_absent_classes_na():
     assert "not in validation (F1 n/a): c3, c7" in text
 
 
+def test_the_next_line_asks_for_the_views_the_training_showed(tmp_path):
+    """A run trained with zoom or shift is pointed at the five crop views too."""
+    from maskcls.run import folder as rf
+    from maskcls.run.results import predict_views
+
+    (tmp_path / rf.BEST_CKPT).parent.mkdir(parents=True)
+    (tmp_path / rf.BEST_CKPT).write_bytes(b"")
+    metrics = {"val": {"f1": 0.6, "acc": 0.7, "f1_mask": 0.9, "f1_gender": 0.8, "f1_age": 0.6,
+                       "classes_scored": 18, "f1_per_class": {"c0": 0.6}},
+               "best_epoch": 1, "epochs": 2, "fit_seconds": 1, "train_images": 10,
+               "val_images": 5, "val_people": 1, "tags": []}
+
+    def next_line(augment):
+        lines = summary_lines(tmp_path, metrics, views=predict_views(augment))
+        return next(ln for ln in lines if ln.startswith("next: "))
+
+    assert next_line({"scale": 0.15, "translate": 0.08}).endswith(" tta=true tta_crop=0.9")
+    assert next_line({"scale": 0, "translate": 0.05}).endswith(" tta=true tta_crop=0.9")
+    assert next_line({"scale": 0, "translate": 0}).endswith(" tta=true")
+    assert next_line(None).endswith(" tta=true")
+
+
 def test_local_config_overrides_and_is_git_ignored(tmp_path):
     conf = tmp_path / "conf"
     shutil.copytree(ROOT / "conf", conf)

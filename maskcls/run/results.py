@@ -131,8 +131,21 @@ def tracker_lines(out: Path) -> list[str]:
     return lines
 
 
-def summary_lines(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False) -> list[str]:
-    """The run's summary, as ``train.py`` prints it at the end."""
+SUGGESTED_CROP = 0.9  # predict.py tta_crop the next: line gives a zoom- or shift-trained run
+
+
+def predict_views(augment: Any) -> list[str]:
+    """The test-time views the summary's ``next:`` line asks for: the flip, and with a
+    training zoom or shift (``augment.scale``, ``augment.translate``) the five crops too, since
+    such a model has seen faces off-centre (docs/prediction.md)."""
+    zoomed = bool(augment) and bool(augment.get("scale") or augment.get("translate"))
+    return ["tta=true", *([f"tta_crop={SUGGESTED_CROP}"] if zoomed else [])]
+
+
+def summary_lines(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False,
+                  views: Sequence[str] = ("tta=true",)) -> list[str]:
+    """The run's summary, as ``train.py`` prints it at the end; ``views``: the test-time views
+    its ``next:`` line passes to ``predict.py`` (``predict_views``)."""
     v = metrics["val"]
     scored = {k: f for k, f in v["f1_per_class"].items() if f is not None}
     absent = [k for k, f in v["f1_per_class"].items() if f is None]
@@ -161,13 +174,14 @@ def summary_lines(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False
         *tracker_lines(out),
         f"run folder: {out}",
         "  " + ", ".join(name for name in rf.RUN_FILES if (out / name).exists()),
-        *([f"next: {rf.predict_command(f'ckpt={out.absolute()}', 'tta=true')}"]
+        *([f"next: {rf.predict_command(f'ckpt={out.absolute()}', *views)}"]
           if (out / rf.BEST_CKPT).exists() else []),
         "=" * 72,
     ]
 
 
-def print_summary(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False) -> None:
+def print_summary(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False,
+                  views: Sequence[str] = ("tta=true",)) -> None:
     """Logged, so the run's ``train.log`` ends with it too."""
-    log.info("\n".join(["", *summary_lines(out, metrics, fast_dev_run)]))
+    log.info("\n".join(["", *summary_lines(out, metrics, fast_dev_run, views)]))
 

@@ -50,7 +50,7 @@ from maskcls.run import folder as rf
 from maskcls.run.checkpoints import SafeCheckpointIO, check_resumable
 from maskcls.run.inputs import check_data_root, check_same_data, settle
 from maskcls.run.logs import quiet_libraries
-from maskcls.run.results import print_summary, write_run_files
+from maskcls.run.results import predict_views, print_summary, write_run_files
 from maskcls.training import trackers
 
 log = logging.getLogger(__name__)
@@ -306,7 +306,8 @@ def _fit_and_report(cfg: DictConfig, plan: Plan, out: Path, started: float,
     metrics = write_run_files(out, dm, details, trainer, ckpt, fit_seconds,
                               time.perf_counter() - started, list(cfg.get("tags") or []))
     trackers.finish(trainer.loggers, out, metrics)
-    print_summary(out, metrics, bool(cfg.trainer.get("fast_dev_run")))
+    print_summary(out, metrics, bool(cfg.trainer.get("fast_dev_run")),
+                  predict_views(cfg.get("augment")))
     return float(metrics["val"].get(cfg.monitor.split("/", 1)[-1], float("nan")))
 
 
