@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,34 +129,53 @@ def reader_oof(root: str | Path, n_folds: int, split_seed: int = 42) -> pd.DataF
     return out
 
 
+@dataclass(frozen=True)
+class _Tree:
+    """What every split of one tree's ceiling reads: read once (``_Tree.read``)."""
+
+    root: Path
+    catalog: pd.DataFrame
+    train: pd.DataFrame
+    x_train: np.ndarray
+    x_eval: np.ndarray
+    eval_label: np.ndarray
+
+    @classmethod
+    def read(cls, root: str | Path) -> _Tree:
+        root = Path(root)
+        truth = _read_truth(root)
+        catalog, train = _train_table(root, truth)
+        ev = truth[truth["split"] == "eval"]
+        answers = pd.read_csv(root / "eval" / "answers.csv").set_index("ImageID")["ans"]
+        eval_label = answers.reindex([Path(p).name for p in ev["path"]]).to_numpy()
+        return cls(root, catalog, train, features(train), features(ev), eval_label)
+
+
 def ceiling(root: str | Path, val_ratio: float = 0.2, split_seed: int = 42) -> dict[str, Any]:
     """Eval scores of the variable reader on the tree at ``root`` (see the module doc)."""
+    return _split_scores(_Tree.read(root), val_ratio, split_seed)
+
+
+def _split_scores(tree: _Tree, val_ratio: float, split_seed: int) -> dict[str, Any]:
     from maskcls import labels
     from maskcls.data.splits import holdout_split
     from maskcls.inference import calibration
     from maskcls.model.metrics import score
 
-    root = Path(root)
-    truth = _read_truth(root)
-    catalog, train = _train_table(root, truth)
-    train_ids, val_ids = holdout_split(catalog, val_ratio, split_seed)
-    ev = truth[truth["split"] == "eval"].copy()
-    ev["ImageID"] = [Path(p).name for p in ev["path"]]
-    answers = pd.read_csv(root / "eval" / "answers.csv").set_index("ImageID")["ans"]
-    ev_label = answers.reindex(ev["ImageID"]).to_numpy()
+    train, ev_label = tree.train, tree.eval_label
+    train_ids, val_ids = holdout_split(tree.catalog, val_ratio, split_seed)
     fit = train["person_id"].isin(train_ids).to_numpy()
     held = train["person_id"].isin(val_ids).to_numpy()
-    x_train, x_eval = features(train), features(ev)
-    probs = _joint_probs(x_train[fit], train["label"].to_numpy()[fit],
-                         np.vstack([x_train[held], x_eval]), split_seed)
+    probs = _joint_probs(tree.x_train[fit], train["label"].to_numpy()[fit],
+                         np.vstack([tree.x_train[held], tree.x_eval]), split_seed)
     held_probs, eval_probs = probs[:held.sum()], probs[held.sum():]
     plain = score(eval_probs.argmax(1), ev_label, detail=True)
     fitted = calibration.fit(held_probs, train["label"].to_numpy()[held],
                              groups=train["person_id"].to_numpy()[held])
     tuned = score(calibration.apply(eval_probs, fitted["offsets"]).argmax(1), ev_label,
                   detail=True)
-    out: dict[str, Any] = {"tree": root.name, "train_people": len(train_ids),
-                           "eval_images": len(ev)}
+    out: dict[str, Any] = {"tree": tree.root.name, "train_people": len(train_ids),
+                           "eval_images": len(ev_label)}
     for key, s in (("", plain), ("tuned_", tuned)):
         out.update({f"{key}{m}": s[m] for m in ("f1", "acc", "f1_mask", "f1_gender", "f1_age")})
         out[f"{key}rare_60+"] = rare_60(s["f1_per_class"])
@@ -178,7 +198,8 @@ def ceiling_over_splits(root: str | Path, splits: int = SPLITS, val_ratio: float
     the ceiling is read against the mean."""
     if splits < 1:
         raise ValueError(f"splits must be at least 1, got {splits}")
-    runs = [ceiling(root, val_ratio, split_seed + k) for k in range(splits)]
+    tree = _Tree.read(root)  # the tree is read once, not once a split
+    runs = [_split_scores(tree, val_ratio, split_seed + k) for k in range(splits)]
     out = dict(runs[0], splits=splits)
     for m in SPREAD:
         values = np.array([r[m] for r in runs])

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from maskcls.run.folder import CROP_VIEWS
+
 
 @dataclass
 class Row:
@@ -21,7 +23,7 @@ class Row:
 
 # how quick's runs are predicted (predict.py tta=true tta_crop=0.9): the image, its five 0.9
 # crops and the mirror image of each; the rows compared with quick are predicted the same way
-QUICK_VIEWS = {"tta": True, "tta_crop": 0.9}
+QUICK_VIEWS = {"tta": True, "tta_crop": CROP_VIEWS}
 
 RECIPES = [
     Row("baseline (starter code)", ["experiment=baseline"]),

@@ -131,15 +131,12 @@ def tracker_lines(out: Path) -> list[str]:
     return lines
 
 
-SUGGESTED_CROP = 0.9  # predict.py tta_crop the next: line gives a zoom- or shift-trained run
-
-
 def predict_views(augment: Any) -> list[str]:
     """The test-time views the summary's ``next:`` line asks for: the flip, and with a
     training zoom or shift (``augment.scale``, ``augment.translate``) the five crops too, since
     such a model has seen faces off-centre (docs/prediction.md)."""
     zoomed = bool(augment) and bool(augment.get("scale") or augment.get("translate"))
-    return ["tta=true", *([f"tta_crop={SUGGESTED_CROP}"] if zoomed else [])]
+    return ["tta=true", *([f"tta_crop={rf.CROP_VIEWS}"] if zoomed else [])]
 
 
 def summary_lines(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False,
