@@ -10,12 +10,22 @@ import pandas as pd
 import pytest
 from conftest import TINY_RUN, cli
 
+from maskcls.errors import RunFolderError
 from maskcls.inference import calibration
 from maskcls.inference.submission import Source
 from maskcls.label_issues import PROB_COLUMNS
 from maskcls.run import folder as rf
 from maskcls.run.same_config import differences
-from maskcls.submit.steps import Plan, fold_command, fold_overrides
+from maskcls.submit.steps import (
+    AUTO,
+    RECORD,
+    Plan,
+    claim,
+    crop_setting,
+    crop_views,
+    fold_command,
+    fold_overrides,
+)
 
 SUBMIT = "maskcls.submit"
 
@@ -88,9 +98,11 @@ def test_a_submission_run_with_relative_paths_finishes_after_an_interruption(
         synth_root: Path, tmp_path: Path) -> None:
     # as a user runs it: from their own folder, the tree and --out relative, the cache under
     # the default data/ folder. The folds record every path absolute; resuming must still
-    # find them trained with the same config
+    # find them trained with the same config. They train with zoom, so the submission is
+    # predicted with the five crops too, unasked
     (tmp_path / "tree").symlink_to(synth_root)
-    args = ["--folds", "2", "data=competition", "data.root=tree", *TINY_RUN, "--out", "sub"]
+    args = ["--folds", "2", "data=competition", "data.root=tree", *TINY_RUN,
+            "augment.scale=0.1", "--out", "sub"]
     r = cli(*args, module=SUBMIT, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp_path / "sub"
@@ -104,6 +116,7 @@ def test_a_submission_run_with_relative_paths_finishes_after_an_interruption(
     r = cli(*args, module=SUBMIT, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "fold 2/2: training" in r.stdout and (out / rf.SUBMISSION).is_file()
+    assert f"2 model(s), tta, five {rf.CROP_VIEWS:g} crops, calibrated" in r.stdout
 
 
 @pytest.mark.parametrize(("extra", "says"), [
@@ -113,6 +126,8 @@ def test_a_submission_run_with_relative_paths_finishes_after_an_interruption(
     (["data.fold=1"], "use --folds"),
     (["hydra.run.dir=x"], "use --out"),
     (["--folds", "1"], "at least 2 folds"),
+    (["--tta-crop", "1"], "--tta-crop 1: give the crops' share of the height and width in (0, 1)"),
+    (["--tta-crop", "most"], "--tta-crop most: give the crops' share"),
 ])
 def test_a_wrong_submit_command_is_refused_in_one_line_before_any_folder(
         extra: list[str], says: str, tmp_path: Path) -> None:
@@ -128,6 +143,33 @@ def test_submit_refuses_a_folder_of_other_files(tmp_path: Path) -> None:
     r = cli("--out", str(tmp_path), module=SUBMIT)
     assert r.returncode == 1 and "already holds other files" in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_the_submission_is_predicted_with_the_views_its_folds_trained_with(tmp_path: Path
+                                                                          ) -> None:
+    assert crop_setting("auto") == AUTO and crop_setting("none") is None
+    assert crop_setting("0.85") == 0.85
+    (tmp_path / "0").mkdir()
+    recorded = tmp_path / "0" / rf.CONFIG
+    recorded.write_text("augment:\n  scale: 0.15\n  translate: 0.0\n")
+    assert crop_views(Plan(tmp_path, 2, [])) == rf.CROP_VIEWS  # zoom: as the next: line asks
+    recorded.write_text("augment:\n  scale: 0.0\n  translate: 0.0\n")
+    assert crop_views(Plan(tmp_path, 2, [])) is None  # no zoom or shift: the flip alone
+    assert crop_views(Plan(tmp_path, 2, [], tta_crop=0.8)) == 0.8  # asked: taken as given
+    assert crop_views(Plan(tmp_path, 2, [], tta_crop=None)) is None
+
+
+def test_a_submission_begun_before_the_crop_flag_continues(tmp_path: Path) -> None:
+    out = tmp_path / "sub"
+    out.mkdir()
+    old = {"folds": 3, "overrides": ["loss=focal"], "tta": True, "calibrate": True}
+    (out / RECORD).write_text(json.dumps(old))
+    claim(Plan(out, 3, ["loss=focal"])).release()  # the same command: the default views
+    with pytest.raises(RunFolderError, match=r"other settings \(--folds 3 loss=focal\);"):
+        claim(Plan(out, 3, ["loss=focal"], tta_crop=0.8))
+    with pytest.raises(RunFolderError, match="started with other settings .*--tta-crop none"):
+        (out / RECORD).write_text(json.dumps({**old, "tta_crop": None}))
+        claim(Plan(out, 3, ["loss=focal"]))
 
 
 def test_each_fold_is_skipped_resumed_or_started_by_what_its_folder_holds(tmp_path: Path

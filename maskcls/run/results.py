@@ -131,12 +131,20 @@ def tracker_lines(out: Path) -> list[str]:
     return lines
 
 
-def predict_views(augment: Any) -> list[str]:
-    """The test-time views the summary's ``next:`` line asks for: the flip, and with a
-    training zoom or shift (``augment.scale``, ``augment.translate``) the five crops too, since
-    such a model has seen faces off-centre (docs/prediction.md)."""
+def crop_views(augment: Any) -> float | None:
+    """The ``predict.py tta_crop`` a run trained with ``augment`` is predicted with: the five
+    crops (``rf.CROP_VIEWS``) when it trained with zoom or shift (``augment.scale``,
+    ``augment.translate``), since such a model has seen faces off-centre
+    (docs/prediction.md); else None."""
     zoomed = bool(augment) and bool(augment.get("scale") or augment.get("translate"))
-    return ["tta=true", *([f"tta_crop={rf.CROP_VIEWS}"] if zoomed else [])]
+    return rf.CROP_VIEWS if zoomed else None
+
+
+def predict_views(augment: Any) -> list[str]:
+    """The test-time views the summary's ``next:`` line asks for: the flip, and the five
+    crops where ``crop_views`` takes them."""
+    crop = crop_views(augment)
+    return ["tta=true", *([f"tta_crop={crop}"] if crop else [])]
 
 
 def summary_lines(out: Path, metrics: dict[str, Any], fast_dev_run: bool = False,

@@ -8,8 +8,10 @@ Into one folder (``--out``, default ``outputs/submit``) it writes, step by step:
    fold's validation probabilities, one row per training image;
 3. ``calibration.json``: macro-F1 decision offsets fitted on those out-of-fold predictions
    (every training person, not one fold's validation share);
-4. ``submission.csv``: the fold ensemble on the eval set, with test-time augmentation and the
-   out-of-fold offsets (``predict.py ckpt=OUT tta=true calibrate=true`` does the same).
+4. ``submission.csv``: the fold ensemble on the eval set, with test-time augmentation (the
+   flip; with a recipe that trained with zoom or shift, such as ``quick`` and ``competition``,
+   the five crops too: ``--tta-crop``) and the out-of-fold offsets (``predict.py ckpt=OUT
+   tta=true [tta_crop=0.9] calibrate=true`` does the same).
 
 Run the same command again after an interruption: finished folds are kept, an interrupted
 fold resumes from its ``last.ckpt``, and only the missing steps run. ``submit.json`` records

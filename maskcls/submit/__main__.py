@@ -40,6 +40,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-calibrate", action="store_true",
                    help="no decision offsets fitted on the out-of-fold predictions "
                         "(default: fitted and applied)")
+    p.add_argument("--tta-crop", default="auto", metavar="SHARE",
+                   help="also average five crops (corners and centre) of SHARE of the height "
+                        "and width, e.g. 0.9, or none; auto (the default) takes them when the "
+                        "folds trained with zoom or shift, as train.py's next: line does")
     return p
 
 
@@ -49,9 +53,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from maskcls.errors import one_line_errors
     from maskcls.submit import steps
 
-    plan = steps.Plan(Path(args.out).expanduser().absolute(), args.folds, list(args.overrides),
-                      tta=not args.no_tta, calibrate=not args.no_calibrate)
     with one_line_errors():
+        plan = steps.Plan(Path(args.out).expanduser().absolute(), args.folds,
+                          list(args.overrides), tta=not args.no_tta,
+                          calibrate=not args.no_calibrate,
+                          tta_crop=steps.crop_setting(args.tta_crop))
         steps.check_overrides(plan.overrides, plan.folds)
         lock = steps.claim(plan)
         try:
@@ -76,8 +82,9 @@ def run(plan: Plan) -> None:
     if plan.calibrate:
         print(f"  calibrated on them (share {oof['share']:g} of the fitted offsets): macro-F1 "
               f"{oof['f1_calibrated']:.4f} -> {plan.out / 'calibration.json'}")
-    res = steps.predict(plan)
-    print("\n".join(result_lines(res, plan.tta, plan.calibrate)))
+    crop = steps.crop_views(plan)
+    res = steps.predict(plan, crop)
+    print("\n".join(result_lines(res, plan.tta, plan.calibrate, tta_crop=crop)))
     print(f"the submission: {submission}\n"
           f"  report: {plan.out / 'summary.md'}\n"
           f"  next: {sys.executable} -m maskcls.label_issues {plan.out}")

@@ -23,6 +23,7 @@ CONF = rf.PREDICT_PY.with_name("conf")
 RECORD = "submit.json"
 LOCK = ".submit.lock"
 OOF = "oof.csv"
+AUTO = "auto"  # --tta-crop's default: the views the folds' training showed
 # Set by the command itself: a user's value would break the split or the folder layout.
 OWNED = {"data.fold": "--folds", "data.n_folds": "--folds", "hydra.run.dir": "--out",
          "hydra.sweep.dir": "--out", "paths.output_dir": "--out", "resume": "--out"}
@@ -41,10 +42,26 @@ class Plan:
     overrides: list[str]
     tta: bool = True
     calibrate: bool = True
+    tta_crop: float | str | None = AUTO  # a share, AUTO, or None: no crop views
 
     @property
     def record(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "out"}
+
+
+def crop_setting(text: str) -> float | str | None:
+    """``--tta-crop``'s value: ``auto``, ``none`` or a share in (0, 1)."""
+    if text in (AUTO, "none"):
+        return None if text == "none" else AUTO
+    try:
+        share = float(text)
+    except ValueError:
+        share = float("nan")
+    if not 0 < share < 1:
+        raise ConfigError(f"--tta-crop {text}: give the crops' share of the height and width "
+                          f"in (0, 1), e.g. {rf.CROP_VIEWS}, or auto (the views the folds "
+                          "trained with) or none")
+    return share
 
 
 def check_overrides(overrides: Sequence[str], folds: int) -> None:
@@ -87,6 +104,9 @@ def claim(plan: Plan) -> FileLock:
             saved = json.loads(path.read_text())
         except ValueError:
             raise RunFolderError(f"{path} is damaged; give a new --out") from None
+        if isinstance(saved, dict):
+            # begun before --tta-crop existed: its command, run again, means the default
+            saved.setdefault("tta_crop", AUTO)
         if saved != plan.record:
             raise RunFolderError(
                 f"--out {out} holds a submission started with other settings ({_describe(saved)}"
@@ -105,7 +125,9 @@ def claim(plan: Plan) -> FileLock:
 def _describe(record: dict[str, Any]) -> str:
     return (f"--folds {record.get('folds')} {' '.join(record.get('overrides') or [])}"
             + ("" if record.get("tta", True) else " --no-tta")
-            + ("" if record.get("calibrate", True) else " --no-calibrate")).strip()
+            + ("" if record.get("calibrate", True) else " --no-calibrate")
+            + ("" if record.get("tta_crop", AUTO) == AUTO
+               else f" --tta-crop {record.get('tta_crop') or 'none'}")).strip()
 
 
 def fold_command(plan: Plan, k: int) -> list[str] | None:
@@ -213,10 +235,23 @@ def out_of_fold(plan: Plan) -> dict[str, Any]:
             "share": fitted["share"]}
 
 
-def predict(plan: Plan) -> dict[str, Any]:
+def crop_views(plan: Plan) -> float | None:
+    """The five crops' share the submission is predicted with: ``--tta-crop``'s, or with
+    ``auto`` the one ``train.py``'s ``next:`` line asks for, from the first fold's recorded
+    augmentation (every fold trained the same recipe)."""
+    if plan.tta_crop != AUTO:
+        return plan.tta_crop
+    from omegaconf import OmegaConf
+
+    from maskcls.run.results import crop_views as trained_views
+
+    return trained_views(OmegaConf.load(plan.out / "0" / rf.CONFIG).get("augment"))
+
+
+def predict(plan: Plan, tta_crop: float | None) -> dict[str, Any]:
     from maskcls.config import PredictSettings
     from maskcls.inference import predict as predict_eval
 
     return predict_eval(PredictSettings(ckpt=str(plan.out), tta=plan.tta,
-                                        calibrate=plan.calibrate,
+                                        calibrate=plan.calibrate, tta_crop=tta_crop,
                                         output=str(plan.out / rf.SUBMISSION)))
