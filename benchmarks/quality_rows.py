@@ -85,6 +85,12 @@ ABLATIONS = [
     Row("quick, batch 32", ["experiment=quick", "data.batch_size=32"], **QUICK_VIEWS),
     Row("quick, batch 16", ["experiment=quick", "data.batch_size=16"], **QUICK_VIEWS),
     Row("quick, lr 0.004", ["experiment=quick", "optimizer.lr=0.004"], **QUICK_VIEWS),
+    # stronger decoupled weight decay (AdamW's is 0.01): from scratch on 240 people the
+    # network fits its training set long before the last epoch
+    Row("quick, weight decay 0.05", ["experiment=quick", "optimizer.weight_decay=0.05"],
+        **QUICK_VIEWS),
+    Row("quick, weight decay 0.2", ["experiment=quick", "optimizer.weight_decay=0.2"],
+        **QUICK_VIEWS),
     Row("quick, batch 32 + logit-adjusted loss", ["experiment=quick", "data.batch_size=32",
                                                   "loss=logit_adjusted"], **QUICK_VIEWS),
     # a training age boundary below 60: the 58-59s, whose faces overlap the 60+ ones, are
