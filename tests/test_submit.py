@@ -153,6 +153,8 @@ def test_the_submission_is_predicted_with_the_views_its_folds_trained_with(tmp_p
     recorded = tmp_path / "0" / rf.CONFIG
     recorded.write_text("augment:\n  scale: 0.15\n  translate: 0.0\n")
     assert crop_views(Plan(tmp_path, 2, [])) == rf.CROP_VIEWS  # zoom: as the next: line asks
+    assert crop_views(Plan(tmp_path, 2, [], tta=False)) is None  # --no-tta: no views at all
+    assert crop_views(Plan(tmp_path, 2, [], tta=False, tta_crop=0.9)) == 0.9  # unless asked
     recorded.write_text("augment:\n  scale: 0.0\n  translate: 0.0\n")
     assert crop_views(Plan(tmp_path, 2, [])) is None  # no zoom or shift: the flip alone
     assert crop_views(Plan(tmp_path, 2, [], tta_crop=0.8)) == 0.8  # asked: taken as given

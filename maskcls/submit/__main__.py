@@ -36,7 +36,8 @@ def parser() -> argparse.ArgumentParser:
                    help="the submission's folder; the same --out continues it "
                         "(default: outputs/submit)")
     p.add_argument("--no-tta", action="store_true",
-                   help="predict without flip test-time augmentation (default: with)")
+                   help="predict without test-time augmentation: no flip, and no crops "
+                        "unless --tta-crop gives a share (default: with)")
     p.add_argument("--no-calibrate", action="store_true",
                    help="no decision offsets fitted on the out-of-fold predictions "
                         "(default: fitted and applied)")

@@ -238,9 +238,11 @@ def out_of_fold(plan: Plan) -> dict[str, Any]:
 def crop_views(plan: Plan) -> float | None:
     """The five crops' share the submission is predicted with: ``--tta-crop``'s, or with
     ``auto`` the one ``train.py``'s ``next:`` line asks for, from the first fold's recorded
-    augmentation (every fold trained the same recipe)."""
+    augmentation (every fold trained the same recipe); none with ``--no-tta`` and ``auto``."""
     if plan.tta_crop != AUTO:
         return plan.tta_crop
+    if not plan.tta:
+        return None
     from omegaconf import OmegaConf
 
     from maskcls.run.results import crop_views as trained_views
