@@ -1,10 +1,13 @@
 """Turn checkpoints into a competition submission.
 
     python predict.py ckpt=outputs/2026-12-04/09-15-02.418331-quick-resnet10t  # a run's best.ckpt
-    python predict.py ckpt=outputs/multirun/2026-12-04/09-15-02 tta=true     # a fold ensemble
-    python predict.py ckpt=path/to/best.ckpt tta=true save_probs=true output=sub.csv
-    python predict.py ckpt=outputs/<date>/<time> tta=true tta_crop=0.9   # + five crops
+    python predict.py ckpt=outputs/multirun/2026-12-04/09-15-02              # a fold ensemble
+    python predict.py ckpt=path/to/best.ckpt save_probs=true output=sub.csv
+    python predict.py ckpt=outputs/<date>/<time> tta=false   # one view: no flip, no crops
     python predict.py model_file=outputs/2026-12-04/09-15-02.418331-resnet18/model.onnx  # exported
+
+By default each image is averaged with its mirror image and, for a run trained with zoom or
+shift (quick, competition), with its five 0.9 crops: the views the run trained on.
 """
 
 import sys
@@ -32,7 +35,7 @@ def main(cfg: DictConfig) -> None:
         asked = settings(cfg, PredictSettings)
         res = predict(asked)
     print("\n".join(result_lines(res, asked.tta, asked.calibrate, asked.model_file is not None,
-                                  asked.tta_crop)))
+                                  res["tta_crop"])))
 
 if __name__ == "__main__":
     check_argv(sys.argv[1:], Path(__file__).parent / "conf", "predict")

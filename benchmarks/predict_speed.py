@@ -101,6 +101,7 @@ def _predict_seconds(args: argparse.Namespace, data: Path, run: Path) -> list[fl
         predict(PredictSettings(ckpt=str(run), data=PredictData(str(data)),
                                 output=str(run / "bench_submission.csv"),
                                 batch_size=args.batch, accelerator="cpu",
+                                tta=False,  # one view: the same work as the raw loop
                                 overwrite=True))  # the benchmark's own file, every repeat
         ours.append(time.perf_counter() - t0)
     return ours

@@ -181,7 +181,7 @@ def score_row(row: Row, run: Path, root: Path) -> dict[str, Any]:
                             data=PredictData(str(root)),
                             output=str(sub),
                             tta=row.tta,
-                            tta_crop=row.tta_crop,
+                            tta_crop=row.tta_crop or 0,  # none unless the row names it
                             calibrate=row.calibrate,
                             save_probs=True,
                             overwrite=True))  # the benchmark's own file

@@ -1,5 +1,6 @@
 """predict.py: every kind of ckpt= input, TTA, probabilities, scores, and each error."""
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from maskcls.data.catalog import DataLayoutError
 from maskcls.errors import CheckpointError, ConfigError
 from maskcls.inference import Source, predict
 from maskcls.model.module import MaskClassifier
+from maskcls.run import folder as rf
 from maskcls.run.trained import find_checkpoints
 
 ROOT = Path(__file__).parents[1]
@@ -61,22 +63,32 @@ def test_ensemble_averages_member_probabilities(fold_runs, synth_root, tmp_path)
 
 
 def test_tta_changes_probabilities_not_the_format(fold_runs, synth_root, tmp_path):
-    plain = predict(PredictSettings(ckpt=str(fold_runs / "0"),
-                                    output=str(tmp_path / "a.csv"),
-                                    save_probs=True))
-    flipped = predict(PredictSettings(ckpt=str(fold_runs / "0"),
-                                      output=str(tmp_path / "b.csv"),
-                                      save_probs=True,
-                                      tta=True))
-    cropped = predict(PredictSettings(ckpt=str(fold_runs / "0"),
-                                      output=str(tmp_path / "c.csv"),
-                                      save_probs=True, tta=True, tta_crop=0.9))
-    _check_submission(tmp_path / "b.csv", synth_root)
-    _check_submission(tmp_path / "c.csv", synth_root)
-    pa, pb, pc = (pd.read_csv(r["probs"]).iloc[:, 1:].to_numpy()
-                  for r in (plain, flipped, cropped))
+    def probs(ckpt: Path, name: str, **views) -> tuple[np.ndarray, float | None]:
+        res = predict(PredictSettings(ckpt=str(ckpt), output=str(tmp_path / f"{name}.csv"),
+                                      save_probs=True, **views))
+        _check_submission(tmp_path / f"{name}.csv", synth_root)
+        return pd.read_csv(res["probs"]).iloc[:, 1:].to_numpy(), res["tta_crop"]
+
+    run = fold_runs / "0"
+    (pa, _), (pb, _) = probs(run, "a", tta=False), probs(run, "b", tta=True, tta_crop=0)
+    pc, crop = probs(run, "c", tta=True, tta_crop=0.9)
+    assert crop == 0.9
     assert not np.allclose(pa, pb) and not np.allclose(pb, pc)
     assert np.allclose(pc.sum(1), 1, atol=1e-4)
+    # unasked, the views the run trained on: this one trained without zoom or shift, so the
+    # flip alone; a run that trained with zoom also gets the five crops, and tta=false none
+    default, crop = probs(run, "d")
+    assert crop is None and np.allclose(default, pb)
+    zoomed = shutil.copytree(run, tmp_path / "zoomed")
+    config = zoomed / rf.CONFIG
+    assert "\naugment:\n" in config.read_text()  # the group, not data's copy of it
+    head, group = config.read_text().split("\naugment:\n", 1)
+    config.write_text(f"{head}\naugment:\n" + group.replace("\n  scale: 0.0\n",
+                                                            "\n  scale: 0.1\n", 1))
+    default, crop = probs(zoomed, "e")
+    assert crop == rf.CROP_VIEWS and np.allclose(default, pc)
+    single, crop = probs(zoomed, "f", tta=False)
+    assert crop is None and np.allclose(single, pa)
 
 
 def test_crop_views_are_the_corners_and_centre_resized_back() -> None:
@@ -128,7 +140,7 @@ def test_predict_py_command_line(fold_runs, tmp_path):
     assert "error: ckpt=" in bad.stderr and "Traceback" not in bad.stderr
     bad = cli(f"ckpt={fold_runs}", "tta_crop=1", f"output={tmp_path / 'no.csv'}",
               script="predict.py")
-    assert bad.returncode == 1 and "error: tta_crop must be in (0, 1), got 1" in bad.stderr
+    assert bad.returncode == 1 and "error: tta_crop must be in [0, 1), got 1" in bad.stderr
     assert not (tmp_path / "no.csv").exists()
 
 

@@ -317,8 +317,9 @@ class PredictSettings:
     model_file: str | None = None
     data: PredictData = field(default_factory=PredictData)
     output: str | None = None
-    tta: bool = False
-    tta_crop: float | None = ranged(None, low=Open(0), high=Open(1), optional=True)
+    tta: bool = True
+    # None: the views the run trained with (``maskcls.run.results.crop_views``); 0: no crops
+    tta_crop: float | None = ranged(None, low=0, high=Open(1), optional=True)
     calibrate: bool = False
     face_boxes: str | None = None
     save_probs: bool = False

@@ -96,6 +96,26 @@ class Source:
                    [m.ckpt for m in members]
                    + [m.run_dir / rf.CONFIG for m in members if m.run_dir is not None], notes)
 
+    def crop_views(self, tta: bool, asked: float | None) -> float | None:
+        """The five crops' share predicted with: ``asked`` (0: none), or with None the one
+        every member's run trained for (``maskcls.run.results.crop_views``: after zoom or
+        shift); none for a model whose training is not recorded, or with ``tta`` off."""
+        if asked is not None:
+            return asked or None
+        if not tta or self.exported is not None:
+            return None
+        from omegaconf import OmegaConf
+
+        from maskcls.run.results import crop_views
+
+        shares = set()
+        for m in self.members:
+            config = m.run_dir / rf.CONFIG if m.run_dir else None
+            if config is None or not config.is_file():
+                return None
+            shares.add(crop_views(OmegaConf.load(config).get("augment")))
+        return shares.pop() if len(shares) == 1 else None
+
     def scorers(self, face_boxes: str | None, accelerator: str) -> list[Scorer]:
         """Every model, loaded and checked (with its pipeline) before any image is read."""
         if self.exported is not None:
@@ -193,8 +213,8 @@ def predict(settings: PredictSettings) -> dict[str, Any]:
 def _predict_into(source: Source, out: Path, prob_path: Path, data_root: str | os.PathLike,
                   s: PredictSettings) -> dict[str, Any]:
     scorers = source.scorers(s.face_boxes, s.accelerator)
-    eval_df, probs = predict_probs(scorers, data_root, s.tta, s.batch_size, s.num_workers,
-                                   s.tta_crop)
+    crop = source.crop_views(s.tta, s.tta_crop)
+    eval_df, probs = predict_probs(scorers, data_root, s.tta, s.batch_size, s.num_workers, crop)
     mean = np.mean(probs, axis=0)
     raw_pred = mean.argmax(1)
     if source.offsets is not None:
@@ -202,6 +222,7 @@ def _predict_into(source: Source, out: Path, prob_path: Path, data_root: str | o
     sub = pd.DataFrame({"ImageID": eval_df["ImageID"], "ans": mean.argmax(1)})
     atomic.write_csv(sub, out)
     result: dict[str, Any] = {"submission": out, "rows": len(sub), "members": len(probs),
+                              "tta_crop": crop,
                               "member_names": [m.name for m in scorers],
                               "notes": [*source.notes, *_eval_set_note(source, data_root)]}
     if s.save_probs:

@@ -11,7 +11,7 @@ Into one folder (``--out``, default ``outputs/submit``) it writes, step by step:
 4. ``submission.csv``: the fold ensemble on the eval set, with test-time augmentation (the
    flip; with a recipe that trained with zoom or shift, such as ``quick`` and ``competition``,
    the five crops too: ``--tta-crop``) and the out-of-fold offsets (``predict.py ckpt=OUT
-   tta=true [tta_crop=0.9] calibrate=true`` does the same).
+   calibrate=true`` does the same: it takes those views by default).
 
 Run the same command again after an interruption: finished folds are kept, an interrupted
 fold resumes from its ``last.ckpt``, and only the missing steps run. ``submit.json`` records

@@ -255,5 +255,5 @@ def predict(plan: Plan, tta_crop: float | None) -> dict[str, Any]:
     from maskcls.inference import predict as predict_eval
 
     return predict_eval(PredictSettings(ckpt=str(plan.out), tta=plan.tta,
-                                        calibrate=plan.calibrate, tta_crop=tta_crop,
+                                        calibrate=plan.calibrate, tta_crop=tta_crop or 0,
                                         output=str(plan.out / rf.SUBMISSION)))
