@@ -318,8 +318,7 @@ class PredictSettings:
     data: PredictData = field(default_factory=PredictData)
     output: str | None = None
     tta: bool = True
-    # None: the views the run trained with (``maskcls.run.results.crop_views``); 0: no crops
-    tta_crop: float | None = ranged(None, low=0, high=Open(1), optional=True)
+    tta_crop: float | None = ranged(None, low=0, high=Open(1), optional=True)  # None: as trained
     calibrate: bool = False
     face_boxes: str | None = None
     save_probs: bool = False
