@@ -22,9 +22,9 @@ from maskcls.submit.steps import (
     Plan,
     claim,
     crop_setting,
-    crop_views,
     fold_command,
     fold_overrides,
+    predict_settings,
 )
 
 SUBMIT = "maskcls.submit"
@@ -149,16 +149,14 @@ def test_the_submission_is_predicted_with_the_views_its_folds_trained_with(tmp_p
                                                                           ) -> None:
     assert crop_setting("auto") == AUTO and crop_setting("none") is None
     assert crop_setting("0.85") == 0.85
-    (tmp_path / "0").mkdir()
-    recorded = tmp_path / "0" / rf.CONFIG
-    recorded.write_text("augment:\n  scale: 0.15\n  translate: 0.0\n")
-    assert crop_views(Plan(tmp_path, 2, [])) == rf.CROP_VIEWS  # zoom: as the next: line asks
-    assert crop_views(Plan(tmp_path, 2, [], tta=False)) is None  # --no-tta: no views at all
-    assert crop_views(Plan(tmp_path, 2, [], tta=False, tta_crop=0.9)) == 0.9  # unless asked
-    recorded.write_text("augment:\n  scale: 0.0\n  translate: 0.0\n")
-    assert crop_views(Plan(tmp_path, 2, [])) is None  # no zoom or shift: the flip alone
-    assert crop_views(Plan(tmp_path, 2, [], tta_crop=0.8)) == 0.8  # asked: taken as given
-    assert crop_views(Plan(tmp_path, 2, [], tta_crop=None)) is None
+    # auto leaves the choice to prediction, which reads the folds' recorded augmentation
+    # (Source.crop_views: tests/test_predict.py; end to end: the relative-paths test above)
+    auto = predict_settings(Plan(tmp_path, 2, []))
+    assert auto.tta and auto.tta_crop is None and auto.ckpt == str(tmp_path)
+    assert not predict_settings(Plan(tmp_path, 2, [], tta=False)).tta  # --no-tta: no views
+    assert predict_settings(Plan(tmp_path, 2, [], tta=False, tta_crop=0.9)).tta_crop == 0.9
+    assert predict_settings(Plan(tmp_path, 2, [], tta_crop=0.8)).tta_crop == 0.8  # as given
+    assert predict_settings(Plan(tmp_path, 2, [], tta_crop=None)).tta_crop == 0  # none
 
 
 def test_a_submission_begun_before_the_crop_flag_continues(tmp_path: Path) -> None:

@@ -104,16 +104,15 @@ class Source:
             return asked or None
         if not tta or self.exported is not None:
             return None
-        from omegaconf import OmegaConf
-
+        from maskcls.run.received import load_config
         from maskcls.run.results import crop_views
 
         shares = set()
         for m in self.members:
-            config = m.run_dir / rf.CONFIG if m.run_dir else None
-            if config is None or not config.is_file():
+            if m.run_dir is None:
                 return None
-            shares.add(crop_views(OmegaConf.load(config).get("augment")))
+            config = load_config(m.run_dir / rf.CONFIG, f"ckpt={m.run_dir}")
+            shares.add(crop_views(config.get("augment")))
         return shares.pop() if len(shares) == 1 else None
 
     def scorers(self, face_boxes: str | None, accelerator: str) -> list[Scorer]:

@@ -83,9 +83,8 @@ def run(plan: Plan) -> None:
     if plan.calibrate:
         print(f"  calibrated on them (share {oof['share']:g} of the fitted offsets): macro-F1 "
               f"{oof['f1_calibrated']:.4f} -> {plan.out / 'calibration.json'}")
-    crop = steps.crop_views(plan)
-    res = steps.predict(plan, crop)
-    print("\n".join(result_lines(res, plan.tta, plan.calibrate, tta_crop=crop)))
+    res = steps.predict(plan)
+    print("\n".join(result_lines(res, plan.tta, plan.calibrate, tta_crop=res["tta_crop"])))
     print(f"the submission: {submission}\n"
           f"  report: {plan.out / 'summary.md'}\n"
           f"  next: {sys.executable} -m maskcls.label_issues {plan.out}")

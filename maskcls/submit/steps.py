@@ -10,13 +10,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
 from maskcls import atomic
 from maskcls.errors import ConfigError, MaskclsError, RunFolderError
 from maskcls.run import folder as rf
+
+if TYPE_CHECKING:
+    from maskcls.config import PredictSettings
 
 TRAIN_PY = rf.PREDICT_PY.with_name("train.py")
 CONF = rf.PREDICT_PY.with_name("conf")
@@ -235,25 +238,17 @@ def out_of_fold(plan: Plan) -> dict[str, Any]:
             "share": fitted["share"]}
 
 
-def crop_views(plan: Plan) -> float | None:
-    """The five crops' share the submission is predicted with: ``--tta-crop``'s, or with
-    ``auto`` the one ``train.py``'s ``next:`` line asks for, from the first fold's recorded
-    augmentation (every fold trained the same recipe); none with ``--no-tta`` and ``auto``."""
-    if plan.tta_crop != AUTO:
-        return plan.tta_crop
-    if not plan.tta:
-        return None
-    from omegaconf import OmegaConf
-
-    from maskcls.run.results import crop_views as trained_views
-
-    return trained_views(OmegaConf.load(plan.out / "0" / rf.CONFIG).get("augment"))
-
-
-def predict(plan: Plan, tta_crop: float | None) -> dict[str, Any]:
+def predict_settings(plan: Plan) -> PredictSettings:
+    """``predict.py``'s settings for the fold ensemble. ``auto`` leaves ``tta_crop`` unset, so
+    prediction takes the views the folds trained on (``Source.crop_views``); none is 0."""
     from maskcls.config import PredictSettings
+
+    crop = None if plan.tta_crop == AUTO else plan.tta_crop or 0
+    return PredictSettings(ckpt=str(plan.out), tta=plan.tta, calibrate=plan.calibrate,
+                           tta_crop=crop, output=str(plan.out / rf.SUBMISSION))
+
+
+def predict(plan: Plan) -> dict[str, Any]:
     from maskcls.inference import predict as predict_eval
 
-    return predict_eval(PredictSettings(ckpt=str(plan.out), tta=plan.tta,
-                                        calibrate=plan.calibrate, tta_crop=tta_crop or 0,
-                                        output=str(plan.out / rf.SUBMISSION)))
+    return predict_eval(predict_settings(plan))
